@@ -1,0 +1,187 @@
+"""The ``hwcompress`` command line: parse options, call one library function, render.
+
+The core never sees Typer objects. Every :class:`~hwcompress.errors.HwCompressError` becomes
+one red line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hwcompress.errors import HwCompressError
+
+app = typer.Typer(
+    name="hwcompress", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Hardware-aware neural-network compression: search, distil, quantize, export.")
+profile_app = typer.Typer(no_args_is_help=True, help="List and inspect device profiles.")
+app.add_typer(profile_app, name="profile")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@profile_app.command("list")
+def profile_list() -> None:
+    """List the built-in device profiles."""
+    from hwcompress.hardware.profile import list_profiles, load_profile
+
+    table = Table(title="Device profiles")
+    table.add_column("name", no_wrap=True, style="bold")
+    for col in ("device", "latency", "budget", "weight bits"):
+        table.add_column(col)
+    for name, path in list_profiles().items():
+        p = load_profile(path)
+        table.add_row(name, p.description, p.latency.source, f"{p.latency.budget_ms:g} ms",
+                      ",".join(map(str, p.bits.weight)))
+    console.print(table)
+
+
+@profile_app.command("show")
+def profile_show(name: Annotated[str, typer.Argument(help="Profile name or YAML path.")]) -> None:
+    """Show one device profile and its constraint matrix."""
+    from hwcompress.fmt import human_bytes
+    from hwcompress.hardware import ConstraintMatrix, load_profile
+
+    p = load_profile(name)
+    table = Table(title=f"{p.name}: {p.description}", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for prec, gops in p.compute.peak_gops.items():
+        table.add_row(f"peak {prec}", f"{gops:g} GOP/s")
+    table.add_row("memory bandwidth", f"{p.memory.bandwidth_gbps:g} GB/s")
+    table.add_row("RAM", human_bytes(p.memory.ram_bytes))
+    table.add_row("storage", human_bytes(p.memory.storage_bytes))
+    table.add_row("weight bits", ", ".join(map(str, p.bits.weight)))
+    table.add_row("activation bits", ", ".join(map(str, p.bits.activation)))
+    table.add_row("providers", ", ".join(p.runtime.providers))
+    table.add_row("threads", str(p.runtime.threads))
+    table.add_row("latency source", p.latency.source)
+    table.add_row("file", str(p.path))
+    console.print(table)
+    matrix = ConstraintMatrix.from_profile(p)
+    rows = Table(title="Constraint rows (A·x ≤ b)")
+    rows.add_column("row", no_wrap=True)
+    rows.add_column("constraint")
+    for name_, desc in zip(matrix.rows, matrix.descriptions, strict=True):
+        rows.add_row(name_, desc)
+    console.print(rows)
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Argument(help="ONNX model file, or builtin:NAME.")],
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name or YAML path.")],
+    runs: Annotated[int | None, typer.Option(min=1, help="Minimum timed runs.")] = None,
+    warmup: Annotated[int | None, typer.Option(min=0, help="Untimed warm-up runs.")] = None,
+    input_shape: Annotated[str, typer.Option(
+        help="Input shape for builtin:NAME models, e.g. 1,1,8,8.")] = "1,1,8,8",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Measure an ONNX model on a device profile: metrics, latency, kernels, constraints."""
+    import tempfile
+
+    from hwcompress.bench import bench as run_bench
+    from hwcompress.hardware import load_profile
+
+    prof = load_profile(profile)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _resolve_model(model, input_shape, Path(tmp))
+        with console.status(f"Measuring {model} on {prof.name} ..."):
+            report = run_bench(path, prof, runs=runs, warmup=warmup)
+    _render_bench(report)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        console.print(f"report written to {json_out}")
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d <= 0 for d in shape):
+        raise HwCompressError(f"--input-shape {text!r}: give positive integers separated by "
+                              "commas, e.g. 1,1,8,8")
+    return shape
+
+
+def _resolve_model(model: str, input_shape: str, tmp: Path) -> Path:
+    if model.startswith("builtin:"):
+        from hwcompress.export import export_fp32
+        from hwcompress.models import BUILTIN_MODELS, build_builtin
+
+        name = model.split(":", 1)[1]
+        if name not in BUILTIN_MODELS:
+            raise HwCompressError(f"unknown built-in model '{name}'; choose one of "
+                                  f"{', '.join(sorted(BUILTIN_MODELS))}")
+        shape = _parse_shape(input_shape)
+        net = build_builtin(name, in_channels=shape[1])
+        return export_fp32(net, shape, tmp / f"{name}.onnx")
+    return Path(model)
+
+
+def _render_bench(report) -> None:  # noqa: ANN001
+    from hwcompress.fmt import human_bytes, human_count, human_metric
+
+    s, lat, roof = report.stats, report.latency, report.roofline
+    t = Table(title=f"{Path(report.model).name} on {report.profile}", show_header=False)
+    t.add_column("metric", style="bold")
+    t.add_column("value")
+    t.add_row("parameters", human_count(s.params))
+    t.add_row("MACs", human_count(s.macs))
+    t.add_row("weight bytes", human_bytes(s.weight_bytes))
+    t.add_row("peak activation", human_bytes(s.peak_activation_bytes))
+    t.add_row("latency source", lat.source + (f" ({lat.provider}, {lat.threads} threads)"
+                                              if lat.provider else ""))
+    t.add_row("latency median", f"{lat.median_ms:.4f} ms")
+    if lat.runs:
+        t.add_row("latency p90 / min", f"{lat.p90_ms:.4f} / {lat.min_ms:.4f} ms")
+        t.add_row("stdev / runs", f"{lat.stdev_ms:.4f} ms / {lat.runs}")
+    t.add_row("roofline floor", f"{roof.floor_ms:.4f} ms ({roof.precision}, {roof.bound}-bound)")
+    if lat.kernels:
+        t.add_row("kernels that ran", ", ".join(f"{k}×{n}" for k, n in lat.kernels.items()))
+        t.add_row("integer kernels", ", ".join(lat.integer_kernels) or "none")
+    for note in lat.notes:
+        t.add_row("note", note)
+    console.print(t)
+    c = Table(title="Constraints")
+    c.add_column("row", no_wrap=True)
+    for col in ("constraint", "value", "bound", "slack", ""):
+        c.add_column(col)
+    for row in report.constraints:
+        metric = row["metric"] or "value"
+        c.add_row(row["name"], row["description"], human_metric(metric, row["value"]),
+                  human_metric(metric, row["bound"]), human_metric(metric, row["slack"]),
+                  "[green]ok[/]" if row["ok"] else "[red]violated[/]")
+    console.print(c)
+    if report.fits:
+        console.print("[bold green]FITS[/] every constraint of the profile")
+    else:
+        bad = [r["name"] for r in report.constraints if not r["ok"]]
+        console.print(f"[bold red]VIOLATES[/] {', '.join(bad)}")
+
+
+def main() -> None:
+    """Console-script entry point.
+
+    Typer reports usage errors itself (exit code 2); hwcompress' own errors become one red
+    line and exit code 2 as well, never a traceback.
+    """
+    try:
+        app()
+    except HwCompressError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

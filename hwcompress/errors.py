@@ -1,0 +1,46 @@
+"""The package's exceptions.
+
+Every message says what went wrong *and* what to do next; the CLI prints it as one red line
+and exits with code 2. Library code raises these instead of bare ``ValueError``.
+"""
+
+from __future__ import annotations
+
+
+class HwCompressError(Exception):
+    """Base class of every error hwcompress raises on purpose."""
+
+    exit_code = 2
+
+
+class ProfileError(HwCompressError):
+    """A device profile is missing, malformed, or has values that make no sense.
+
+    Args:
+        message: What is wrong and how to fix it.
+        file: The profile file concerned, when there is one.
+        key: The dotted key concerned, when there is one.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        self.reason = message
+        where = ""
+        if file:
+            where += f"{file}: "
+        if key:
+            where += f"'{key}': "
+        super().__init__(where + message)
+
+
+class ModelError(HwCompressError):
+    """A model (PyTorch module or ONNX file) cannot be loaded, traced or measured."""
+
+
+class ConstraintError(HwCompressError):
+    """A constraint row names an unknown metric or a metric vector is incomplete."""
+
+
+class LatencyError(HwCompressError):
+    """Latency could not be measured (runtime failure, unavailable source)."""

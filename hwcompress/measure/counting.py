@@ -1,0 +1,114 @@
+"""Counting rules shared by the PyTorch (torch.fx) and the ONNX graph analysers.
+
+MAC conventions (the same on both sides, checked by hand in the tests):
+
+- convolution: ``out_elements · in_channels/groups · kh · kw``
+- linear / matmul: ``out_elements · in_features``
+- batch-norm: ``out_elements`` (one multiply-add per element)
+- max/avg pooling: ``out_elements · kh · kw``; global/adaptive average pooling: ``in_elements``
+- element-wise add / mul: ``out_elements``
+- activations, reshapes, concatenation: 0
+
+Peak activation memory is a liveness analysis over the execution order: a tensor is alive
+from the step that produces it until its last consumer ran; the graph's outputs stay alive.
+Reshape-like ops alias their input (no new buffer); element-wise activations and batch-norm
+are counted as in place, because every deployment runtime fuses them into the producer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+def numel(shape: Iterable[int]) -> int:
+    """Number of elements of a tensor of ``shape``."""
+    return math.prod(int(d) for d in shape)
+
+
+def conv_macs(out_shape: Sequence[int], in_channels_per_group: int,
+              kernel: Sequence[int]) -> int:
+    """MACs of a convolution producing ``out_shape``."""
+    return numel(out_shape) * in_channels_per_group * numel(kernel)
+
+
+def linear_macs(out_shape: Sequence[int], in_features: int) -> int:
+    """MACs of a fully connected layer / matmul producing ``out_shape``."""
+    return numel(out_shape) * in_features
+
+
+def elementwise_macs(out_shape: Sequence[int]) -> int:
+    """MACs of an element-wise op (add, mul, batch-norm)."""
+    return numel(out_shape)
+
+
+def pool_macs(out_shape: Sequence[int], kernel: Sequence[int]) -> int:
+    """MACs (adds or comparisons) of a windowed pooling op."""
+    return numel(out_shape) * numel(kernel)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op in execution order, for the liveness analysis.
+
+    Attributes:
+        name: The tensor the op produces.
+        nbytes: Its size in bytes (ignored when the op aliases an input).
+        inputs: Names of the tensors it reads.
+        alias_of: Name of the input whose buffer it reuses, if any.
+    """
+
+    name: str
+    nbytes: int
+    inputs: tuple[str, ...] = ()
+    alias_of: str | None = None
+
+
+def peak_live_bytes(steps: Sequence[Step], outputs: Iterable[str]) -> int:
+    """Peak of the bytes alive at once while running ``steps`` in order.
+
+    Args:
+        steps: The ops in execution order; the graph inputs are steps with no inputs.
+        outputs: Tensors that stay alive until the end (the graph outputs).
+
+    Returns:
+        The peak number of live activation bytes.
+    """
+    root: dict[str, str] = {}
+    size: dict[str, int] = {}
+    last_use: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if step.alias_of is not None and step.alias_of in root:
+            root[step.name] = root[step.alias_of]
+        else:
+            root[step.name] = step.name
+            size[step.name] = step.nbytes
+            last_use[step.name] = i
+        for inp in step.inputs:
+            if inp in root:
+                r = root[inp]
+                last_use[r] = max(last_use[r], i)
+        if step.alias_of is not None and step.alias_of in root:
+            last_use[root[step.name]] = max(last_use[root[step.name]], i)
+    end = len(steps)
+    for out in outputs:
+        if out in root:
+            last_use[root[out]] = end
+    free_at: dict[int, list[str]] = defaultdict(list)
+    for r, i in last_use.items():
+        free_at[i].append(r)
+    live = peak = 0
+    for i, step in enumerate(steps):
+        if root[step.name] == step.name:
+            live += size[step.name]
+        peak = max(peak, live)
+        for r in free_at[i]:
+            live -= size[r]
+    return peak
+
+
+def activation_traffic(steps: Sequence[Step]) -> int:
+    """Bytes written then read once by every non-aliasing op: a roofline memory estimate."""
+    return 2 * sum(s.nbytes for s in steps if s.alias_of is None)

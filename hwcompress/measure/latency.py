@@ -1,0 +1,200 @@
+"""Real latency: run an ONNX model in onnxruntime with the device profile's settings.
+
+The session uses the profile's execution provider (the first one this onnxruntime build
+offers, stated in the result), its thread count and full graph optimisation. The optimised
+graph is saved and read back, so the result says which kernels actually ran: a quantized model
+that silently runs float kernels is visible.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwcompress.errors import LatencyError, ModelError
+from hwcompress.hardware.profile import DeviceProfile
+
+#: onnxruntime kernels that compute in integer arithmetic.
+INTEGER_KERNELS = frozenset({
+    "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
+    "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul",
+    "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearSigmoid",
+    "QLinearLeakyRelu",
+})
+#: Float kernels that do the heavy arithmetic.
+FLOAT_COMPUTE_KERNELS = frozenset({"Conv", "FusedConv", "Gemm", "MatMul", "FusedGemm",
+                                   "FusedMatMul"})
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Latency statistics of one model, in milliseconds."""
+
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+    mean_ms: float
+    stdev_ms: float
+    runs: int
+    source: str
+    provider: str = ""
+    threads: int = 0
+    kernels: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def integer_kernels(self) -> dict[str, int]:
+        """The integer kernels among :attr:`kernels`."""
+        return {k: n for k, n in self.kernels.items() if k.split(":")[-1] in INTEGER_KERNELS}
+
+    @property
+    def float_compute_kernels(self) -> dict[str, int]:
+        """The float convolution/matmul kernels among :attr:`kernels`."""
+        return {k: n for k, n in self.kernels.items()
+                if k.split(":")[-1] in FLOAT_COMPUTE_KERNELS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON."""
+        return {"median_ms": self.median_ms, "p90_ms": self.p90_ms, "min_ms": self.min_ms,
+                "mean_ms": self.mean_ms, "stdev_ms": self.stdev_ms, "runs": self.runs,
+                "source": self.source, "provider": self.provider, "threads": self.threads,
+                "kernels": dict(self.kernels), "integer_kernels": self.integer_kernels,
+                "notes": list(self.notes)}
+
+
+def summarize(times_ms: list[float], **info: Any) -> LatencyResult:
+    """Turns raw per-run times into a :class:`LatencyResult`."""
+    ordered = sorted(times_ms)
+    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    return LatencyResult(
+        median_ms=statistics.median(ordered), p90_ms=p90, min_ms=ordered[0],
+        mean_ms=statistics.fmean(ordered),
+        stdev_ms=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
+        runs=len(ordered), **info)
+
+
+def choose_provider(wanted: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Picks the first of ``wanted`` that this onnxruntime offers.
+
+    Returns:
+        The provider and notes saying what was asked for but unavailable.
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    notes = []
+    for provider in wanted:
+        if provider in available:
+            return provider, notes
+        notes.append(f"{provider} is not available in this onnxruntime build")
+    notes.append("measured on CPUExecutionProvider instead")
+    return "CPUExecutionProvider", notes
+
+
+def optimized_kernels(session_options: Any, model_path: Path, provider: str) -> dict[str, int]:
+    """Builds a session that saves its optimised graph and counts the op types in it."""
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "optimized.onnx"
+        session_options.optimized_model_filepath = str(out)
+        ort.InferenceSession(str(model_path), session_options, providers=[provider])
+        graph = onnx.load(str(out)).graph
+    session_options.optimized_model_filepath = ""
+    counts = Counter(f"{n.domain}:{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+                     for n in graph.node)
+    return dict(sorted(counts.items()))
+
+
+def random_feed(session: Any, seed: int = 0) -> dict[str, Any]:
+    """A fixed-seed random input for every session input (dynamic dims taken as 1)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    dtypes = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+              "tensor(double)": np.float64, "tensor(int64)": np.int64,
+              "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}
+    feed = {}
+    for inp in session.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+        dtype = dtypes.get(inp.type)
+        if dtype is None:
+            raise ModelError(f"model input '{inp.name}' has unsupported type {inp.type}")
+        feed[inp.name] = rng.standard_normal(shape).astype(dtype)
+    return feed
+
+
+def measure_local(onnx_path: str | Path, profile: DeviceProfile, *, runs: int | None = None,
+                  warmup: int | None = None, min_time_s: float | None = None,
+                  max_runs: int = 5000) -> LatencyResult:
+    """Measures latency with onnxruntime on this machine, as the profile says.
+
+    Runs ``warmup`` untimed inferences, then times single inferences until at least ``runs``
+    were done *and* ``min_time_s`` passed (capped at ``max_runs``), which keeps the median
+    stable for tiny models.
+
+    Args:
+        onnx_path: The model.
+        profile: Supplies providers, threads and the default run counts.
+        runs: Minimum timed runs (default: the profile's).
+        warmup: Untimed runs first (default: the profile's).
+        min_time_s: Minimum total timed duration (default: the profile's).
+        max_runs: Upper bound on timed runs.
+
+    Returns:
+        Latency statistics, the provider and threads used, and the kernels that ran.
+
+    Raises:
+        ModelError: If onnxruntime cannot load the model.
+        LatencyError: If inference fails.
+    """
+    import onnxruntime as ort
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file; pass the path to an exported .onnx model")
+    spec = profile.latency
+    runs = spec.runs if runs is None else runs
+    warmup = spec.warmup if warmup is None else warmup
+    min_time_s = spec.min_time_s if min_time_s is None else min_time_s
+    provider, notes = choose_provider(profile.runtime.providers)
+    threads = profile.runtime.threads
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        notes.append(f"the profile asks for {threads} threads; this machine has {cores} cores, "
+                     f"so {cores} were used (more would oversubscribe and distort timings)")
+        threads = cores
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    try:
+        kernels = optimized_kernels(so, path, provider)
+        session = ort.InferenceSession(str(path), so, providers=[provider])
+    except Exception as err:
+        raise ModelError(f"{path}: onnxruntime cannot load the model "
+                         f"({str(err).splitlines()[0]})") from None
+    feed = random_feed(session)
+    try:
+        for _ in range(warmup):
+            session.run(None, feed)
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < max_runs and (
+                len(times) < runs or time.perf_counter() - start < min_time_s):
+            t0 = time.perf_counter()
+            session.run(None, feed)
+            times.append((time.perf_counter() - t0) * 1e3)
+    except Exception as err:
+        raise LatencyError(f"{path}: inference failed in onnxruntime ({err})") from None
+    return summarize(times, source="local", provider=provider, threads=threads,
+                     kernels=kernels, notes=tuple(notes))

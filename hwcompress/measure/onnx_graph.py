@@ -1,0 +1,204 @@
+"""Static metrics of an ONNX file, for models that exist only as ONNX (``hwcompress bench``).
+
+The same counting rules as :mod:`hwcompress.measure.stats` are applied to the ONNX graph after
+shape inference. Batch-norm is usually folded into the convolutions by the exporter, so an
+exported model may count fewer MACs and parameters than its PyTorch source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hwcompress.errors import ModelError
+from hwcompress.measure.counting import (
+    Step,
+    activation_traffic,
+    conv_macs,
+    elementwise_macs,
+    linear_macs,
+    numel,
+    peak_live_bytes,
+    pool_macs,
+)
+from hwcompress.measure.stats import ModelStats
+
+#: Ops whose output reuses an input buffer.
+ALIAS_OPS = frozenset({
+    "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Relu", "Clip",
+    "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "BatchNormalization",
+    "QuantizeLinear", "DequantizeLinear",
+})
+#: Initializer inputs that are quantization parameters, not weights: (op, input index).
+_QPARAM_INPUTS = {("QuantizeLinear", 1), ("QuantizeLinear", 2), ("DequantizeLinear", 1),
+                  ("DequantizeLinear", 2), ("Reshape", 1), ("Clip", 1), ("Clip", 2)}
+
+Shape = tuple[int, ...]
+OnnxRule = Callable[[Any, Sequence[Shape | None], Shape, dict[str, Any]], int]
+
+
+def _attr(node: Any, name: str, default: Any) -> Any:
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _conv_rule(weight_index: int) -> OnnxRule:
+    def rule(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, Any]) -> int:
+        w = ins[weight_index]
+        if w is None:
+            return 0
+        return conv_macs(out, w[1], w[2:])
+    return rule
+
+
+def _gemm(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, Any]) -> int:
+    a = ins[0]
+    if a is None:
+        return 0
+    k = a[0] if _attr(node, "transA", 0) else a[-1]
+    return linear_macs(out, k)
+
+
+def _matmul(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, Any]) -> int:
+    a = ins[0]
+    return linear_macs(out, a[-1]) if a else 0
+
+
+def _elementwise(node: Any, ins: Sequence[Shape | None], out: Shape,
+                 init: dict[str, Any]) -> int:
+    return elementwise_macs(out)
+
+
+def _pool(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, Any]) -> int:
+    return pool_macs(out, _attr(node, "kernel_shape", [1]))
+
+
+def _global_pool(node: Any, ins: Sequence[Shape | None], out: Shape,
+                 init: dict[str, Any]) -> int:
+    return numel(ins[0]) if ins and ins[0] else 0
+
+
+#: MAC rule per ONNX op type.
+ONNX_MACS: dict[str, OnnxRule] = {
+    "Conv": _conv_rule(1),
+    "ConvInteger": _conv_rule(1),
+    "QLinearConv": _conv_rule(3),
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "MatMulInteger": _matmul,
+    "QLinearMatMul": _matmul,
+    "BatchNormalization": _elementwise,
+    "Add": _elementwise,
+    "Mul": _elementwise,
+    "Sum": _elementwise,
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "GlobalAveragePool": _global_pool,
+    "GlobalMaxPool": _global_pool,
+    "ReduceMean": _global_pool,
+}
+
+
+def load_onnx(path: str | Path) -> Any:
+    """Loads an ONNX model and runs the checker, with clear errors.
+
+    Raises:
+        ModelError: If the file is missing or is not a valid ONNX model.
+    """
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file; pass the path to an exported .onnx model")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as err:
+        raise ModelError(f"{path}: not a valid ONNX model ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}); export it with "
+                         "torch.onnx.export or 'hwcompress export'") from None
+    return model
+
+
+def _fixed_batch(model: Any) -> Any:
+    import onnx
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    init_names = {i.name for i in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name in init_names:
+            continue
+        for dim in inp.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.dim_value = 1
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def analyze_onnx(path: str | Path) -> ModelStats:
+    """Measures parameters, MACs, weight bytes and peak activation memory of an ONNX file.
+
+    Dynamic dimensions (the batch) are taken as 1.
+
+    Args:
+        path: The ``.onnx`` file.
+
+    Returns:
+        The model's static metrics (no per-layer breakdown).
+
+    Raises:
+        ModelError: If the file cannot be loaded or its shapes cannot be inferred.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = _fixed_batch(load_onnx(path))
+    graph = model.graph
+    shapes: dict[str, Shape] = {}
+    itemsize: dict[str, int] = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
+            itemsize[vi.name] = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for name, arr in inits.items():
+        shapes[name] = tuple(arr.shape)
+    qparam = {inp for node in graph.node for i, inp in enumerate(node.input)
+              if (node.op_type, i) in _QPARAM_INPUTS}
+    params = weight_bytes = 0
+    for name, arr in inits.items():
+        if name in qparam or arr.dtype.kind not in "fiu" or arr.dtype.itemsize == 8:
+            continue
+        params += arr.size
+        weight_bytes += arr.size * arr.dtype.itemsize
+    steps: list[Step] = [Step(inp.name, math.ceil(numel(shapes.get(inp.name, ())) *
+                                                  itemsize.get(inp.name, 4)))
+                         for inp in graph.input if inp.name not in inits]
+    total_macs = 0
+    for node in graph.node:
+        ins = [shapes.get(i) for i in node.input]
+        out_name = node.output[0] if node.output else ""
+        out = shapes.get(out_name)
+        rule = ONNX_MACS.get(node.op_type)
+        if rule is not None and out is not None:
+            total_macs += rule(node, ins, out, inits)
+        if out is None:
+            if node.op_type not in ("Constant", "Shape"):
+                raise ModelError(f"{path}: cannot infer the shape of '{out_name}' "
+                                 f"({node.op_type}); export with static input shapes")
+            continue
+        act_inputs = tuple(i for i in node.input if i and i not in inits)
+        alias = act_inputs[0] if node.op_type in ALIAS_OPS and act_inputs else None
+        steps.append(Step(out_name, math.ceil(numel(out) * itemsize.get(out_name, 4)),
+                          act_inputs, alias))
+    input_shape = next((shapes[i.name] for i in graph.input if i.name not in inits), ())
+    return ModelStats(
+        params=params, macs=total_macs, weight_bytes=weight_bytes,
+        peak_activation_bytes=peak_live_bytes(steps, [o.name for o in graph.output]),
+        activation_traffic_bytes=activation_traffic(steps), input_shape=input_shape)

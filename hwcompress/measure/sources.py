@@ -1,0 +1,66 @@
+"""Registry of latency sources: where a profile's latency figure comes from.
+
+``local`` runs onnxruntime on this machine; ``roofline`` estimates from the profile's peak
+compute and bandwidth (for devices that cannot run onnxruntime, such as an MCU). Later sources
+register themselves with :func:`register_latency_source`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hwcompress.hardware.profile import DeviceProfile
+    from hwcompress.measure.latency import LatencyResult
+
+LatencySource = Callable[..., "LatencyResult"]
+LATENCY_SOURCES: dict[str, LatencySource] = {}
+
+
+def register_latency_source(name: str) -> Callable[[LatencySource], LatencySource]:
+    """Decorator adding a latency source under ``name``."""
+    def wrap(fn: LatencySource) -> LatencySource:
+        LATENCY_SOURCES[name] = fn
+        return fn
+    return wrap
+
+
+@register_latency_source("local")
+def _local(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
+    from hwcompress.measure.latency import measure_local
+
+    return measure_local(onnx_path, profile, **kwargs)
+
+
+@register_latency_source("roofline")
+def _roofline(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
+    from hwcompress.measure.latency import LatencyResult
+    from hwcompress.measure.onnx_graph import analyze_onnx
+    from hwcompress.measure.roofline import roofline
+
+    stats = analyze_onnx(onnx_path)
+    precision = "int8" if max(profile.bits.weight) <= 8 else "fp32"
+    est = roofline(stats, profile, precision)
+    ms = est.floor_ms
+    return LatencyResult(median_ms=ms, p90_ms=ms, min_ms=ms, mean_ms=ms, stdev_ms=0.0, runs=0,
+                         source="roofline",
+                         notes=(f"estimated from the {precision} roofline ({est.bound}-bound, "
+                                f"efficiency {profile.latency.roofline_efficiency:g}); "
+                                "not measured",))
+
+
+def measure_latency(onnx_path: str | Path, profile: DeviceProfile,
+                    **kwargs: Any) -> LatencyResult:
+    """Measures (or estimates) the latency of ``onnx_path`` with the profile's source.
+
+    Args:
+        onnx_path: The ONNX model.
+        profile: The device profile; ``profile.latency.source`` picks the source.
+        **kwargs: Passed to the source (``runs``, ``warmup``, ``min_time_s`` for ``local``).
+
+    Returns:
+        The latency statistics with the kernels that ran, where the source can tell.
+    """
+    return LATENCY_SOURCES[profile.latency.source](Path(onnx_path), profile, **kwargs)

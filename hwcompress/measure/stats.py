@@ -1,0 +1,264 @@
+"""Static metrics of a PyTorch model: parameters, MACs, weight bytes, peak activation memory.
+
+The model is traced with torch.fx and its shapes propagated with a zero input, so the counts
+follow the real data flow (residual adds included) rather than the module list.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from hwcompress.errors import ModelError
+from hwcompress.measure.counting import (
+    Step,
+    activation_traffic,
+    conv_macs,
+    elementwise_macs,
+    linear_macs,
+    numel,
+    peak_live_bytes,
+    pool_macs,
+)
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Per-module figures, keyed by the module's qualified name."""
+
+    name: str
+    kind: str
+    params: int
+    macs: int
+    weight_bits: int
+    weight_bytes: int
+    output_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Static metrics of one model for one input shape."""
+
+    params: int
+    macs: int
+    weight_bytes: int
+    peak_activation_bytes: int
+    activation_traffic_bytes: int
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerStats, ...] = field(default=())
+
+    def metrics(self) -> dict[str, float]:
+        """The metrics the constraint matrix reads."""
+        return {"params": self.params, "macs": self.macs, "weight_bytes": self.weight_bytes,
+                "peak_activation_bytes": self.peak_activation_bytes}
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, Sequence) else (v, v)
+
+
+ModuleRule = Callable[[nn.Module, Sequence[tuple[int, ...]], tuple[int, ...]], int]
+
+
+def _conv(m: nn.Module, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
+    assert isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)
+    return conv_macs(out, m.in_channels // m.groups, m.kernel_size)
+
+
+def _linear(m: nn.Module, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
+    assert isinstance(m, nn.Linear)
+    return linear_macs(out, m.in_features)
+
+
+def _elementwise(m: Any, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
+    return elementwise_macs(out)
+
+
+def _pool(m: nn.Module, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
+    return pool_macs(out, _pair(m.kernel_size))  # type: ignore[arg-type]
+
+
+def _global_pool(m: Any, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
+    return numel(ins[0]) if ins else 0
+
+
+def _zero(m: Any, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
+    return 0
+
+
+#: MAC rule per module type (looked up along the MRO, so subclasses inherit their rule).
+MODULE_MACS: dict[type, ModuleRule] = {
+    nn.Conv1d: _conv,
+    nn.Conv2d: _conv,
+    nn.Conv3d: _conv,
+    nn.Linear: _linear,
+    nn.BatchNorm1d: _elementwise,
+    nn.BatchNorm2d: _elementwise,
+    nn.MaxPool2d: _pool,
+    nn.AvgPool2d: _pool,
+    nn.AdaptiveAvgPool2d: _global_pool,
+    nn.AdaptiveMaxPool2d: _global_pool,
+}
+
+#: MAC rule per function called in the traced graph.
+FUNCTION_MACS: dict[Any, ModuleRule] = {
+    operator.add: _elementwise,
+    operator.iadd: _elementwise,
+    operator.mul: _elementwise,
+    operator.imul: _elementwise,
+    torch.add: _elementwise,
+    torch.mul: _elementwise,
+    F.adaptive_avg_pool2d: _global_pool,
+    torch.mean: _global_pool,
+}
+METHOD_MACS: dict[str, ModuleRule] = {
+    "add": _elementwise, "add_": _elementwise, "mul": _elementwise, "mul_": _elementwise,
+    "mean": _global_pool,
+}
+
+#: Ops whose output reuses an input buffer (reshapes, fused activations, folded batch-norm).
+ALIAS_MODULES: tuple[type, ...] = (
+    nn.Identity, nn.Flatten, nn.Dropout, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish,
+    nn.Hardsigmoid, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.BatchNorm1d, nn.BatchNorm2d,
+)
+ALIAS_FUNCTIONS: frozenset[Any] = frozenset({
+    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, F.relu, F.relu6, F.dropout,
+    F.hardswish, F.silu, torch.relu, torch.sigmoid, F.gelu,
+})
+ALIAS_METHODS = frozenset({"view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous",
+                           "relu", "relu_", "sigmoid"})
+
+
+def _lookup(table: Mapping[type, ModuleRule], module: nn.Module) -> ModuleRule | None:
+    for cls in type(module).__mro__:
+        if cls in table:
+            return table[cls]
+    return None
+
+
+def _shape(node: torch.fx.Node) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta")
+    if meta is None or not hasattr(meta, "shape"):
+        return None
+    return tuple(int(d) for d in meta.shape)
+
+
+def trace(model: nn.Module) -> torch.fx.GraphModule:
+    """Symbolically traces ``model`` with torch.fx.
+
+    Raises:
+        ModelError: If the model cannot be traced (data-dependent control flow).
+    """
+    try:
+        return torch.fx.symbolic_trace(model)
+    except Exception as err:  # torch.fx raises many error types
+        raise ModelError(
+            f"cannot trace {type(model).__name__} with torch.fx ({type(err).__name__}: {err}). "
+            "hwcompress needs models without data-dependent control flow in forward(); "
+            "wrap such parts in a leaf module or simplify forward()") from err
+
+
+def analyze_module(model: nn.Module, input_shape: Sequence[int], *,
+                   weight_bits: Mapping[str, int] | None = None, default_weight_bits: int = 32,
+                   activation_bits: int = 32) -> ModelStats:
+    """Measures parameters, MACs, weight bytes and peak activation memory of ``model``.
+
+    Args:
+        model: The model; it is traced, not modified.
+        input_shape: Shape of one input batch, e.g. ``(1, 1, 8, 8)``.
+        weight_bits: Bit-width of the ``weight`` parameter per module name; others use
+            ``default_weight_bits``. Biases and norm parameters are counted at 32 bits.
+        default_weight_bits: Bit-width for modules absent from ``weight_bits``.
+        activation_bits: Bit-width of every activation tensor.
+
+    Returns:
+        The model's static metrics, with one :class:`LayerStats` per module that holds
+        parameters or does arithmetic.
+
+    Raises:
+        ModelError: If the model cannot be traced or run on a zero input of that shape.
+    """
+    weight_bits = dict(weight_bits or {})
+    gm = trace(model)
+    was_training = model.training
+    gm.eval()
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(torch.zeros(tuple(input_shape)))
+    except Exception as err:
+        raise ModelError(f"{type(model).__name__} fails on an input of shape "
+                         f"{tuple(input_shape)}: {err}") from err
+    finally:
+        model.train(was_training)
+    modules = dict(gm.named_modules())
+    act_bytes = activation_bits / 8
+    steps: list[Step] = []
+    outputs: list[str] = []
+    layers: list[LayerStats] = []
+    total_macs = 0
+    for node in gm.graph.nodes:
+        if node.op == "output":
+            outputs.extend(a.name for a in node.all_input_nodes)
+            continue
+        out = _shape(node)
+        inputs = tuple(a.name for a in node.all_input_nodes)
+        in_shapes = [s for s in (_shape(a) for a in node.all_input_nodes) if s is not None]
+        macs = 0
+        alias = False
+        if node.op == "call_module":
+            module = modules[node.target]
+            rule = _lookup(MODULE_MACS, module)
+            macs = rule(module, in_shapes, out) if rule and out is not None else 0
+            alias = isinstance(module, ALIAS_MODULES)
+            own = list(module.parameters(recurse=False))
+            if own or macs:
+                layers.append(_layer_stats(node.target, module, macs, out, weight_bits,
+                                           default_weight_bits))
+        elif node.op == "call_function":
+            rule = FUNCTION_MACS.get(node.target)
+            macs = rule(None, in_shapes, out) if rule and out is not None else 0
+            alias = node.target in ALIAS_FUNCTIONS
+        elif node.op == "call_method":
+            rule = METHOD_MACS.get(node.target)
+            macs = rule(None, in_shapes, out) if rule and out is not None else 0
+            alias = node.target in ALIAS_METHODS
+        total_macs += macs
+        if out is None:
+            continue
+        first_input = node.all_input_nodes[0].name if node.all_input_nodes else None
+        steps.append(Step(node.name, math.ceil(numel(out) * act_bytes), inputs,
+                          first_input if alias else None))
+    params = sum(p.numel() for p in model.parameters())
+    covered = {layer.name for layer in layers}
+    extra_bytes = sum(  # parameters of modules the graph never called (rare) at 32 bits
+        p.numel() * 4 for name, m in model.named_modules() if name not in covered
+        for p in m.parameters(recurse=False))
+    weight_bytes = sum(layer.weight_bytes for layer in layers) + extra_bytes
+    return ModelStats(
+        params=params, macs=total_macs, weight_bytes=weight_bytes,
+        peak_activation_bytes=peak_live_bytes(steps, outputs),
+        activation_traffic_bytes=activation_traffic(steps),
+        input_shape=tuple(int(d) for d in input_shape), layers=tuple(layers))
+
+
+def _layer_stats(name: str, module: nn.Module, macs: int, out: tuple[int, ...] | None,
+                 weight_bits: Mapping[str, int], default_bits: int) -> LayerStats:
+    quantizable = isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear)
+    bits = weight_bits.get(name, default_bits) if quantizable else 32
+    total_bits = 0
+    params = 0
+    for pname, p in module.named_parameters(recurse=False):
+        params += p.numel()
+        total_bits += p.numel() * (bits if pname == "weight" else 32)
+    return LayerStats(name=name, kind=type(module).__name__, params=params, macs=macs,
+                      weight_bits=bits, weight_bytes=math.ceil(total_bits / 8),
+                      output_shape=out or ())

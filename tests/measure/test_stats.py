@@ -1,0 +1,78 @@
+"""MAC / parameter / byte / peak-memory counts checked against hand computations."""
+
+from __future__ import annotations
+
+import torchvision
+
+from hwcompress.export import export_fp32
+from hwcompress.measure.counting import Step, peak_live_bytes
+from hwcompress.measure.onnx_graph import analyze_onnx
+from hwcompress.measure.stats import analyze_module
+
+
+def test_tiny_net_counts_by_hand(tiny_net):
+    s = analyze_module(tiny_net, (1, 1, 8, 8))
+    # conv 256·9 = 2304, bn 256, maxpool 64·4 = 256, linear 640
+    assert s.macs == 2304 + 256 + 256 + 640
+    assert s.params == 40 + 8 + 650
+    assert s.weight_bytes == (40 + 8 + 650) * 4
+    # input 256 B + conv out 1024 B live together; bn/relu in place; pool 256 B + conv 1024 B.
+    assert s.peak_activation_bytes == 1280
+    per_layer = {layer.name: layer for layer in s.layers}
+    assert per_layer["conv"].macs == 2304
+    assert per_layer["fc"].params == 650
+
+
+def test_weight_bytes_at_per_layer_bits(tiny_net):
+    s = analyze_module(tiny_net, (1, 1, 8, 8), weight_bits={"conv": 8, "fc": 4})
+    # conv: 36 weights · 1 B + 4 fp32 biases; bn: 8 · 4 B; fc: 640 · 0.5 B + 10 · 4 B
+    assert s.weight_bytes == (36 + 16) + 32 + (320 + 40)
+    s8 = analyze_module(tiny_net, (1, 1, 8, 8), default_weight_bits=8)
+    assert s8.weight_bytes == (36 + 16) + 32 + (640 + 40)
+
+
+def test_activation_bits_scale_peak(tiny_net):
+    s = analyze_module(tiny_net, (1, 1, 8, 8), activation_bits=8)
+    assert s.peak_activation_bytes == 1280 // 4
+
+
+def test_residual_add_keeps_input_alive(tiny_residual):
+    s = analyze_module(tiny_residual, (1, 2, 4, 4))
+    assert s.macs == 32 * 2 * 9 + 32
+    assert s.params == 36
+    # input (128 B) stays alive for the add: input + conv out + sum = 384 B
+    assert s.peak_activation_bytes == 384
+
+
+def test_liveness_frees_dead_tensors():
+    steps = [Step("x", 100), Step("a", 50, ("x",)), Step("b", 10, ("a",)),
+             Step("v", 0, ("b",), alias_of="b"), Step("c", 5, ("v",))]
+    # x+a = 150 at step a; then x freed; a+b = 60; b+c = 15
+    assert peak_live_bytes(steps, ["c"]) == 150
+
+
+def test_onnx_counts_match_module_with_bn_folded(tiny_net, tmp_path):
+    path = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "tiny.onnx")
+    s = analyze_onnx(path)
+    # The exporter folds batch-norm into the conv: no bn MACs, no bn parameters.
+    assert s.macs == 2304 + 256 + 640
+    assert s.params == 40 + 650
+    assert s.weight_bytes == (40 + 650) * 4
+    assert s.peak_activation_bytes == 1280
+    assert s.input_shape == (1, 1, 8, 8)
+
+
+def test_residual_onnx_matches_module(tiny_residual, tmp_path):
+    path = export_fp32(tiny_residual, (1, 2, 4, 4), tmp_path / "res.onnx")
+    s = analyze_onnx(path)
+    assert (s.macs, s.params, s.peak_activation_bytes) == (608, 36, 384)
+
+
+def test_torchvision_resnet18_macs_match_published_figure():
+    # torchvision documents resnet18 at 1.81 GFLOPS (= GMACs) for 224×224 input.
+    model = torchvision.models.resnet18().eval()
+    s = analyze_module(model, (1, 3, 224, 224))
+    conv_linear = sum(layer.macs for layer in s.layers
+                      if layer.kind in ("Conv2d", "Linear"))
+    assert abs(conv_linear / 1e9 - 1.81) < 0.01
+    assert s.params == sum(p.numel() for p in model.parameters()) == 11_689_512

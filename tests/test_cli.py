@@ -1,0 +1,86 @@
+"""The command line, run through its real entry point."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from hwcompress.cli import app, main
+from hwcompress.export import export_fp32
+
+runner = CliRunner()
+
+
+def run_main(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["hwcompress", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+def test_profile_list_and_show():
+    result = runner.invoke(app, ["profile", "list"])
+    assert result.exit_code == 0
+    assert "stm32h7" in result.output and "jetson_orin_nano" in result.output
+    result = runner.invoke(app, ["profile", "show", "stm32h7"])
+    assert result.exit_code == 0
+    assert "weights_fit_storage" in result.output and "roofline" in result.output
+
+
+@pytest.mark.onnx
+def test_bench_real_model_writes_json(tiny_net, tmp_path):
+    model = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "tiny.onnx")
+    out = tmp_path / "report.json"
+    result = runner.invoke(app, ["bench", str(model), "--profile", "x86_host", "--runs", "10",
+                                 "--warmup", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "FITS" in result.output
+    report = json.loads(out.read_text())
+    assert report["static"]["macs"] == 3200
+    assert report["latency"]["runs"] >= 10
+    assert report["fits"] is True
+    assert {r["name"] for r in report["constraints"]} >= {"latency_budget",
+                                                         "weights_fit_storage"}
+
+
+@pytest.mark.onnx
+def test_bench_reports_violations(tiny_net, tmp_path, profile_data, write_profile):
+    model = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "tiny.onnx")
+    profile_data["budgets"]["weight_bytes"] = 100
+    result = runner.invoke(app, ["bench", str(model), "--profile",
+                                 str(write_profile(profile_data)), "--runs", "3"])
+    assert result.exit_code == 0
+    assert "VIOLATES" in result.output and "weights_fit_storage" in result.output
+
+
+@pytest.mark.parametrize("args,words", [
+    (["bench", "missing.onnx", "--profile", "x86_host"], "no such file"),
+    (["bench", "{bad}", "--profile", "x86_host"], "not a valid ONNX model"),
+    (["bench", "{good}", "--profile", "no_such_board"], "no profile file"),
+    (["bench", "{good}", "--profile", "{badprofile}"], "unknown key"),
+    (["bench", "builtin:nope", "--profile", "x86_host"], "unknown built-in model"),
+])
+def test_bad_input_is_one_red_line_and_exit_2(monkeypatch, capsys, tmp_path, tiny_net, args,
+                                              words):
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("junk")
+    good = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "good.onnx")
+    badprofile = tmp_path / "p.yaml"
+    badprofile.write_text("name: x\nspeed: 3\n")
+    args = [a.format(bad=bad, good=good, badprofile=badprofile) for a in args]
+    code, out, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2
+    assert words in err
+    assert "Traceback" not in err + out
+    assert err.strip().startswith("error:")
+
+
+def test_bad_option_value_exits_2(monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "bench", "x.onnx", "--profile", "x86_host",
+                            "--runs", "0")
+    assert code == 2
+    assert "--runs" in err
