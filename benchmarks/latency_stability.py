@@ -52,8 +52,10 @@ def main() -> None:
         "",
         "| repeat | median ms | p90 ms | min ms | runs |",
         "|---:|---:|---:|---:|---:|",
-        *[f"| {i + 1} | {r.median_ms:.4f} | {r.p90_ms:.4f} | {r.min_ms:.4f} | {r.runs} |"
-          for i, r in enumerate(results)],
+        *[
+            f"| {i + 1} | {r.median_ms:.4f} | {r.p90_ms:.4f} | {r.min_ms:.4f} | {r.runs} |"
+            for i, r in enumerate(results)
+        ],
         "",
         f"Median of medians: {centre:.4f} ms; largest deviation from it: **±{spread:.2f}%** "
         f"(target ±5%); max/min ratio {max(medians) / min(medians):.3f}.",

@@ -43,13 +43,24 @@ class BenchReport:
         """Plain-data form for ``--json``."""
         stats = asdict(self.stats)
         stats.pop("layers", None)
-        return {"model": self.model, "profile": self.profile, "static": stats,
-                "latency": self.latency.to_dict(), "roofline": asdict(self.roofline),
-                "constraints": self.constraints, "fits": self.fits}
+        return {
+            "model": self.model,
+            "profile": self.profile,
+            "static": stats,
+            "latency": self.latency.to_dict(),
+            "roofline": asdict(self.roofline),
+            "constraints": self.constraints,
+            "fits": self.fits,
+        }
 
 
-def bench(onnx_path: str | Path, profile: DeviceProfile, *, runs: int | None = None,
-          warmup: int | None = None) -> BenchReport:
+def bench(
+    onnx_path: str | Path,
+    profile: DeviceProfile,
+    *,
+    runs: int | None = None,
+    warmup: int | None = None,
+) -> BenchReport:
     """Benchmarks an ONNX model against a device profile.
 
     Args:
@@ -75,5 +86,11 @@ def bench(onnx_path: str | Path, profile: DeviceProfile, *, runs: int | None = N
     floor = roofline(stats, profile, precision)
     matrix = ConstraintMatrix.from_profile(profile)
     metrics = {**stats.metrics(), "latency_ms": latency.median_ms}
-    return BenchReport(model=str(onnx_path), profile=profile.name, stats=stats,
-                       latency=latency, roofline=floor, constraints=matrix.report(metrics))
+    return BenchReport(
+        model=str(onnx_path),
+        profile=profile.name,
+        stats=stats,
+        latency=latency,
+        roofline=floor,
+        constraints=matrix.report(metrics),
+    )

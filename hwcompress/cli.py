@@ -18,9 +18,12 @@ from rich.table import Table
 from hwcompress.errors import HwCompressError
 
 app = typer.Typer(
-    name="hwcompress", no_args_is_help=True, add_completion=False,
+    name="hwcompress",
+    no_args_is_help=True,
+    add_completion=False,
     pretty_exceptions_enable=False,
-    help="Hardware-aware neural-network compression: search, distil, quantize, export.")
+    help="Hardware-aware neural-network compression: search, distil, quantize, export.",
+)
 profile_app = typer.Typer(no_args_is_help=True, help="List and inspect device profiles.")
 app.add_typer(profile_app, name="profile")
 
@@ -39,8 +42,13 @@ def profile_list() -> None:
         table.add_column(col)
     for name, path in list_profiles().items():
         p = load_profile(path)
-        table.add_row(name, p.description, p.latency.source, f"{p.latency.budget_ms:g} ms",
-                      ",".join(map(str, p.bits.weight)))
+        table.add_row(
+            name,
+            p.description,
+            p.latency.source,
+            f"{p.latency.budget_ms:g} ms",
+            ",".join(map(str, p.bits.weight)),
+        )
     console.print(table)
 
 
@@ -81,8 +89,9 @@ def bench(
     profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name or YAML path.")],
     runs: Annotated[int | None, typer.Option(min=1, help="Minimum timed runs.")] = None,
     warmup: Annotated[int | None, typer.Option(min=0, help="Untimed warm-up runs.")] = None,
-    input_shape: Annotated[str, typer.Option(
-        help="Input shape for builtin:NAME models, e.g. 1,1,8,8.")] = "1,1,8,8",
+    input_shape: Annotated[
+        str, typer.Option(help="Input shape for builtin:NAME models, e.g. 1,1,8,8.")
+    ] = "1,1,8,8",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Measure an ONNX model on a device profile: metrics, latency, kernels, constraints."""
@@ -109,8 +118,9 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     except ValueError:
         shape = ()
     if not shape or any(d <= 0 for d in shape):
-        raise HwCompressError(f"--input-shape {text!r}: give positive integers separated by "
-                              "commas, e.g. 1,1,8,8")
+        raise HwCompressError(
+            f"--input-shape {text!r}: give positive integers separated by commas, e.g. 1,1,8,8"
+        )
     return shape
 
 
@@ -121,15 +131,17 @@ def _resolve_model(model: str, input_shape: str, tmp: Path) -> Path:
 
         name = model.split(":", 1)[1]
         if name not in BUILTIN_MODELS:
-            raise HwCompressError(f"unknown built-in model '{name}'; choose one of "
-                                  f"{', '.join(sorted(BUILTIN_MODELS))}")
+            raise HwCompressError(
+                f"unknown built-in model '{name}'; choose one of "
+                f"{', '.join(sorted(BUILTIN_MODELS))}"
+            )
         shape = _parse_shape(input_shape)
         net = build_builtin(name, in_channels=shape[1])
         return export_fp32(net, shape, tmp / f"{name}.onnx")
     return Path(model)
 
 
-def _render_bench(report) -> None:  # noqa: ANN001
+def _render_bench(report) -> None:
     from hwcompress.fmt import human_bytes, human_count, human_metric
 
     s, lat, roof = report.stats, report.latency, report.roofline
@@ -140,8 +152,10 @@ def _render_bench(report) -> None:  # noqa: ANN001
     t.add_row("MACs", human_count(s.macs))
     t.add_row("weight bytes", human_bytes(s.weight_bytes))
     t.add_row("peak activation", human_bytes(s.peak_activation_bytes))
-    t.add_row("latency source", lat.source + (f" ({lat.provider}, {lat.threads} threads)"
-                                              if lat.provider else ""))
+    t.add_row(
+        "latency source",
+        lat.source + (f" ({lat.provider}, {lat.threads} threads)" if lat.provider else ""),
+    )
     t.add_row("latency median", f"{lat.median_ms:.4f} ms")
     if lat.runs:
         t.add_row("latency p90 / min", f"{lat.p90_ms:.4f} / {lat.min_ms:.4f} ms")
@@ -159,9 +173,14 @@ def _render_bench(report) -> None:  # noqa: ANN001
         c.add_column(col)
     for row in report.constraints:
         metric = row["metric"] or "value"
-        c.add_row(row["name"], row["description"], human_metric(metric, row["value"]),
-                  human_metric(metric, row["bound"]), human_metric(metric, row["slack"]),
-                  "[green]ok[/]" if row["ok"] else "[red]violated[/]")
+        c.add_row(
+            row["name"],
+            row["description"],
+            human_metric(metric, row["value"]),
+            human_metric(metric, row["bound"]),
+            human_metric(metric, row["slack"]),
+            "[green]ok[/]" if row["ok"] else "[red]violated[/]",
+        )
     console.print(c)
     if report.fits:
         console.print("[bold green]FITS[/] every constraint of the profile")

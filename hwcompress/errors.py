@@ -44,3 +44,15 @@ class ConstraintError(HwCompressError):
 
 class LatencyError(HwCompressError):
     """Latency could not be measured (runtime failure, unavailable source)."""
+
+
+class DataError(HwCompressError):
+    """A dataset is missing, in the wrong layout, or cannot be read."""
+
+
+class TeacherError(HwCompressError):
+    """A teacher spec cannot be resolved, or its checkpoint cannot be loaded safely."""
+
+
+class GenomeError(HwCompressError):
+    """A genome cannot be built into a valid student (the search scores it −1)."""

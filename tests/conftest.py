@@ -69,4 +69,5 @@ def write_profile(tmp_path: Path) -> Callable[[dict], Path]:
         path = tmp_path / name
         path.write_text(yaml.safe_dump(data))
         return path
+
     return write

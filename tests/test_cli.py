@@ -35,37 +35,52 @@ def test_profile_list_and_show():
 def test_bench_real_model_writes_json(tiny_net, tmp_path):
     model = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "tiny.onnx")
     out = tmp_path / "report.json"
-    result = runner.invoke(app, ["bench", str(model), "--profile", "x86_host", "--runs", "10",
-                                 "--warmup", "1", "--json", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(model),
+            "--profile",
+            "x86_host",
+            "--runs",
+            "10",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "FITS" in result.output
     report = json.loads(out.read_text())
     assert report["static"]["macs"] == 3200
     assert report["latency"]["runs"] >= 10
     assert report["fits"] is True
-    assert {r["name"] for r in report["constraints"]} >= {"latency_budget",
-                                                         "weights_fit_storage"}
+    assert {r["name"] for r in report["constraints"]} >= {"latency_budget", "weights_fit_storage"}
 
 
 @pytest.mark.onnx
 def test_bench_reports_violations(tiny_net, tmp_path, profile_data, write_profile):
     model = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "tiny.onnx")
     profile_data["budgets"]["weight_bytes"] = 100
-    result = runner.invoke(app, ["bench", str(model), "--profile",
-                                 str(write_profile(profile_data)), "--runs", "3"])
+    result = runner.invoke(
+        app, ["bench", str(model), "--profile", str(write_profile(profile_data)), "--runs", "3"]
+    )
     assert result.exit_code == 0
     assert "VIOLATES" in result.output and "weights_fit_storage" in result.output
 
 
-@pytest.mark.parametrize("args,words", [
-    (["bench", "missing.onnx", "--profile", "x86_host"], "no such file"),
-    (["bench", "{bad}", "--profile", "x86_host"], "not a valid ONNX model"),
-    (["bench", "{good}", "--profile", "no_such_board"], "no profile file"),
-    (["bench", "{good}", "--profile", "{badprofile}"], "unknown key"),
-    (["bench", "builtin:nope", "--profile", "x86_host"], "unknown built-in model"),
-])
-def test_bad_input_is_one_red_line_and_exit_2(monkeypatch, capsys, tmp_path, tiny_net, args,
-                                              words):
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["bench", "missing.onnx", "--profile", "x86_host"], "no such file"),
+        (["bench", "{bad}", "--profile", "x86_host"], "not a valid ONNX model"),
+        (["bench", "{good}", "--profile", "no_such_board"], "no profile file"),
+        (["bench", "{good}", "--profile", "{badprofile}"], "unknown key"),
+        (["bench", "builtin:nope", "--profile", "x86_host"], "unknown built-in model"),
+    ],
+)
+def test_bad_input_is_one_red_line_and_exit_2(monkeypatch, capsys, tmp_path, tiny_net, args, words):
     bad = tmp_path / "bad.onnx"
     bad.write_text("junk")
     good = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "good.onnx")
@@ -80,7 +95,8 @@ def test_bad_input_is_one_red_line_and_exit_2(monkeypatch, capsys, tmp_path, tin
 
 
 def test_bad_option_value_exits_2(monkeypatch, capsys):
-    code, _, err = run_main(monkeypatch, capsys, "bench", "x.onnx", "--profile", "x86_host",
-                            "--runs", "0")
+    code, _, err = run_main(
+        monkeypatch, capsys, "bench", "x.onnx", "--profile", "x86_host", "--runs", "0"
+    )
     assert code == 2
     assert "--runs" in err

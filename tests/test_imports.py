@@ -14,6 +14,5 @@ def test_lean_imports():
         "heavy = [m for m in ('brevitas', 'onnxruntime', 'ray', 'torch') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -19,8 +19,9 @@ from hwcompress.errors import ModelError
 DEFAULT_OPSET = 17
 
 
-def export_fp32(model: nn.Module, input_shape: Sequence[int], path: str | Path, *,
-                opset: int = DEFAULT_OPSET) -> Path:
+def export_fp32(
+    model: nn.Module, input_shape: Sequence[int], path: str | Path, *, opset: int = DEFAULT_OPSET
+) -> Path:
     """Exports ``model`` (in eval mode) to an fp32 ONNX file with a dynamic batch axis.
 
     Args:
@@ -42,10 +43,17 @@ def export_fp32(model: nn.Module, input_shape: Sequence[int], path: str | Path, 
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), str(path), input_names=["input"],
-                              output_names=["logits"], opset_version=opset,
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                              dynamo=False)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=["input"],
+                output_names=["logits"],
+                opset_version=opset,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                dynamo=False,
+            )
     except Exception as err:
-        raise ModelError(f"ONNX export of {type(model).__name__} failed: {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"ONNX export of {type(model).__name__} failed: {first}") from err
     return path

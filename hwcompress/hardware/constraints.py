@@ -53,13 +53,30 @@ class ConstraintMatrix:
         """
         spec: list[tuple[str, dict[str, float], float, str]] = []
         budgets = profile.budgets
-        spec.append(("weights_fit_storage", {"weight_bytes": 1.0}, budgets.weight_bytes,
-                     "weight bytes ≤ weight storage budget"))
-        spec.append(("activations_fit_memory", {"peak_activation_bytes": 1.0},
-                     budgets.peak_activation_bytes,
-                     "peak activation bytes ≤ activation memory budget"))
-        spec.append(("latency_budget", {"latency_ms": 1.0}, profile.latency.budget_ms,
-                     f"latency ≤ {profile.latency.budget_ms:g} ms"))
+        spec.append(
+            (
+                "weights_fit_storage",
+                {"weight_bytes": 1.0},
+                budgets.weight_bytes,
+                "weight bytes ≤ weight storage budget",
+            )
+        )
+        spec.append(
+            (
+                "activations_fit_memory",
+                {"peak_activation_bytes": 1.0},
+                budgets.peak_activation_bytes,
+                "peak activation bytes ≤ activation memory budget",
+            )
+        )
+        spec.append(
+            (
+                "latency_budget",
+                {"latency_ms": 1.0},
+                profile.latency.budget_ms,
+                f"latency ≤ {profile.latency.budget_ms:g} ms",
+            )
+        )
         if budgets.macs is not None:
             spec.append(("macs_budget", {"macs": 1.0}, budgets.macs, "MACs ≤ budget"))
         if budgets.params is not None:
@@ -90,7 +107,8 @@ class ConstraintMatrix:
             if value is None:
                 if used[j]:
                     raise ConstraintError(
-                        f"metric '{name}' is needed by a constraint row but was not measured")
+                        f"metric '{name}' is needed by a constraint row but was not measured"
+                    )
                 continue
             if not np.isfinite(value):
                 raise ConstraintError(f"metric '{name}' is not finite ({value})")
@@ -137,8 +155,16 @@ class ConstraintMatrix:
         used = self.A @ xv
         slack = self.b - used
         return [
-            {"name": name, "description": desc, "metric": self.row_metric(i),
-             "value": float(u), "bound": float(bnd), "slack": float(s), "ok": bool(s >= 0)}
-            for i, (name, desc, u, bnd, s) in enumerate(zip(
-                self.rows, self.descriptions or self.rows, used, self.b, slack, strict=True))
+            {
+                "name": name,
+                "description": desc,
+                "metric": self.row_metric(i),
+                "value": float(u),
+                "bound": float(bnd),
+                "slack": float(s),
+                "ok": bool(s >= 0),
+            }
+            for i, (name, desc, u, bnd, s) in enumerate(
+                zip(self.rows, self.descriptions or self.rows, used, self.b, slack, strict=True)
+            )
         ]

@@ -42,12 +42,15 @@ class ComputeSpec:
 
     def __post_init__(self) -> None:
         if not self.peak_gops:
-            raise ProfileError("give at least one precision, e.g. 'fp32: 96'",
-                               key="compute.peak_gops")
+            raise ProfileError(
+                "give at least one precision, e.g. 'fp32: 96'", key="compute.peak_gops"
+            )
         for prec, gops in self.peak_gops.items():
             if prec not in PRECISIONS:
-                raise ProfileError(f"unknown precision; use one of {', '.join(PRECISIONS)}",
-                                   key=f"compute.peak_gops.{prec}")
+                raise ProfileError(
+                    f"unknown precision; use one of {', '.join(PRECISIONS)}",
+                    key=f"compute.peak_gops.{prec}",
+                )
             _positive(gops, f"compute.peak_gops.{prec}", "number of GOP/s")
 
 
@@ -81,7 +84,8 @@ class BitWidthSpec:
                 if v not in KNOWN_BITS:
                     raise ProfileError(
                         f"unknown bit-width {v}; supported: {', '.join(map(str, KNOWN_BITS))}",
-                        key=f"bits.{kind}")
+                        key=f"bits.{kind}",
+                    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,8 +97,10 @@ class RuntimeSpec:
 
     def __post_init__(self) -> None:
         if not self.providers:
-            raise ProfileError("list at least one execution provider, e.g. "
-                               "[CPUExecutionProvider]", key="runtime.providers")
+            raise ProfileError(
+                "list at least one execution provider, e.g. [CPUExecutionProvider]",
+                key="runtime.providers",
+            )
         if self.threads < 1:
             raise ProfileError(f"must be at least 1 (got {self.threads})", key="runtime.threads")
 
@@ -116,15 +122,19 @@ class LatencySpec:
         if self.source not in LATENCY_SOURCES:
             raise ProfileError(
                 f"unknown latency source {self.source!r}; use one of "
-                f"{', '.join(sorted(LATENCY_SOURCES))}", key="latency.source")
+                f"{', '.join(sorted(LATENCY_SOURCES))}",
+                key="latency.source",
+            )
         _positive(self.budget_ms, "latency.budget_ms", "number of milliseconds")
         if self.runs < 1 or self.warmup < 0:
             raise ProfileError("runs must be ≥ 1 and warmup ≥ 0", key="latency.runs")
         if self.min_time_s < 0:
             raise ProfileError("must not be negative", key="latency.min_time_s")
         if not 0 < self.roofline_efficiency <= 1:
-            raise ProfileError("must be in (0, 1]: the share of peak the kernels reach",
-                               key="latency.roofline_efficiency")
+            raise ProfileError(
+                "must be in (0, 1]: the share of peak the kernels reach",
+                key="latency.roofline_efficiency",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,7 +169,8 @@ class ConstraintRow:
             if metric not in METRICS:
                 raise ProfileError(
                     f"unknown metric {metric!r}; use one of {', '.join(METRICS)}",
-                    key=f"constraints.{self.name}.coeffs")
+                    key=f"constraints.{self.name}.coeffs",
+                )
         if not math.isfinite(self.bound):
             raise ProfileError("must be a finite number", key=f"constraints.{self.name}.bound")
 
@@ -262,7 +273,8 @@ def resolve_profile_path(name_or_path: str | os.PathLike[str]) -> Path:
     raise ProfileError(
         f"no profile file or built-in profile named '{name_or_path}'. Built-in profiles: "
         f"{', '.join(sorted(known)) or '(none found)'}; or pass the path to a YAML file "
-        "(see 'hwcompress profile list')")
+        "(see 'hwcompress profile list')"
+    )
 
 
 def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
@@ -287,10 +299,12 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
     except (OSError, UnicodeDecodeError) as err:
         raise ProfileError(f"cannot read the file ({err})", file=str(path)) from None
     if not isinstance(data, dict):
-        raise ProfileError("the file must hold a mapping of keys (name, compute, memory, ...)",
-                           file=str(path))
+        raise ProfileError(
+            "the file must hold a mapping of keys (name, compute, memory, ...)", file=str(path)
+        )
     if "path" in data:
-        raise ProfileError("'path' is set by the loader; remove it from the file",
-                           file=str(path), key="path")
+        raise ProfileError(
+            "'path' is set by the loader; remove it from the file", file=str(path), key="path"
+        )
     profile = DeviceProfile.from_dict(data, file=str(path))
     return dataclasses.replace(profile, path=str(path))

@@ -47,12 +47,14 @@ def parse_bytes(value: Any, *, file: str | None, key: str) -> int:
         ProfileError: If the value is not a non-negative size.
     """
     if isinstance(value, bool):
-        raise ProfileError("expected a byte size such as 4194304 or '4 MiB', got a boolean",
-                           file=file, key=key)
+        raise ProfileError(
+            "expected a byte size such as 4194304 or '4 MiB', got a boolean", file=file, key=key
+        )
     if isinstance(value, int | float):
         if value < 0:
-            raise ProfileError(f"must not be negative (got {value}); give a size in bytes",
-                               file=file, key=key)
+            raise ProfileError(
+                f"must not be negative (got {value}); give a size in bytes", file=file, key=key
+            )
         return int(value)
     if isinstance(value, str):
         match = _SIZE_RE.match(value)
@@ -60,10 +62,14 @@ def parse_bytes(value: Any, *, file: str | None, key: str) -> int:
         if match is None or unit not in _UNITS:
             raise ProfileError(
                 f"cannot read {value!r} as a byte size; write e.g. 1048576, '512 KiB', '2 MiB' "
-                "or '4 GB'", file=file, key=key)
+                "or '4 GB'",
+                file=file,
+                key=key,
+            )
         return int(float(match.group(1)) * _UNITS[unit])
-    raise ProfileError(f"expected a byte size such as 4194304 or '4 MiB', got {value!r}",
-                       file=file, key=key)
+    raise ProfileError(
+        f"expected a byte size such as 4194304 or '4 MiB', got {value!r}", file=file, key=key
+    )
 
 
 def _type_name(tp: Any) -> str:
@@ -80,7 +86,7 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], *, file: str | None, 
         return _convert(value, inner, meta, file=file, key=key)
     if meta.get("bytes"):
         return parse_bytes(value, file=file, key=key)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, file=file, prefix=key)
     if origin is tuple:
         inner = get_args(tp)[0]
@@ -95,7 +101,8 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], *, file: str | None, 
             raise ProfileError(f"expected a mapping, got {value!r}", file=file, key=key)
         return {
             _convert(k, key_tp, {}, file=file, key=key): _convert(
-                v, val_tp, {}, file=file, key=f"{key}.{k}")
+                v, val_tp, {}, file=file, key=f"{key}.{k}"
+            )
             for k, v in value.items()
         }
     if tp is float:
@@ -134,25 +141,29 @@ def from_mapping(cls: type[T], data: Any, *, file: str | None = None, prefix: st
     """
     where = prefix or "(top level)"
     if not isinstance(data, Mapping):
-        raise ProfileError(f"expected a mapping of keys to values, got {data!r}",
-                           file=file, key=where)
+        raise ProfileError(
+            f"expected a mapping of keys to values, got {data!r}", file=file, key=where
+        )
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
         bad = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
         raise ProfileError(
-            f"unknown key; allowed keys here are: {', '.join(sorted(fields))}",
-            file=file, key=bad)
+            f"unknown key; allowed keys here are: {', '.join(sorted(fields))}", file=file, key=bad
+        )
     kwargs: dict[str, Any] = {}
     for name, field in fields.items():
         key = f"{prefix}.{name}" if prefix else name
         if name not in data:
-            has_default = (field.default is not dataclasses.MISSING
-                           or field.default_factory is not dataclasses.MISSING)
+            has_default = (
+                field.default is not dataclasses.MISSING
+                or field.default_factory is not dataclasses.MISSING
+            )
             if not has_default:
-                raise ProfileError(f"missing required key; add '{name}:' under '{where}'",
-                                   file=file, key=key)
+                raise ProfileError(
+                    f"missing required key; add '{name}:' under '{where}'", file=file, key=key
+                )
             continue
         kwargs[name] = _convert(data[name], hints[name], field.metadata, file=file, key=key)
     return cls(**kwargs)
@@ -168,8 +179,7 @@ def to_mapping(obj: Any) -> Any:
         A JSON-serialisable structure that :func:`from_mapping` reads back.
     """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_mapping(getattr(obj, f.name))
-                for f in dataclasses.fields(obj) if f.init}
+        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
     if isinstance(obj, tuple | list):
         return [to_mapping(v) for v in obj]
     if isinstance(obj, dict):

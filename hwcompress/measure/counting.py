@@ -28,8 +28,7 @@ def numel(shape: Iterable[int]) -> int:
     return math.prod(int(d) for d in shape)
 
 
-def conv_macs(out_shape: Sequence[int], in_channels_per_group: int,
-              kernel: Sequence[int]) -> int:
+def conv_macs(out_shape: Sequence[int], in_channels_per_group: int, kernel: Sequence[int]) -> int:
     """MACs of a convolution producing ``out_shape``."""
     return numel(out_shape) * in_channels_per_group * numel(kernel)
 

@@ -21,15 +21,28 @@ from hwcompress.errors import LatencyError, ModelError
 from hwcompress.hardware.profile import DeviceProfile
 
 #: onnxruntime kernels that compute in integer arithmetic.
-INTEGER_KERNELS = frozenset({
-    "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
-    "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul",
-    "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearSigmoid",
-    "QLinearLeakyRelu",
-})
+INTEGER_KERNELS = frozenset(
+    {
+        "QLinearConv",
+        "ConvInteger",
+        "MatMulInteger",
+        "QLinearMatMul",
+        "QGemm",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "QLinearAdd",
+        "QLinearMul",
+        "QLinearGlobalAveragePool",
+        "QLinearAveragePool",
+        "QLinearConcat",
+        "QLinearSigmoid",
+        "QLinearLeakyRelu",
+    }
+)
 #: Float kernels that do the heavy arithmetic.
-FLOAT_COMPUTE_KERNELS = frozenset({"Conv", "FusedConv", "Gemm", "MatMul", "FusedGemm",
-                                   "FusedMatMul"})
+FLOAT_COMPUTE_KERNELS = frozenset(
+    {"Conv", "FusedConv", "Gemm", "MatMul", "FusedGemm", "FusedMatMul"}
+)
 
 
 @dataclass(frozen=True)
@@ -56,27 +69,39 @@ class LatencyResult:
     @property
     def float_compute_kernels(self) -> dict[str, int]:
         """The float convolution/matmul kernels among :attr:`kernels`."""
-        return {k: n for k, n in self.kernels.items()
-                if k.split(":")[-1] in FLOAT_COMPUTE_KERNELS}
+        return {k: n for k, n in self.kernels.items() if k.split(":")[-1] in FLOAT_COMPUTE_KERNELS}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""
-        return {"median_ms": self.median_ms, "p90_ms": self.p90_ms, "min_ms": self.min_ms,
-                "mean_ms": self.mean_ms, "stdev_ms": self.stdev_ms, "runs": self.runs,
-                "source": self.source, "provider": self.provider, "threads": self.threads,
-                "kernels": dict(self.kernels), "integer_kernels": self.integer_kernels,
-                "notes": list(self.notes)}
+        return {
+            "median_ms": self.median_ms,
+            "p90_ms": self.p90_ms,
+            "min_ms": self.min_ms,
+            "mean_ms": self.mean_ms,
+            "stdev_ms": self.stdev_ms,
+            "runs": self.runs,
+            "source": self.source,
+            "provider": self.provider,
+            "threads": self.threads,
+            "kernels": dict(self.kernels),
+            "integer_kernels": self.integer_kernels,
+            "notes": list(self.notes),
+        }
 
 
 def summarize(times_ms: list[float], **info: Any) -> LatencyResult:
     """Turns raw per-run times into a :class:`LatencyResult`."""
     ordered = sorted(times_ms)
-    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
     return LatencyResult(
-        median_ms=statistics.median(ordered), p90_ms=p90, min_ms=ordered[0],
+        median_ms=statistics.median(ordered),
+        p90_ms=p90,
+        min_ms=ordered[0],
         mean_ms=statistics.fmean(ordered),
         stdev_ms=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
-        runs=len(ordered), **info)
+        runs=len(ordered),
+        **info,
+    )
 
 
 def choose_provider(wanted: tuple[str, ...]) -> tuple[str, list[str]]:
@@ -88,7 +113,7 @@ def choose_provider(wanted: tuple[str, ...]) -> tuple[str, list[str]]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    notes = []
+    notes: list[str] = []
     for provider in wanted:
         if provider in available:
             return provider, notes
@@ -108,8 +133,10 @@ def optimized_kernels(session_options: Any, model_path: Path, provider: str) -> 
         ort.InferenceSession(str(model_path), session_options, providers=[provider])
         graph = onnx.load(str(out)).graph
     session_options.optimized_model_filepath = ""
-    counts = Counter(f"{n.domain}:{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
-                     for n in graph.node)
+    counts = Counter(
+        f"{n.domain}:{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+        for n in graph.node
+    )
     return dict(sorted(counts.items()))
 
 
@@ -118,9 +145,15 @@ def random_feed(session: Any, seed: int = 0) -> dict[str, Any]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    dtypes = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
-              "tensor(double)": np.float64, "tensor(int64)": np.int64,
-              "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}
+    dtypes = {
+        "tensor(float)": np.float32,
+        "tensor(float16)": np.float16,
+        "tensor(double)": np.float64,
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+        "tensor(int8)": np.int8,
+        "tensor(uint8)": np.uint8,
+    }
     feed = {}
     for inp in session.get_inputs():
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
@@ -131,9 +164,15 @@ def random_feed(session: Any, seed: int = 0) -> dict[str, Any]:
     return feed
 
 
-def measure_local(onnx_path: str | Path, profile: DeviceProfile, *, runs: int | None = None,
-                  warmup: int | None = None, min_time_s: float | None = None,
-                  max_runs: int = 5000) -> LatencyResult:
+def measure_local(
+    onnx_path: str | Path,
+    profile: DeviceProfile,
+    *,
+    runs: int | None = None,
+    warmup: int | None = None,
+    min_time_s: float | None = None,
+    max_runs: int = 5000,
+) -> LatencyResult:
     """Measures latency with onnxruntime on this machine, as the profile says.
 
     Runs ``warmup`` untimed inferences, then times single inferences until at least ``runs``
@@ -168,8 +207,10 @@ def measure_local(onnx_path: str | Path, profile: DeviceProfile, *, runs: int | 
     threads = profile.runtime.threads
     cores = os.cpu_count() or 1
     if threads > cores:
-        notes.append(f"the profile asks for {threads} threads; this machine has {cores} cores, "
-                     f"so {cores} were used (more would oversubscribe and distort timings)")
+        notes.append(
+            f"the profile asks for {threads} threads; this machine has {cores} cores, "
+            f"so {cores} were used (more would oversubscribe and distort timings)"
+        )
         threads = cores
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -181,8 +222,9 @@ def measure_local(onnx_path: str | Path, profile: DeviceProfile, *, runs: int | 
         kernels = optimized_kernels(so, path, provider)
         session = ort.InferenceSession(str(path), so, providers=[provider])
     except Exception as err:
-        raise ModelError(f"{path}: onnxruntime cannot load the model "
-                         f"({str(err).splitlines()[0]})") from None
+        raise ModelError(
+            f"{path}: onnxruntime cannot load the model ({str(err).splitlines()[0]})"
+        ) from None
     feed = random_feed(session)
     try:
         for _ in range(warmup):
@@ -190,11 +232,18 @@ def measure_local(onnx_path: str | Path, profile: DeviceProfile, *, runs: int | 
         times: list[float] = []
         start = time.perf_counter()
         while len(times) < max_runs and (
-                len(times) < runs or time.perf_counter() - start < min_time_s):
+            len(times) < runs or time.perf_counter() - start < min_time_s
+        ):
             t0 = time.perf_counter()
             session.run(None, feed)
             times.append((time.perf_counter() - t0) * 1e3)
     except Exception as err:
         raise LatencyError(f"{path}: inference failed in onnxruntime ({err})") from None
-    return summarize(times, source="local", provider=provider, threads=threads,
-                     kernels=kernels, notes=tuple(notes))
+    return summarize(
+        times,
+        source="local",
+        provider=provider,
+        threads=threads,
+        kernels=kernels,
+        notes=tuple(notes),
+    )

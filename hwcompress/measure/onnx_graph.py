@@ -26,14 +26,36 @@ from hwcompress.measure.counting import (
 from hwcompress.measure.stats import ModelStats
 
 #: Ops whose output reuses an input buffer.
-ALIAS_OPS = frozenset({
-    "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Relu", "Clip",
-    "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "BatchNormalization",
-    "QuantizeLinear", "DequantizeLinear",
-})
+ALIAS_OPS = frozenset(
+    {
+        "Flatten",
+        "Reshape",
+        "Squeeze",
+        "Unsqueeze",
+        "Identity",
+        "Dropout",
+        "Relu",
+        "Clip",
+        "LeakyRelu",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Tanh",
+        "BatchNormalization",
+        "QuantizeLinear",
+        "DequantizeLinear",
+    }
+)
 #: Initializer inputs that are quantization parameters, not weights: (op, input index).
-_QPARAM_INPUTS = {("QuantizeLinear", 1), ("QuantizeLinear", 2), ("DequantizeLinear", 1),
-                  ("DequantizeLinear", 2), ("Reshape", 1), ("Clip", 1), ("Clip", 2)}
+_QPARAM_INPUTS = {
+    ("QuantizeLinear", 1),
+    ("QuantizeLinear", 2),
+    ("DequantizeLinear", 1),
+    ("DequantizeLinear", 2),
+    ("Reshape", 1),
+    ("Clip", 1),
+    ("Clip", 2),
+}
 
 Shape = tuple[int, ...]
 OnnxRule = Callable[[Any, Sequence[Shape | None], Shape, dict[str, Any]], int]
@@ -54,6 +76,7 @@ def _conv_rule(weight_index: int) -> OnnxRule:
         if w is None:
             return 0
         return conv_macs(out, w[1], w[2:])
+
     return rule
 
 
@@ -70,8 +93,7 @@ def _matmul(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, 
     return linear_macs(out, a[-1]) if a else 0
 
 
-def _elementwise(node: Any, ins: Sequence[Shape | None], out: Shape,
-                 init: dict[str, Any]) -> int:
+def _elementwise(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, Any]) -> int:
     return elementwise_macs(out)
 
 
@@ -79,8 +101,7 @@ def _pool(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, An
     return pool_macs(out, _attr(node, "kernel_shape", [1]))
 
 
-def _global_pool(node: Any, ins: Sequence[Shape | None], out: Shape,
-                 init: dict[str, Any]) -> int:
+def _global_pool(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, Any]) -> int:
     return numel(ins[0]) if ins and ins[0] else 0
 
 
@@ -120,9 +141,11 @@ def load_onnx(path: str | Path) -> Any:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as err:
-        raise ModelError(f"{path}: not a valid ONNX model ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''}); export it with "
-                         "torch.onnx.export or 'hwcompress export'") from None
+        raise ModelError(
+            f"{path}: not a valid ONNX model ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); export it with "
+            "torch.onnx.export or 'hwcompress export'"
+        ) from None
     return model
 
 
@@ -169,17 +192,23 @@ def analyze_onnx(path: str | Path) -> ModelStats:
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for name, arr in inits.items():
         shapes[name] = tuple(arr.shape)
-    qparam = {inp for node in graph.node for i, inp in enumerate(node.input)
-              if (node.op_type, i) in _QPARAM_INPUTS}
+    qparam = {
+        inp
+        for node in graph.node
+        for i, inp in enumerate(node.input)
+        if (node.op_type, i) in _QPARAM_INPUTS
+    }
     params = weight_bytes = 0
     for name, arr in inits.items():
         if name in qparam or arr.dtype.kind not in "fiu" or arr.dtype.itemsize == 8:
             continue
         params += arr.size
         weight_bytes += arr.size * arr.dtype.itemsize
-    steps: list[Step] = [Step(inp.name, math.ceil(numel(shapes.get(inp.name, ())) *
-                                                  itemsize.get(inp.name, 4)))
-                         for inp in graph.input if inp.name not in inits]
+    steps: list[Step] = [
+        Step(inp.name, math.ceil(numel(shapes.get(inp.name, ())) * itemsize.get(inp.name, 4)))
+        for inp in graph.input
+        if inp.name not in inits
+    ]
     total_macs = 0
     for node in graph.node:
         ins = [shapes.get(i) for i in node.input]
@@ -190,15 +219,22 @@ def analyze_onnx(path: str | Path) -> ModelStats:
             total_macs += rule(node, ins, out, inits)
         if out is None:
             if node.op_type not in ("Constant", "Shape"):
-                raise ModelError(f"{path}: cannot infer the shape of '{out_name}' "
-                                 f"({node.op_type}); export with static input shapes")
+                raise ModelError(
+                    f"{path}: cannot infer the shape of '{out_name}' "
+                    f"({node.op_type}); export with static input shapes"
+                )
             continue
         act_inputs = tuple(i for i in node.input if i and i not in inits)
         alias = act_inputs[0] if node.op_type in ALIAS_OPS and act_inputs else None
-        steps.append(Step(out_name, math.ceil(numel(out) * itemsize.get(out_name, 4)),
-                          act_inputs, alias))
+        steps.append(
+            Step(out_name, math.ceil(numel(out) * itemsize.get(out_name, 4)), act_inputs, alias)
+        )
     input_shape = next((shapes[i.name] for i in graph.input if i.name not in inits), ())
     return ModelStats(
-        params=params, macs=total_macs, weight_bytes=weight_bytes,
+        params=params,
+        macs=total_macs,
+        weight_bytes=weight_bytes,
         peak_activation_bytes=peak_live_bytes(steps, [o.name for o in graph.output]),
-        activation_traffic_bytes=activation_traffic(steps), input_shape=input_shape)
+        activation_traffic_bytes=activation_traffic(steps),
+        input_shape=input_shape,
+    )

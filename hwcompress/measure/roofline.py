@@ -52,6 +52,10 @@ def roofline(stats: ModelStats, profile: DeviceProfile, precision: str = "fp32")
     moved = stats.weight_bytes + stats.activation_traffic_bytes
     memory_s = moved / (profile.memory.bandwidth_gbps * 1e9)
     floor_s = max(compute_s, memory_s) / eff
-    return Roofline(precision=precision, compute_ms=compute_s * 1e3 / eff,
-                    memory_ms=memory_s * 1e3 / eff, floor_ms=floor_s * 1e3,
-                    bound="compute" if compute_s >= memory_s else "memory")
+    return Roofline(
+        precision=precision,
+        compute_ms=compute_s * 1e3 / eff,
+        memory_ms=memory_s * 1e3 / eff,
+        floor_ms=floor_s * 1e3,
+        bound="compute" if compute_s >= memory_s else "memory",
+    )

@@ -21,9 +21,11 @@ LATENCY_SOURCES: dict[str, LatencySource] = {}
 
 def register_latency_source(name: str) -> Callable[[LatencySource], LatencySource]:
     """Decorator adding a latency source under ``name``."""
+
     def wrap(fn: LatencySource) -> LatencySource:
         LATENCY_SOURCES[name] = fn
         return fn
+
     return wrap
 
 
@@ -44,15 +46,23 @@ def _roofline(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> Latency
     precision = "int8" if max(profile.bits.weight) <= 8 else "fp32"
     est = roofline(stats, profile, precision)
     ms = est.floor_ms
-    return LatencyResult(median_ms=ms, p90_ms=ms, min_ms=ms, mean_ms=ms, stdev_ms=0.0, runs=0,
-                         source="roofline",
-                         notes=(f"estimated from the {precision} roofline ({est.bound}-bound, "
-                                f"efficiency {profile.latency.roofline_efficiency:g}); "
-                                "not measured",))
+    return LatencyResult(
+        median_ms=ms,
+        p90_ms=ms,
+        min_ms=ms,
+        mean_ms=ms,
+        stdev_ms=0.0,
+        runs=0,
+        source="roofline",
+        notes=(
+            f"estimated from the {precision} roofline ({est.bound}-bound, "
+            f"efficiency {profile.latency.roofline_efficiency:g}); "
+            "not measured",
+        ),
+    )
 
 
-def measure_latency(onnx_path: str | Path, profile: DeviceProfile,
-                    **kwargs: Any) -> LatencyResult:
+def measure_latency(onnx_path: str | Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
     """Measures (or estimates) the latency of ``onnx_path`` with the profile's source.
 
     Args:

@@ -58,15 +58,19 @@ class ModelStats:
 
     def metrics(self) -> dict[str, float]:
         """The metrics the constraint matrix reads."""
-        return {"params": self.params, "macs": self.macs, "weight_bytes": self.weight_bytes,
-                "peak_activation_bytes": self.peak_activation_bytes}
+        return {
+            "params": self.params,
+            "macs": self.macs,
+            "weight_bytes": self.weight_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes,
+        }
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(v) if isinstance(v, Sequence) else (v, v)
 
 
-ModuleRule = Callable[[nn.Module, Sequence[tuple[int, ...]], tuple[int, ...]], int]
+ModuleRule = Callable[[Any, Sequence[tuple[int, ...]], tuple[int, ...]], int]
 
 
 def _conv(m: nn.Module, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
@@ -121,21 +125,49 @@ FUNCTION_MACS: dict[Any, ModuleRule] = {
     torch.mean: _global_pool,
 }
 METHOD_MACS: dict[str, ModuleRule] = {
-    "add": _elementwise, "add_": _elementwise, "mul": _elementwise, "mul_": _elementwise,
+    "add": _elementwise,
+    "add_": _elementwise,
+    "mul": _elementwise,
+    "mul_": _elementwise,
     "mean": _global_pool,
 }
 
 #: Ops whose output reuses an input buffer (reshapes, fused activations, folded batch-norm).
 ALIAS_MODULES: tuple[type, ...] = (
-    nn.Identity, nn.Flatten, nn.Dropout, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish,
-    nn.Hardsigmoid, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.BatchNorm1d, nn.BatchNorm2d,
+    nn.Identity,
+    nn.Flatten,
+    nn.Dropout,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.GELU,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
 )
-ALIAS_FUNCTIONS: frozenset[Any] = frozenset({
-    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, F.relu, F.relu6, F.dropout,
-    F.hardswish, F.silu, torch.relu, torch.sigmoid, F.gelu,
-})
-ALIAS_METHODS = frozenset({"view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous",
-                           "relu", "relu_", "sigmoid"})
+ALIAS_FUNCTIONS: frozenset[Any] = frozenset(
+    {
+        torch.flatten,
+        torch.reshape,
+        torch.squeeze,
+        torch.unsqueeze,
+        F.relu,
+        F.relu6,
+        F.dropout,
+        F.hardswish,
+        F.silu,
+        torch.relu,
+        torch.sigmoid,
+        F.gelu,
+    }
+)
+ALIAS_METHODS = frozenset(
+    {"view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous", "relu", "relu_", "sigmoid"}
+)
 
 
 def _lookup(table: Mapping[type, ModuleRule], module: nn.Module) -> ModuleRule | None:
@@ -164,12 +196,18 @@ def trace(model: nn.Module) -> torch.fx.GraphModule:
         raise ModelError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(err).__name__}: {err}). "
             "hwcompress needs models without data-dependent control flow in forward(); "
-            "wrap such parts in a leaf module or simplify forward()") from err
+            "wrap such parts in a leaf module or simplify forward()"
+        ) from err
 
 
-def analyze_module(model: nn.Module, input_shape: Sequence[int], *,
-                   weight_bits: Mapping[str, int] | None = None, default_weight_bits: int = 32,
-                   activation_bits: int = 32) -> ModelStats:
+def analyze_module(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    weight_bits: Mapping[str, int] | None = None,
+    default_weight_bits: int = 32,
+    activation_bits: int = 32,
+) -> ModelStats:
     """Measures parameters, MACs, weight bytes and peak activation memory of ``model``.
 
     Args:
@@ -195,8 +233,9 @@ def analyze_module(model: nn.Module, input_shape: Sequence[int], *,
         with torch.no_grad():
             ShapeProp(gm).propagate(torch.zeros(tuple(input_shape)))
     except Exception as err:
-        raise ModelError(f"{type(model).__name__} fails on an input of shape "
-                         f"{tuple(input_shape)}: {err}") from err
+        raise ModelError(
+            f"{type(model).__name__} fails on an input of shape {tuple(input_shape)}: {err}"
+        ) from err
     finally:
         model.train(was_training)
     modules = dict(gm.named_modules())
@@ -221,8 +260,9 @@ def analyze_module(model: nn.Module, input_shape: Sequence[int], *,
             alias = isinstance(module, ALIAS_MODULES)
             own = list(module.parameters(recurse=False))
             if own or macs:
-                layers.append(_layer_stats(node.target, module, macs, out, weight_bits,
-                                           default_weight_bits))
+                layers.append(
+                    _layer_stats(node.target, module, macs, out, weight_bits, default_weight_bits)
+                )
         elif node.op == "call_function":
             rule = FUNCTION_MACS.get(node.target)
             macs = rule(None, in_shapes, out) if rule and out is not None else 0
@@ -235,23 +275,39 @@ def analyze_module(model: nn.Module, input_shape: Sequence[int], *,
         if out is None:
             continue
         first_input = node.all_input_nodes[0].name if node.all_input_nodes else None
-        steps.append(Step(node.name, math.ceil(numel(out) * act_bytes), inputs,
-                          first_input if alias else None))
+        steps.append(
+            Step(
+                node.name, math.ceil(numel(out) * act_bytes), inputs, first_input if alias else None
+            )
+        )
     params = sum(p.numel() for p in model.parameters())
     covered = {layer.name for layer in layers}
     extra_bytes = sum(  # parameters of modules the graph never called (rare) at 32 bits
-        p.numel() * 4 for name, m in model.named_modules() if name not in covered
-        for p in m.parameters(recurse=False))
+        p.numel() * 4
+        for name, m in model.named_modules()
+        if name not in covered
+        for p in m.parameters(recurse=False)
+    )
     weight_bytes = sum(layer.weight_bytes for layer in layers) + extra_bytes
     return ModelStats(
-        params=params, macs=total_macs, weight_bytes=weight_bytes,
+        params=params,
+        macs=total_macs,
+        weight_bytes=weight_bytes,
         peak_activation_bytes=peak_live_bytes(steps, outputs),
         activation_traffic_bytes=activation_traffic(steps),
-        input_shape=tuple(int(d) for d in input_shape), layers=tuple(layers))
+        input_shape=tuple(int(d) for d in input_shape),
+        layers=tuple(layers),
+    )
 
 
-def _layer_stats(name: str, module: nn.Module, macs: int, out: tuple[int, ...] | None,
-                 weight_bits: Mapping[str, int], default_bits: int) -> LayerStats:
+def _layer_stats(
+    name: str,
+    module: nn.Module,
+    macs: int,
+    out: tuple[int, ...] | None,
+    weight_bits: Mapping[str, int],
+    default_bits: int,
+) -> LayerStats:
     quantizable = isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear)
     bits = weight_bits.get(name, default_bits) if quantizable else 32
     total_bits = 0
@@ -259,6 +315,12 @@ def _layer_stats(name: str, module: nn.Module, macs: int, out: tuple[int, ...] |
     for pname, p in module.named_parameters(recurse=False):
         params += p.numel()
         total_bits += p.numel() * (bits if pname == "weight" else 32)
-    return LayerStats(name=name, kind=type(module).__name__, params=params, macs=macs,
-                      weight_bits=bits, weight_bytes=math.ceil(total_bits / 8),
-                      output_shape=out or ())
+    return LayerStats(
+        name=name,
+        kind=type(module).__name__,
+        params=params,
+        macs=macs,
+        weight_bits=bits,
+        weight_bytes=math.ceil(total_bits / 8),
+        output_shape=out or (),
+    )

@@ -16,11 +16,18 @@ from torchvision.models.resnet import BasicBlock
 class ConvBNAct(nn.Sequential):
     """Convolution, batch-norm and ReLU: one removable/shrinkable unit of a VGG."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
-                 stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=kernel_size // 2, bias=False)
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=kernel_size // 2,
+            bias=False,
+        )
         self.bn = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU(inplace=True)
 
@@ -35,9 +42,13 @@ class SmallVGG(nn.Module):
         pool_after: Indices of the blocks followed by 2×2 max-pooling.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1,
-                 widths: Sequence[int] = (32, 32, 64, 64, 128, 128),
-                 pool_after: Sequence[int] = (1, 3)) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        widths: Sequence[int] = (32, 32, 64, 64, 128, 128),
+        pool_after: Sequence[int] = (1, 3),
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev = in_channels
@@ -51,7 +62,7 @@ class SmallVGG(nn.Module):
         self.flatten = nn.Flatten()
         self.classifier = nn.Linear(prev, num_classes)
 
-    def forward(self, x):  # noqa: D102
+    def forward(self, x):
         return self.classifier(self.flatten(self.pool(self.features(x))))
 
 
@@ -65,8 +76,13 @@ class SmallResNet(nn.Module):
         blocks: Basic blocks per stage.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1,
-                 widths: Sequence[int] = (16, 32, 64), blocks: int = 2) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        widths: Sequence[int] = (16, 32, 64),
+        blocks: int = 2,
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -80,8 +96,9 @@ class SmallResNet(nn.Module):
                 s = stride if j == 0 else 1
                 down = None
                 if s != 1 or prev != width:
-                    down = nn.Sequential(nn.Conv2d(prev, width, 1, stride=s, bias=False),
-                                         nn.BatchNorm2d(width))
+                    down = nn.Sequential(
+                        nn.Conv2d(prev, width, 1, stride=s, bias=False), nn.BatchNorm2d(width)
+                    )
                 stage.append(BasicBlock(prev, width, stride=s, downsample=down))
                 prev = width
             stages.append(nn.Sequential(*stage))
@@ -90,7 +107,7 @@ class SmallResNet(nn.Module):
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(prev, num_classes)
 
-    def forward(self, x):  # noqa: D102
+    def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.flatten(self.avgpool(x)))

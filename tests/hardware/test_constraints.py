@@ -10,8 +10,12 @@ from hwcompress.hardware import METRICS, ConstraintMatrix, load_profile
 def test_rows_from_budgets_and_extra_rows():
     m = ConstraintMatrix.from_profile(load_profile("jetson_nano"))
     assert m.metrics == METRICS
-    assert m.rows == ("weights_fit_storage", "activations_fit_memory", "latency_budget",
-                      "model_ram")
+    assert m.rows == (
+        "weights_fit_storage",
+        "activations_fit_memory",
+        "latency_budget",
+        "model_ram",
+    )
     assert m.A.shape == (4, len(METRICS))
     ram = m.rows.index("model_ram")
     assert m.A[ram, METRICS.index("weight_bytes")] == 1
@@ -20,14 +24,19 @@ def test_rows_from_budgets_and_extra_rows():
 
 
 def test_slack_feasible_and_penalty_by_hand(profile_data, write_profile):
-    profile_data["budgets"] = {"weight_bytes": 1000, "peak_activation_bytes": 500,
-                               "macs": 2000}
+    profile_data["budgets"] = {"weight_bytes": 1000, "peak_activation_bytes": 500, "macs": 2000}
     profile_data["latency"]["budget_ms"] = 10
-    profile_data["constraints"] = [{"name": "mixed", "coeffs": {"macs": 0.001,
-                                                                "latency_ms": 1}, "bound": 12}]
+    profile_data["constraints"] = [
+        {"name": "mixed", "coeffs": {"macs": 0.001, "latency_ms": 1}, "bound": 12}
+    ]
     m = ConstraintMatrix.from_profile(load_profile(write_profile(profile_data)))
-    ok = {"params": 1, "weight_bytes": 900, "peak_activation_bytes": 400, "macs": 1000,
-          "latency_ms": 5}
+    ok = {
+        "params": 1,
+        "weight_bytes": 900,
+        "peak_activation_bytes": 400,
+        "macs": 1000,
+        "latency_ms": 5,
+    }
     assert m.feasible(ok)
     np.testing.assert_allclose(m.slack(ok), [100, 100, 5, 1000, 6])
     assert m.penalty(ok) == 0

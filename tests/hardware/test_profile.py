@@ -12,12 +12,19 @@ from hwcompress.hardware.profile import (
     load_profile,
 )
 
-EXPECTED = {"jetson_nano", "jetson_orin_nano", "raspberry_pi4", "raspberry_pi5", "stm32h7",
-            "coral_edgetpu", "x86_host"}
+EXPECTED = {
+    "jetson_nano",
+    "jetson_orin_nano",
+    "raspberry_pi4",
+    "raspberry_pi5",
+    "stm32h7",
+    "coral_edgetpu",
+    "x86_host",
+}
 
 
 def test_all_builtin_profiles_are_listed():
-    assert EXPECTED <= set(list_profiles())
+    assert set(list_profiles()) >= EXPECTED
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -86,15 +93,20 @@ BAD_CASES = [
     ("compute.peak_gops", {"fp64": 3}, "compute.peak_gops.fp64", "unknown precision"),
     ("budgets.weight_bytes", "lots", "budgets.weight_bytes", "byte size"),
     ("latency.source", "psychic", "latency.source", "unknown latency source"),
-    ("constraints", [{"name": "x", "coeffs": {"flops": 1}, "bound": 3}],
-     "constraints.x.coeffs", "unknown metric"),
+    (
+        "constraints",
+        [{"name": "x", "coeffs": {"flops": 1}, "bound": 3}],
+        "constraints.x.coeffs",
+        "unknown metric",
+    ),
     ("runtime.providers", "CPUExecutionProvider", "runtime.providers", "expected a list"),
 ]
 
 
 @pytest.mark.parametrize(("key", "value", "named", "words"), BAD_CASES)
-def test_validation_errors_name_file_key_and_fix(profile_data, write_profile, key, value,
-                                                 named, words):
+def test_validation_errors_name_file_key_and_fix(
+    profile_data, write_profile, key, value, named, words
+):
     path = write_profile(_edit(profile_data, key, value))
     with pytest.raises(ProfileError) as info:
         load_profile(path)

@@ -57,10 +57,17 @@ def test_roofline_by_hand():
     from hwcompress.measure.stats import ModelStats
 
     profile = load_profile("x86_host")
-    profile = dataclasses.replace(profile, latency=dataclasses.replace(
-        profile.latency, roofline_efficiency=0.5))
-    stats = ModelStats(params=0, macs=1_000_000, weight_bytes=35_000_000,
-                       peak_activation_bytes=0, activation_traffic_bytes=0, input_shape=())
+    profile = dataclasses.replace(
+        profile, latency=dataclasses.replace(profile.latency, roofline_efficiency=0.5)
+    )
+    stats = ModelStats(
+        params=0,
+        macs=1_000_000,
+        weight_bytes=35_000_000,
+        peak_activation_bytes=0,
+        activation_traffic_bytes=0,
+        input_shape=(),
+    )
     est = roofline(stats, profile, "fp32")
     # compute 2e6 / 332.8e9 s; memory 35e6 / 35e9 s = 1 ms, halved efficiency → 2 ms
     assert est.memory_ms == pytest.approx(2.0)

@@ -45,8 +45,13 @@ def test_residual_add_keeps_input_alive(tiny_residual):
 
 
 def test_liveness_frees_dead_tensors():
-    steps = [Step("x", 100), Step("a", 50, ("x",)), Step("b", 10, ("a",)),
-             Step("v", 0, ("b",), alias_of="b"), Step("c", 5, ("v",))]
+    steps = [
+        Step("x", 100),
+        Step("a", 50, ("x",)),
+        Step("b", 10, ("a",)),
+        Step("v", 0, ("b",), alias_of="b"),
+        Step("c", 5, ("v",)),
+    ]
     # x+a = 150 at step a; then x freed; a+b = 60; b+c = 15
     assert peak_live_bytes(steps, ["c"]) == 150
 
@@ -72,7 +77,6 @@ def test_torchvision_resnet18_macs_match_published_figure():
     # torchvision documents resnet18 at 1.81 GFLOPS (= GMACs) for 224×224 input.
     model = torchvision.models.resnet18().eval()
     s = analyze_module(model, (1, 3, 224, 224))
-    conv_linear = sum(layer.macs for layer in s.layers
-                      if layer.kind in ("Conv2d", "Linear"))
+    conv_linear = sum(layer.macs for layer in s.layers if layer.kind in ("Conv2d", "Linear"))
     assert abs(conv_linear / 1e9 - 1.81) < 0.01
     assert s.params == sum(p.numel() for p in model.parameters()) == 11_689_512

@@ -1,0 +1,311 @@
+"""ArchSpec: the decision points of a teacher, and Genome: one choice at each of them.
+
+Both are plain frozen data (JSON round-trip). Per-layer decisions are keyed by module name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from hwcompress.errors import GenomeError
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerSpec:
+    """One module with parameters, in execution order.
+
+    Attributes:
+        name: Qualified module name.
+        kind: ``conv``, ``dwconv``, ``gconv``, ``linear``, ``norm`` or ``other``.
+        in_channels: Input channels (features for linear layers).
+        out_channels: Output channels (features).
+        kernel: Kernel size (``(1,)`` for linear and norm layers).
+        stride: First stride component (1 for non-conv layers).
+        padding: First padding component.
+        in_group: Key of the channel group the layer reads.
+        out_group: Key of the channel group the layer writes.
+        factor: For linear layers, inputs per input channel (the flattened spatial size).
+        bias: Whether the layer has a bias.
+        params: Parameter count in the teacher.
+        unit: The removal unit containing this layer, if any.
+        skip: True if the layer sits inside a residual branch.
+        input_shape: Input tensor shape for a batch of one.
+        output_shape: Output tensor shape for a batch of one.
+    """
+
+    name: str
+    kind: str
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, ...] = (1,)
+    stride: int = 1
+    padding: int = 0
+    in_group: str
+    out_group: str
+    factor: int = 1
+    bias: bool = False
+    params: int = 0
+    unit: str | None = None
+    skip: bool = False
+    input_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnitSpec:
+    """A removable unit: a residual branch or a conv (+ norm + activation)."""
+
+    name: str
+    kind: str
+    layers: tuple[str, ...]
+    in_group: str | None = None
+    out_group: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupSpec:
+    """A set of tensors whose channel counts must stay equal."""
+
+    key: str
+    channels: int
+    shrinkable: bool
+    producers: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchSpec:
+    """The decision points of one teacher for one input shape."""
+
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerSpec, ...]
+    units: tuple[UnitSpec, ...]
+    groups: tuple[GroupSpec, ...]
+
+    @property
+    def removable(self) -> tuple[UnitSpec, ...]:
+        """The units the removal stage decides on, in execution order."""
+        return self.units
+
+    @property
+    def shrinkable(self) -> tuple[GroupSpec, ...]:
+        """The channel groups the shrinkage stage decides on."""
+        return tuple(g for g in self.groups if g.shrinkable)
+
+    def layer(self, name: str) -> LayerSpec:
+        """The layer called ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
+        """Inverse of :meth:`to_dict`."""
+
+        def tup(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+            return {k: tuple(v) if k in keys and v is not None else v for k, v in d.items()}
+
+        return cls(
+            input_shape=tuple(data["input_shape"]),
+            layers=tuple(
+                LayerSpec(**tup(x, "kernel", "input_shape", "output_shape")) for x in data["layers"]
+            ),
+            units=tuple(UnitSpec(**tup(x, "layers")) for x in data["units"]),
+            groups=tuple(GroupSpec(**tup(x, "producers")) for x in data["groups"]),
+        )
+
+    def validate(self, genome: Genome) -> None:
+        """Checks that ``genome`` only names this spec's decision points.
+
+        Raises:
+            GenomeError: On an unknown unit or group, or a width outside (0, 1].
+        """
+        units = {u.name for u in self.units}
+        groups = {g.key for g in self.shrinkable}
+        for name in genome.keep:
+            if name not in units:
+                raise GenomeError(
+                    f"genome keeps/removes '{name}', which is not a removable "
+                    f"unit; removable: {', '.join(sorted(units)) or 'none'}"
+                )
+        for key, width in genome.width.items():
+            if key not in groups:
+                raise GenomeError(
+                    f"genome sets a width for '{key}', which is not a shrinkable "
+                    f"channel group; shrinkable: {', '.join(sorted(groups))}"
+                )
+            if not 0 < width <= 1:
+                raise GenomeError(f"width of '{key}' must be in (0, 1], got {width}")
+
+    def channels_after(self, genome: Genome) -> dict[str, int]:
+        """Channels of every group after shrinkage (removed groups keep their entry)."""
+        return {
+            g.key: max(1, round(genome.width.get(g.key, 1.0) * g.channels))
+            if g.shrinkable
+            else g.channels
+            for g in self.groups
+        }
+
+    def predict_params(self, genome: Genome) -> int:
+        """Parameter count of the student ``genome`` describes, computed from the spec alone.
+
+        This does not build the student; tests compare it with the built student, which
+        checks the surgery independently.
+        """
+        self.validate(genome)
+        removed_units = [u for u in self.units if not genome.keep.get(u.name, True)]
+        removed = {name for u in removed_units for name in u.layers}
+        redirect = {
+            u.out_group: u.in_group
+            for u in removed_units
+            if u.kind == "conv" and u.out_group and u.in_group
+        }
+
+        def resolve(key: str) -> str:
+            seen = set()
+            while key in redirect and key not in seen:
+                seen.add(key)
+                key = redirect[key]
+            return key
+
+        width = self.channels_after(genome)
+        total = 0
+        for layer in self.layers:
+            if layer.name in removed:
+                continue
+            w_in = width[resolve(layer.in_group)]
+            w_out = width[layer.out_group] if layer.kind != "dwconv" else w_in
+            k = math.prod(layer.kernel)
+            if layer.kind == "conv":
+                total += w_in * w_out * k + (w_out if layer.bias else 0)
+            elif layer.kind == "dwconv":
+                total += w_in * k + (w_in if layer.bias else 0)
+            elif layer.kind == "linear":
+                total += w_in * layer.factor * w_out + (w_out if layer.bias else 0)
+            elif layer.kind == "norm":
+                total += 2 * w_in if layer.params else 0
+            else:
+                total += layer.params
+        return total
+
+
+@dataclass(frozen=True, kw_only=True)
+class Genome:
+    """One student: which units to keep, each group's width factor, and bit-widths.
+
+    Missing entries mean "keep", width 1.0 and the default precision.
+    """
+
+    keep: dict[str, bool] = field(default_factory=dict)
+    width: dict[str, float] = field(default_factory=dict)
+    weight_bits: dict[str, int] = field(default_factory=dict)
+    act_bits: dict[str, int] = field(default_factory=dict)
+
+    def key(self) -> str:
+        """A canonical string: equal genomes (after dropping defaults) have equal keys."""
+        data = {
+            "keep": {k: v for k, v in sorted(self.keep.items()) if not v},
+            "width": {k: round(v, 6) for k, v in sorted(self.width.items()) if v != 1.0},
+            "weight_bits": dict(sorted(self.weight_bits.items())),
+            "act_bits": dict(sorted(self.act_bits.items())),
+        }
+        return json.dumps(data, sort_keys=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Genome:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: dict(v) for k, v in data.items()})
+
+
+def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:
+    """Traces ``model`` and lists its decision points.
+
+    Args:
+        model: The teacher (not modified).
+        input_shape: Shape of one input batch, e.g. ``(1, 1, 8, 8)``.
+
+    Returns:
+        The spec: layers in execution order, removable units, channel groups.
+
+    Raises:
+        ModelError: If the model cannot be traced or run on that shape.
+    """
+    from hwcompress.arch.graph import _shape, analyze_graph, trace_model
+
+    a = analyze_graph(trace_model(model), input_shape)
+    unit_of = {name: u.name for u in a.units.values() for name in u.layers}
+    in_residual = {name for u in a.units.values() if u.kind == "residual" for name in u.layers}
+    layers = []
+    for info in a.layers.values():
+        m = info.module
+        node_in = info.node.all_input_nodes[0]
+        kernel = tuple(getattr(m, "kernel_size", (1,)))
+        layers.append(
+            LayerSpec(
+                name=info.name,
+                kind=info.kind,
+                in_channels=getattr(
+                    m, "in_channels", getattr(m, "in_features", getattr(m, "num_features", 0))
+                ),
+                out_channels=getattr(
+                    m, "out_channels", getattr(m, "out_features", getattr(m, "num_features", 0))
+                ),
+                kernel=kernel,
+                stride=int(getattr(m, "stride", (1,))[0]),
+                padding=int(
+                    p[0]
+                    if isinstance(p := getattr(m, "padding", 0), tuple)
+                    else (p if isinstance(p, int) else 0)
+                ),
+                in_group=a.key(info.in_gid),
+                out_group=a.key(info.out_gid),
+                factor=info.factor,
+                bias=getattr(m, "bias", None) is not None,
+                params=sum(p.numel() for p in m.parameters(recurse=False)),
+                unit=unit_of.get(info.name),
+                skip=info.name in in_residual,
+                input_shape=_shape(node_in) or (),
+                output_shape=_shape(info.node) or (),
+            )
+        )
+    units = tuple(
+        UnitSpec(
+            name=u.name,
+            kind=u.kind,
+            layers=tuple(u.layers),
+            in_group=a.key(u.in_gid) if u.kind == "conv" else None,
+            out_group=a.key(u.out_gid) if u.kind == "conv" else None,
+        )
+        for u in a.units.values()
+    )
+    order = {info.name: i for i, info in enumerate(a.layers.values())}
+    groups = sorted(
+        (
+            GroupSpec(
+                key=a.keys[root],
+                channels=a.channels[root],
+                shrinkable=root not in a.fixed,
+                producers=tuple(p.name for p in a.producers(root)),
+            )
+            for root in a.channels
+            if root == a.root(root)
+        ),
+        key=lambda g: order.get(g.key, -1),
+    )
+    return ArchSpec(
+        input_shape=tuple(input_shape), layers=tuple(layers), units=units, groups=tuple(groups)
+    )

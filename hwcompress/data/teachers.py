@@ -1,0 +1,246 @@
+"""Teacher specs: ``builtin:NAME``, ``torchvision:NAME`` or ``module.path:factory``.
+
+Built-in teachers are trained on first use for a dataset and cached (weights and accuracy)
+under ``$HWCOMPRESS_CACHE`` (default ``~/.cache/hwcompress``). Checkpoints are always loaded
+with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwcompress.errors import TeacherError
+
+CACHE_ENV = "HWCOMPRESS_CACHE"
+
+
+@dataclass
+class Teacher:
+    """A resolved teacher and what is known about it."""
+
+    spec: str
+    model: nn.Module
+    accuracy: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+
+
+def cache_dir() -> Path:
+    """Where trained built-in teachers are cached."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "hwcompress")
+
+
+def _adapt_torchvision(model: nn.Module, in_channels: int, image_size: int) -> nn.Module:
+    """Adapts a torchvision classifier to the input channels and small images."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            if m.in_channels != in_channels:
+                new = nn.Conv2d(
+                    in_channels,
+                    m.out_channels,
+                    m.kernel_size,
+                    m.stride,
+                    m.padding,
+                    m.dilation,
+                    m.groups,
+                    m.bias is not None,
+                )
+                parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+                setattr(parent, name.rsplit(".", 1)[-1], new)
+            break
+    avgpool = getattr(model, "avgpool", None)
+    classifier = getattr(model, "classifier", None)
+    if (
+        image_size < 64
+        and isinstance(avgpool, nn.AdaptiveAvgPool2d)
+        and avgpool.output_size not in (1, (1, 1))
+        and isinstance(classifier, nn.Sequential)
+        and isinstance(classifier[0], nn.Linear)
+    ):
+        # VGG-style heads pool to 7×7 and flatten; on small images pool globally instead.
+        area = 1
+        for v in (
+            avgpool.output_size
+            if isinstance(avgpool.output_size, tuple)
+            else (avgpool.output_size,) * 2
+        ):
+            area *= int(v)
+        first = classifier[0]
+        model.avgpool = nn.AdaptiveAvgPool2d(1)
+        classifier[0] = nn.Linear(first.in_features // area, first.out_features)
+    return model
+
+
+def _import_factory(spec: str) -> Callable[..., nn.Module]:
+    module_path, _, attr = spec.rpartition(":")
+    try:
+        module = importlib.import_module(module_path)
+        return getattr(module, attr)  # type: ignore[no-any-return]
+    except (ImportError, AttributeError) as err:
+        raise TeacherError(
+            f"teacher '{spec}': cannot import '{attr}' from '{module_path}' "
+            f"({err}); give module.path:factory with the module on PYTHONPATH"
+        ) from None
+
+
+def build_teacher(spec: str, num_classes: int, in_channels: int, image_size: int = 32) -> nn.Module:
+    """Builds the (untrained) architecture a teacher spec names.
+
+    Raises:
+        TeacherError: If the spec is malformed or names nothing known.
+    """
+    from hwcompress.models import BUILTIN_MODELS
+
+    kind, sep, name = spec.partition(":")
+    if not sep or not name:
+        raise TeacherError(
+            f"teacher '{spec}': expected builtin:NAME, torchvision:NAME or module.path:factory"
+        )
+    if kind == "builtin":
+        if name not in BUILTIN_MODELS:
+            raise TeacherError(
+                f"unknown built-in teacher '{name}'; choose one of "
+                f"{', '.join(sorted(BUILTIN_MODELS))}"
+            )
+        return BUILTIN_MODELS[name](num_classes=num_classes, in_channels=in_channels)
+    if kind == "torchvision":
+        import torchvision
+
+        try:
+            model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        except (ValueError, TypeError) as err:
+            raise TeacherError(
+                f"torchvision has no classifier '{name}' ({err}); see "
+                "torchvision.models.list_models()"
+            ) from None
+        return _adapt_torchvision(model, in_channels, image_size)
+    factory = _import_factory(spec)
+    try:
+        model = factory(num_classes=num_classes, in_channels=in_channels)
+    except TypeError:
+        model = factory()
+    if not isinstance(model, nn.Module):
+        raise TeacherError(
+            f"teacher '{spec}': the factory returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Loads a checkpoint safely (``weights_only=True``).
+
+    Accepts a bare state dict or a dict with ``state_dict`` / ``model`` and optional
+    ``meta``.
+
+    Raises:
+        TeacherError: If the file is missing, corrupt or needs pickled code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TeacherError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise TeacherError(
+            f"{path}: refused to load: the checkpoint contains pickled Python objects, and "
+            "loading it would execute code ({}). Re-save only the weights with "
+            "torch.save(model.state_dict(), path)".format(str(err).splitlines()[0])
+        ) from None
+    except Exception as err:
+        raise TeacherError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        return data
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        return {"state_dict": data["model"], "meta": data.get("meta", {})}
+    if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
+        return {"state_dict": data, "meta": {}}
+    raise TeacherError(f"{path}: expected a state dict (torch.save(model.state_dict(), path))")
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Loads checkpoint weights into ``model``; returns the checkpoint's ``meta``.
+
+    Raises:
+        TeacherError: If the weights do not fit the architecture.
+    """
+    ckpt = load_checkpoint(path)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise TeacherError(
+            f"{path}: the weights do not fit the architecture: "
+            f"{str(err).splitlines()[0]}. Check --teacher and --dataset"
+        ) from None
+    return dict(ckpt.get("meta") or {})
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> Path:
+    """Saves weights plus JSON-able metadata in a ``weights_only``-loadable file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"state_dict": model.state_dict(), "meta": json.loads(json.dumps(meta))}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def resolve_teacher(
+    spec: str,
+    data: Any,
+    *,
+    weights: str | Path | None = None,
+    train_config: Any = None,
+    reporter: Callable[[str], None] | None = None,
+) -> Teacher:
+    """Resolves a teacher spec to a model with weights.
+
+    ``builtin:NAME`` without ``weights`` is trained on ``data`` on first use and cached.
+    Other specs need ``weights`` to be useful; without them they keep random weights (the
+    caller is told through ``source``).
+
+    Args:
+        spec: ``builtin:NAME``, ``torchvision:NAME`` or ``module.path:factory``.
+        data: A :class:`~hwcompress.data.DataBundle` (classes, channels, training data).
+        weights: A checkpoint to load.
+        train_config: :class:`~hwcompress.train.TrainConfig` for first-use training.
+        reporter: Receives one-line progress messages.
+
+    Returns:
+        The teacher, in eval mode, with its validation/test accuracy where known.
+    """
+    from hwcompress.train import TrainConfig, evaluate, train_classifier
+
+    model = build_teacher(spec, data.num_classes, data.in_channels, data.image_shape[-1])
+    if weights is not None:
+        meta = load_weights(model, weights)
+        model.eval()
+        acc = {"val": evaluate(model, data.val)}
+        return Teacher(spec, model, {**meta.get("accuracy", {}), **acc}, f"weights {weights}")
+    if not spec.startswith("builtin:"):
+        return Teacher(spec, model.eval(), {}, "random weights (pass --teacher-weights)")
+    train_config = train_config or TrainConfig()
+    key = hashlib.sha1(
+        json.dumps(
+            [spec, data.name, list(data.image_shape), data.num_classes, train_config.to_dict()]
+        ).encode()
+    ).hexdigest()[:10]
+    path = cache_dir() / "teachers" / f"{spec.split(':')[1]}-{data.name}-{key}.pt"
+    if path.is_file():
+        meta = load_weights(model, path)
+        return Teacher(spec, model.eval(), meta.get("accuracy", {}), f"cache {path}")
+    if reporter:
+        reporter(f"training {spec} on {data.name} (first use; cached at {path})")
+    train_classifier(model, data, train_config)
+    acc = {"val": evaluate(model, data.val), "test": evaluate(model, data.test)}
+    save_checkpoint(model, path, {"spec": spec, "dataset": data.name, "accuracy": acc})
+    return Teacher(spec, model.eval(), acc, f"trained, cached at {path}")

@@ -1,0 +1,106 @@
+"""Pieces shared by supervised training and distillation: evaluation, budgets, early stop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader) -> float:
+    """Top-1 accuracy of ``model`` on ``loader`` (the model is left in eval mode)."""
+    model.eval()
+    correct = total = 0
+    for batch in loader:
+        x, y = batch[0], batch[1]
+        correct += int((model(x).argmax(dim=1) == y).sum())
+        total += len(y)
+    return correct / max(total, 1)
+
+
+@dataclass
+class Budget:
+    """Stops training at a step count, a wall-clock limit or an epoch count."""
+
+    epochs: int
+    max_steps: int | None = None
+    time_budget_s: float | None = None
+    steps: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def exhausted(self) -> bool:
+        """True once any limit is reached."""
+        if self.max_steps is not None and self.steps >= self.max_steps:
+            return True
+        return self.time_budget_s is not None and self.elapsed() >= self.time_budget_s
+
+    def elapsed(self) -> float:
+        """Seconds since the budget started."""
+        return time.perf_counter() - self.start
+
+
+@dataclass
+class EarlyStopper:
+    """Keeps the best weights by validation accuracy; stops after ``patience`` bad epochs."""
+
+    patience: int
+    best: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    state: dict[str, torch.Tensor] | None = None
+
+    def update(self, model: nn.Module, accuracy: float, epoch: int) -> bool:
+        """Records an epoch's accuracy. Returns True when training should stop."""
+        if accuracy > self.best:
+            self.best, self.best_epoch, self.bad_epochs = accuracy, epoch, 0
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Loads the best weights seen back into ``model``."""
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
+def run_epochs(
+    model: nn.Module,
+    loader: DataLoader,
+    val: DataLoader,
+    step: Callable[[tuple[torch.Tensor, ...]], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: object | None,
+    budget: Budget,
+    patience: int,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> EarlyStopper:
+    """The shared loop: epochs of ``step`` losses, validation, early stop, best restored."""
+    stopper = EarlyStopper(patience)
+    for epoch in range(budget.epochs):
+        model.train()
+        losses = []
+        for batch in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = step(batch)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+            budget.steps += 1
+            if budget.exhausted():
+                break
+        if scheduler is not None:
+            scheduler.step()  # type: ignore[attr-defined]
+        acc = evaluate(model, val)
+        if on_epoch is not None:
+            on_epoch(epoch, sum(losses) / max(len(losses), 1), acc)
+        if stopper.update(model, acc, epoch) or budget.exhausted():
+            break
+    stopper.restore(model)
+    model.eval()
+    return stopper

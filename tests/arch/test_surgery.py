@@ -1,0 +1,129 @@
+"""Random genomes always build a network that runs, exports and has the predicted size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwcompress.arch import Genome, build_spec, build_student
+from hwcompress.data.teachers import build_teacher
+from hwcompress.export import export_fp32
+from hwcompress.measure.onnx_graph import analyze_onnx
+from hwcompress.models import build_builtin
+
+WIDTHS = [0.1, 0.25, 0.5, 0.75, 1.0]
+
+
+def _teacher(name: str):
+    torch.manual_seed(0)
+    if name.startswith("builtin:"):
+        return build_builtin(name.split(":")[1]).eval(), (1, 1, 8, 8)
+    return build_teacher(f"torchvision:{name}", 10, 3, 32).eval(), (1, 3, 32, 32)
+
+
+_CACHE: dict = {}
+
+
+def _setup(name: str):
+    if name not in _CACHE:
+        teacher, shape = _teacher(name)
+        _CACHE[name] = teacher, shape, build_spec(teacher, shape)
+    return _CACHE[name]
+
+
+def genomes(spec):
+    keep = st.fixed_dictionaries({u.name: st.booleans() for u in spec.units})
+    width = st.fixed_dictionaries({g.key: st.sampled_from(WIDTHS) for g in spec.shrinkable})
+    return st.builds(lambda k, w: Genome(keep=k, width=w), keep, width)
+
+
+def _check(name, genome, tmp_path, export):
+    teacher, shape, spec = _setup(name)
+    student = build_student(teacher, genome, shape, spec=spec)
+    x = torch.randn(2, *shape[1:])
+    with torch.no_grad():
+        assert student(x).shape == (2, 10)
+    assert sum(p.numel() for p in student.parameters()) == spec.predict_params(genome)
+    if export:
+        path = export_fp32(student, shape, tmp_path / "student.onnx")
+        # The exported graph has the student's real (smaller) tensors.
+        assert analyze_onnx(path).params <= spec.predict_params(genome)
+
+
+@pytest.mark.parametrize("name", ["builtin:vgg", "builtin:resnet"])
+def test_builtin_random_genomes(name, tmp_path_factory):
+    spec = _setup(name)[2]
+
+    @settings(
+        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(genomes(spec))
+    def run(genome):
+        _check(name, genome, tmp_path_factory.mktemp("g"), export=True)
+
+    run()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "vgg11_bn", "mobilenet_v2"])
+def test_torchvision_random_genomes(name, tmp_path_factory):
+    spec = _setup(name)[2]
+
+    @settings(max_examples=4, deadline=None)
+    @given(genomes(spec))
+    def run(genome):
+        _check(name, genome, None, export=False)
+
+    run()
+
+
+@pytest.mark.slow
+@pytest.mark.onnx
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "vgg11_bn", "mobilenet_v2"])
+def test_torchvision_random_genomes_export(name, tmp_path_factory):
+    spec = _setup(name)[2]
+
+    @settings(max_examples=2, deadline=None)
+    @given(genomes(spec))
+    def run(genome):
+        _check(name, genome, tmp_path_factory.mktemp("g"), export=True)
+
+    run()
+
+
+@pytest.mark.parametrize("name", ["builtin:vgg", "builtin:resnet", "resnet18", "mobilenet_v2"])
+def test_empty_genome_reproduces_the_teacher_exactly(name):
+    teacher, shape, spec = _setup(name)
+    student = build_student(teacher, Genome(), shape, spec=spec)
+    x = torch.randn(3, *shape[1:])
+    with torch.no_grad():
+        assert torch.equal(student(x), teacher(x))
+
+
+def test_removal_and_shrinkage_inherit_teacher_weights():
+    teacher, shape, spec = _setup("builtin:vgg")
+    g = Genome(keep={"features.1": False}, width={"features.3.conv": 0.5})
+    student = build_student(teacher, g, shape, spec=spec)
+    names = dict(student.named_modules())
+    assert "features.1" not in names
+    # features.3 read 32 channels from features.1; it now reads the stem's 32 channels with
+    # the teacher's weights, and keeps its 32 most important filters out of 64.
+    conv = names["features.3.conv"]
+    assert conv.weight.shape == (32, 32, 3, 3)
+    t = dict(teacher.named_modules())["features.3.conv"].weight
+    kept = torch.topk(t.abs().sum(dim=(1, 2, 3)), 32).indices.sort().values
+    assert torch.equal(conv.weight, t[kept])
+    assert names["features.4.conv"].weight.shape[1] == 32
+
+
+def test_shrunken_student_stays_close_to_teacher():
+    """Keeping the most important channels leaves the output correlated with the teacher's."""
+    teacher, shape, spec = _setup("builtin:resnet")
+    student = build_student(
+        teacher, Genome(width={g.key: 0.75 for g in spec.shrinkable}), shape, spec=spec
+    )
+    x = torch.randn(64, *shape[1:])
+    with torch.no_grad():
+        a, b = teacher(x).flatten(), student(x).flatten()
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.5
