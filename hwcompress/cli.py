@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 profile_app = typer.Typer(no_args_is_help=True, help="List and inspect device profiles.")
 app.add_typer(profile_app, name="profile")
+teacher_app = typer.Typer(no_args_is_help=True, help="Train and inspect teachers.")
+app.add_typer(teacher_app, name="teacher")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -110,6 +112,60 @@ def bench(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report.to_dict(), indent=2))
         console.print(f"report written to {json_out}")
+
+
+@teacher_app.command("train")
+def teacher_train(
+    teacher: Annotated[
+        str, typer.Option(help="builtin:NAME, torchvision:NAME or module.path:factory.")
+    ] = "builtin:vgg",
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="digits, mnist, fashion_mnist, cifar10, cifar100, svhn or imagefolder:PATH."
+        ),
+    ] = "digits",
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="Folder holding torchvision datasets (default $HWCOMPRESS_DATA_DIR)."),
+    ] = None,
+    download: Annotated[bool, typer.Option(help="Allow downloading the dataset.")] = False,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Path, typer.Option(help="Checkpoint to write.")] = Path("teacher.pt"),
+) -> None:
+    """Train a teacher on a dataset and save it (weights + accuracy) as a checkpoint."""
+    from hwcompress.data import DataConfig, load_data
+    from hwcompress.data.teachers import build_teacher, save_checkpoint
+    from hwcompress.train import TrainConfig, evaluate, train_classifier
+
+    data = load_data(
+        DataConfig(
+            name=dataset, data_dir=data_dir, download=download, batch_size=batch_size, seed=seed
+        )
+    )
+    model = build_teacher(teacher, data.num_classes, data.in_channels, data.image_shape[-1])
+    config = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    with console.status(f"Training {teacher} on {dataset}") as status:
+
+        def on_epoch(epoch: int, loss: float, acc: float) -> None:
+            status.update(
+                f"Training {teacher} on {dataset}: epoch {epoch + 1}/{epochs}, "
+                f"loss {loss:.4f}, validation accuracy {acc:.2%}"
+            )
+
+        train_classifier(model, data, config, on_epoch=on_epoch)
+    acc = {"val": evaluate(model, data.val), "test": evaluate(model, data.test)}
+    save_checkpoint(
+        model,
+        out,
+        {"spec": teacher, "dataset": dataset, "accuracy": acc, "train": config.to_dict()},
+    )
+    console.print(
+        f"{teacher} on {dataset}: validation {acc['val']:.2%}, test {acc['test']:.2%} → {out}"
+    )
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:

@@ -100,3 +100,22 @@ def test_bad_option_value_exits_2(monkeypatch, capsys):
     )
     assert code == 2
     assert "--runs" in err
+
+
+def test_teacher_train_writes_a_safe_checkpoint(tmp_path):
+    from hwcompress.data.teachers import load_checkpoint
+
+    out = tmp_path / "teacher.pt"
+    result = runner.invoke(
+        app, ["teacher", "train", "--teacher", "builtin:resnet", "--epochs", "2", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    meta = load_checkpoint(out)["meta"]
+    assert meta["spec"] == "builtin:resnet" and 0 <= meta["accuracy"]["test"] <= 1
+
+
+def test_teacher_train_missing_dataset_folder(monkeypatch, capsys, tmp_path):
+    code, _, err = run_main(
+        monkeypatch, capsys, "teacher", "train", "--dataset", "cifar10", "--data-dir", str(tmp_path)
+    )
+    assert code == 2 and "--download" in err and "Traceback" not in err

@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,10 +152,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise TeacherError(
+                f"{path}: not a readable PyTorch checkpoint (corrupt or not made by torch.save)"
+            ) from None
         raise TeacherError(
-            f"{path}: refused to load: the checkpoint contains pickled Python objects, and "
-            "loading it would execute code ({}). Re-save only the weights with "
-            "torch.save(model.state_dict(), path)".format(str(err).splitlines()[0])
+            f"{path}: refused to load: the checkpoint contains a pickled Python object "
+            f"({found.group(1)}), and loading it would execute code. Re-save only the "
+            "weights with torch.save(model.state_dict(), path)"
         ) from None
     except Exception as err:
         raise TeacherError(f"{path}: not a readable PyTorch checkpoint ({err})") from None

@@ -90,7 +90,7 @@ def run_epochs(
             loss = step(batch)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             budget.steps += 1
             if budget.exhausted():
                 break
