@@ -168,6 +168,89 @@ def teacher_train(
     )
 
 
+@app.command()
+def search(
+    profile: Annotated[
+        str, typer.Option("--profile", "-p", help="Device profile name or YAML path.")
+    ],
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="builtin:NAME, torchvision:NAME or module.path:factory [builtin:vgg]."),
+    ] = None,
+    teacher_weights: Annotated[str | None, typer.Option(help="Teacher checkpoint.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset [digits].")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Folder of torchvision datasets.")] = None,
+    download: Annotated[
+        bool | None, typer.Option("--download", help="Allow downloading the dataset.")
+    ] = None,
+    stages: Annotated[
+        str | None, typer.Option(help="Comma-separated stages [removal,shrinkage].")
+    ] = None,
+    episodes: Annotated[int | None, typer.Option(min=1, help="Episodes per stage [6].")] = None,
+    rollouts: Annotated[int | None, typer.Option(min=1, help="Candidates per episode [4].")] = None,
+    budget_minutes: Annotated[
+        float | None, typer.Option(min=0.01, help="Wall-clock limit.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed [0].")] = None,
+    method: Annotated[str | None, typer.Option(help="n2n or random [n2n].")] = None,
+    out: Annotated[str, typer.Option(help="Output folder.")] = "runs/search",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    init_policy: Annotated[
+        str | None, typer.Option(help="Start from a policy of another run (policies/final.pt).")
+    ] = None,
+    distill_epochs: Annotated[
+        int | None, typer.Option(min=1, help="Distillation epochs [4].")
+    ] = None,
+    train_limit: Annotated[
+        int | None, typer.Option(min=1, help="Use at most N training samples.")
+    ] = None,
+    size_metric: Annotated[
+        str | None, typer.Option(help="params or weight_bytes [params].")
+    ] = None,
+    constraint_mode: Annotated[
+        str | None, typer.Option(help="hard (−1 when violated) or soft (scheduled penalty) [hard].")
+    ] = None,
+) -> None:
+    """Search for a student that fits the device (N2N: removal, then shrinkage)."""
+    from hwcompress.search import SearchConfig, load_search_config, run_search
+    from hwcompress.search_cli import RichSearchReporter, render_result
+
+    given = {
+        "profile": profile,
+        "teacher": teacher,
+        "teacher_weights": teacher_weights,
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "download": download,
+        "stages": tuple(s.strip() for s in stages.split(",") if s.strip())
+        if stages is not None
+        else None,
+        "episodes": episodes,
+        "rollouts": rollouts,
+        "budget_minutes": budget_minutes,
+        "seed": seed,
+        "method": method,
+        "init_policy": init_policy,
+        "distill_epochs": distill_epochs,
+        "train_limit": train_limit,
+        "size_metric": size_metric,
+        "constraint_mode": constraint_mode,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    config = load_search_config(out, overrides) if resume else SearchConfig(**overrides, out=out)
+    try:
+        with RichSearchReporter(console) as reporter:
+            result = run_search(config, resume=resume, reporter=reporter)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[bold yellow]interrupted[/]: every finished candidate is in "
+            f"{out}/journal.jsonl; continue with: hwcompress search --profile "
+            f"{profile} --out {out} --resume"
+        )
+        raise typer.Exit(130) from None
+    render_result(console, result)
+
+
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(v) for v in text.split(","))

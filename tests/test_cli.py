@@ -119,3 +119,80 @@ def test_teacher_train_missing_dataset_folder(monkeypatch, capsys, tmp_path):
         monkeypatch, capsys, "teacher", "train", "--dataset", "cifar10", "--data-dir", str(tmp_path)
     )
     assert code == 2 and "--download" in err and "Traceback" not in err
+
+
+def test_search_command_end_to_end_and_resume_conflict(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("HWCOMPRESS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = [
+        "search",
+        "--profile",
+        "jetson_nano.yaml",
+        "--episodes",
+        "1",
+        "--rollouts",
+        "2",
+        "--distill-epochs",
+        "1",
+        "--train-limit",
+        "200",
+        "--out",
+        str(out),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Teacher vs best student" in result.output and "slack latency_budget" in result.output
+    assert (out / "results.json").is_file()
+    code, _, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2 and "--resume" in err
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "search",
+        "--profile",
+        "jetson_nano",
+        "--out",
+        str(out),
+        "--resume",
+        "--episodes",
+        "9",
+    )
+    assert code == 2 and "episodes" in err
+
+
+def test_search_bad_options(monkeypatch, capsys, tmp_path):
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "search",
+        "--profile",
+        "x86_host",
+        "--method",
+        "genetic",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert code == 2 and "unknown method" in err
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "search",
+        "--profile",
+        "x86_host",
+        "--stages",
+        "removal,pruning",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert code == 2 and "unknown stage" in err
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "search",
+        "--profile",
+        "x86_host",
+        "--out",
+        str(tmp_path / "none"),
+        "--resume",
+    )
+    assert code == 2 and "holds no run" in err

@@ -1,0 +1,59 @@
+"""What the search records about each evaluated student."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def genome_id(key: str) -> str:
+    """A short stable id for a genome key (used in file names)."""
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Candidate:
+    """One evaluated student.
+
+    Attributes:
+        id: Short hash of the genome's key.
+        stage: The search stage that proposed it.
+        episode: The episode in that stage.
+        method: ``n2n``, ``random``, ...
+        genome: The genome as plain data.
+        status: ``ok`` or ``failed``.
+        reason: Why it failed, if it did.
+        metrics: params, weight_bytes, macs, peak_activation_bytes, latency_ms,
+            val_accuracy, compression.
+        reward: The reward (−1 for a failed or, in hard mode, infeasible student).
+        feasible: True if every constraint row holds.
+        slack: Slack per constraint row.
+        artifacts: Paths (relative to the run folder) of the ONNX model and the weights.
+        kernels: onnxruntime kernels that ran.
+        seconds: Wall time of the evaluation.
+    """
+
+    id: str
+    stage: str
+    episode: int
+    method: str
+    genome: dict[str, Any]
+    status: str = "ok"
+    reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    reward: float = -1.0
+    feasible: bool = False
+    slack: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    kernels: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)

@@ -1,0 +1,141 @@
+"""Evaluating one candidate: build → distil → export → measure → reward.
+
+Identical genomes are evaluated once (a cache keyed by the genome). A candidate that fails
+(a genome that cannot be built, an export error, running out of memory) is recorded with its
+reason and reward −1, and the search goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwcompress.arch import ArchSpec, Genome, build_student
+from hwcompress.errors import HwCompressError
+from hwcompress.export import export_fp32
+from hwcompress.hardware import ConstraintMatrix, DeviceProfile
+from hwcompress.measure.sources import measure_latency
+from hwcompress.measure.stats import analyze_module
+from hwcompress.search.candidate import Candidate, genome_id
+from hwcompress.search.reward import RewardConfig, reward
+from hwcompress.train import DistillConfig, TeacherLogits, distill
+
+
+@dataclass
+class SearchContext:
+    """Everything candidate evaluation needs, fixed for a run."""
+
+    teacher: nn.Module
+    spec: ArchSpec
+    data: Any
+    profile: DeviceProfile
+    matrix: ConstraintMatrix
+    teacher_metrics: dict[str, float]
+    teacher_accuracy: float
+    distill_config: DistillConfig
+    reward_config: RewardConfig
+    run_dir: Path
+    teacher_logits: TeacherLogits | None = None
+    latency_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def measure_model(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    onnx_path: Path,
+    profile: DeviceProfile,
+    **latency_kwargs: Any,
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Exports ``model`` and measures every constraint metric.
+
+    Returns:
+        The metrics and the kernels onnxruntime ran.
+    """
+    stats = analyze_module(model, input_shape)
+    export_fp32(model, input_shape, onnx_path)
+    lat = measure_latency(onnx_path, profile, **latency_kwargs)
+    return {**stats.metrics(), "latency_ms": lat.median_ms}, lat.kernels
+
+
+class CandidateEvaluator:
+    """Evaluates genomes for one run, caching by genome.
+
+    Args:
+        ctx: The run's fixed context.
+        known: Candidates evaluated earlier (a resumed run's journal).
+    """
+
+    def __init__(self, ctx: SearchContext, known: list[Candidate] | None = None) -> None:
+        self.ctx = ctx
+        self.cache: dict[str, Candidate] = {}
+        for cand in known or []:
+            self.cache[Genome.from_dict(cand.genome).key()] = cand
+
+    def cached(self, genome: Genome) -> Candidate | None:
+        """The earlier evaluation of ``genome``, if any."""
+        return self.cache.get(genome.key())
+
+    def evaluate(
+        self, genome: Genome, *, stage: str, episode: int, method: str, episodes: int = 1
+    ) -> Candidate:
+        """Evaluates ``genome`` (or returns the cached result).
+
+        Never raises for a bad candidate: failures are recorded with their reason.
+        """
+        key = genome.key()
+        if key in self.cache:
+            return self.cache[key]
+        ctx = self.ctx
+        cid = genome_id(key)
+        cand = Candidate(
+            id=cid, stage=stage, episode=episode, method=method, genome=genome.to_dict()
+        )
+        start = time.perf_counter()
+        shape = ctx.data.input_shape
+        try:
+            student = build_student(ctx.teacher, genome, shape, spec=ctx.spec)
+            result = distill(
+                student,
+                ctx.teacher,
+                ctx.data,
+                ctx.distill_config,
+                teacher_logits=ctx.teacher_logits,
+            )
+            rel_onnx = Path("candidates") / f"{cid}.onnx"
+            metrics, kernels = measure_model(
+                student, shape, ctx.run_dir / rel_onnx, ctx.profile, **ctx.latency_kwargs
+            )
+            rel_pt = Path("candidates") / f"{cid}.pt"
+            torch.save(
+                {"state_dict": student.state_dict(), "genome": genome.to_dict()},
+                ctx.run_dir / rel_pt,
+            )
+            metrics["val_accuracy"] = result.val_accuracy
+            metrics["compression"] = ctx.teacher_metrics["params"] / max(metrics["params"], 1)
+            r, feasible = reward(
+                metrics,
+                ctx.teacher_metrics,
+                result.val_accuracy,
+                ctx.teacher_accuracy,
+                ctx.matrix,
+                ctx.reward_config,
+                episode=episode,
+                episodes=episodes,
+            )
+            cand.metrics, cand.kernels, cand.reward, cand.feasible = metrics, kernels, r, feasible
+            cand.slack = dict(
+                zip(ctx.matrix.rows, map(float, ctx.matrix.slack(metrics)), strict=True)
+            )
+            cand.artifacts = {"onnx": str(rel_onnx), "weights": str(rel_pt)}
+        except (HwCompressError, RuntimeError, MemoryError, ValueError) as err:
+            cand.status = "failed"
+            cand.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            cand.reward = -1.0
+        cand.seconds = time.perf_counter() - start
+        self.cache[key] = cand
+        return cand

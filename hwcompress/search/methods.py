@@ -1,0 +1,78 @@
+"""Search methods: how genomes are proposed and how feedback is used, per stage.
+
+``n2n`` samples from the N2N policies and updates them with REINFORCE; ``random`` samples
+uniformly with the same budget and evaluation (the baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+
+from hwcompress.search.policies import POLICIES, WIDTH_CHOICES, Sample
+from hwcompress.search.reinforce import Reinforce
+
+
+class StageController(Protocol):
+    """Proposes actions for one stage and learns from their rewards."""
+
+    def sample(self, features: torch.Tensor, generator: torch.Generator) -> Sample: ...
+
+    def update(self, samples: list[Sample], rewards: list[float]) -> float | None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class PolicyController:
+    """N2N: an LSTM policy trained with REINFORCE."""
+
+    def __init__(self, stage: str, lr: float = 3e-3) -> None:
+        self.stage = stage
+        self.policy = POLICIES[stage]()
+        self.learner = Reinforce(self.policy, lr=lr)
+
+    def sample(self, features: torch.Tensor, generator: torch.Generator) -> Sample:
+        return self.policy.sample(features, generator)  # type: ignore[operator,no-any-return]
+
+    def update(self, samples: list[Sample], rewards: list[float]) -> float | None:
+        return self.learner.update([s.log_prob for s in samples], rewards)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state)
+
+
+class RandomController:
+    """Uniform sampling: keep/remove with probability ½, widths uniformly."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+    def sample(self, features: torch.Tensor, generator: torch.Generator) -> Sample:
+        n = features.shape[0]
+        if self.stage == "removal":
+            actions = (torch.rand(n, generator=generator) < 0.5).long().tolist()
+        else:
+            actions = torch.randint(len(WIDTH_CHOICES), (n,), generator=generator).tolist()
+        return Sample(actions, torch.zeros(()))
+
+    def update(self, samples: list[Sample], rewards: list[float]) -> float | None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+METHODS: dict[str, Callable[[str], StageController]] = {
+    "n2n": PolicyController,
+    "random": RandomController,
+}

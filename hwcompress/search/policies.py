@@ -1,0 +1,85 @@
+"""The N2N policies: a bidirectional LSTM for layer removal, an autoregressive LSTM for
+layer shrinkage. Both map a sequence of layer features to a sampled action per step and the
+summed log-probability REINFORCE needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hwcompress.search.features import FEATURE_DIM
+
+#: The discrete width factors the shrinkage policy chooses from.
+WIDTH_CHOICES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@dataclass
+class Sample:
+    """One rollout: the actions and their summed log-probability (with grad)."""
+
+    actions: list[int]
+    log_prob: torch.Tensor
+
+
+class RemovalPolicy(nn.Module):
+    """Reads the whole layer sequence in both directions and emits keep (1) / remove (0)."""
+
+    def __init__(self, hidden: int = 32, keep_bias: float = 1.0) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(FEATURE_DIM, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, 1)
+        nn.init.constant_(self.head.bias, keep_bias)  # start by keeping most layers
+
+    def probs(self, features: torch.Tensor) -> torch.Tensor:
+        """Keep probability per step, shape ``(steps,)``."""
+        out, _ = self.lstm(features.unsqueeze(0))
+        return torch.sigmoid(self.head(out)).reshape(-1)
+
+    def sample(self, features: torch.Tensor, generator: torch.Generator) -> Sample:
+        """Samples keep/remove for every step."""
+        p = self.probs(features)
+        u = torch.rand(p.shape, generator=generator)
+        actions = (u < p.detach()).long()
+        dist = torch.distributions.Bernoulli(probs=p.clamp(1e-6, 1 - 1e-6))
+        return Sample(actions.tolist(), dist.log_prob(actions.float()).sum())
+
+
+class ShrinkPolicy(nn.Module):
+    """Emits a width factor per step, each conditioned on the previous choice."""
+
+    def __init__(self, hidden: int = 64, choices: tuple[float, ...] = WIDTH_CHOICES) -> None:
+        super().__init__()
+        self.choices = choices
+        self.cell = nn.LSTMCell(FEATURE_DIM + len(choices), hidden)
+        self.head = nn.Linear(hidden, len(choices))
+
+    def sample(self, features: torch.Tensor, generator: torch.Generator) -> Sample:
+        """Samples a width index for every step, autoregressively."""
+        k = len(self.choices)
+        h = torch.zeros(1, self.cell.hidden_size)
+        c = torch.zeros(1, self.cell.hidden_size)
+        prev = torch.zeros(1, k)
+        prev[0, k - 1] = 1.0  # "full width" before the first step
+        actions: list[int] = []
+        log_prob = torch.zeros(())
+        for t in range(features.shape[0]):
+            h, c = self.cell(torch.cat([features[t : t + 1], prev], dim=1), (h, c))
+            logits = self.head(h)[0]
+            probs = torch.softmax(logits, dim=0)
+            a = int(torch.multinomial(probs.detach(), 1, generator=generator))
+            log_prob = log_prob + torch.log_softmax(logits, dim=0)[a]
+            actions.append(a)
+            prev = torch.zeros(1, k)
+            prev[0, a] = 1.0
+        return Sample(actions, log_prob)
+
+
+#: Policy factories by stage name.
+POLICIES: dict[str, Callable[[], nn.Module]] = {
+    "removal": RemovalPolicy,
+    "shrinkage": ShrinkPolicy,
+}

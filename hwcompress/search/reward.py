@@ -1,0 +1,94 @@
+"""The N2N reward and how hardware constraints enter it.
+
+``R = Rc · Ra`` with compression ``C = 1 − size_student / size_teacher``, ``Rc = C(2 − C)``
+and ``Ra = acc_student / acc_teacher`` (validation split). A student that cannot be built or
+evaluated gets −1.
+
+Constraints ``A·x ≤ b`` from the device profile:
+
+- ``hard`` (default, as in N2N): a student that violates any row gets −1, like an invalid
+  architecture.
+- ``soft``: ``R − λ(t)·P`` where ``P`` is the summed relative violation
+  (:meth:`ConstraintMatrix.penalty`) and ``λ`` grows linearly from ``penalty_start`` in the
+  first episode to ``penalty_end`` in the last, so early exploration may cross a budget but
+  the final policy is pushed firmly inside it. The result is clipped at −1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hwcompress.hardware.constraints import ConstraintMatrix
+
+SIZE_METRICS = ("params", "weight_bytes")
+CONSTRAINT_MODES = ("hard", "soft")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardConfig:
+    """How rewards are computed."""
+
+    size_metric: str = "params"
+    constraint_mode: str = "hard"
+    penalty_start: float = 0.5
+    penalty_end: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.size_metric not in SIZE_METRICS:
+            raise ValueError(f"size_metric must be one of {SIZE_METRICS}")
+        if self.constraint_mode not in CONSTRAINT_MODES:
+            raise ValueError(f"constraint_mode must be one of {CONSTRAINT_MODES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return asdict(self)
+
+
+def penalty_weight(config: RewardConfig, episode: int, episodes: int) -> float:
+    """λ(t) of the soft mode: linear from ``penalty_start`` to ``penalty_end``."""
+    frac = episode / max(episodes - 1, 1)
+    return config.penalty_start + (config.penalty_end - config.penalty_start) * min(frac, 1.0)
+
+
+def compression_reward(size_student: float, size_teacher: float) -> float:
+    """``Rc = C(2 − C)`` with ``C = 1 − size_student/size_teacher`` (0 ≤ C ≤ 1)."""
+    c = min(max(1.0 - size_student / size_teacher, 0.0), 1.0)
+    return c * (2.0 - c)
+
+
+def reward(
+    student: dict[str, float],
+    teacher: dict[str, float],
+    acc_student: float,
+    acc_teacher: float,
+    matrix: ConstraintMatrix,
+    config: RewardConfig,
+    *,
+    episode: int = 0,
+    episodes: int = 1,
+) -> tuple[float, bool]:
+    """The reward of one evaluated student.
+
+    Args:
+        student: The student's metrics (the constraint metrics plus ``params``).
+        teacher: The teacher's metrics.
+        acc_student: Student validation accuracy.
+        acc_teacher: Teacher validation accuracy.
+        matrix: The profile's constraints.
+        config: Size metric and constraint mode.
+        episode: Current episode (for the soft penalty schedule).
+        episodes: Total episodes of the stage.
+
+    Returns:
+        The reward and whether the student satisfies every constraint.
+    """
+    rc = compression_reward(student[config.size_metric], teacher[config.size_metric])
+    ra = acc_student / acc_teacher if acc_teacher > 0 else 0.0
+    r = rc * ra
+    feasible = matrix.feasible(student)
+    if not feasible:
+        if config.constraint_mode == "hard":
+            return -1.0, False
+        r = max(-1.0, r - penalty_weight(config, episode, episodes) * matrix.penalty(student))
+    return r, feasible

@@ -1,0 +1,391 @@
+"""The search run: stages of episodes of rollouts, journaled and resumable.
+
+``removal`` decides keep/remove per removable unit; ``shrinkage`` then decides a width per
+channel group that is still present, starting from the best removal student (as in N2N).
+Each candidate is appended to ``journal.jsonl`` as it finishes and each episode's policy is
+checkpointed, so ``resume=True`` continues an interrupted run without losing or repeating
+evaluated candidates: episode sampling is seeded by (seed, stage, episode), so the replayed
+part of an interrupted episode draws the same genomes and finds them in the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwcompress.arch import ArchSpec, Genome, build_spec, build_student
+from hwcompress.data import DataConfig, load_data
+from hwcompress.data.teachers import load_checkpoint, resolve_teacher
+from hwcompress.errors import HwCompressError
+from hwcompress.hardware import ConstraintMatrix, load_profile
+from hwcompress.search.candidate import Candidate
+from hwcompress.search.config import SearchConfig
+from hwcompress.search.evaluate import CandidateEvaluator, SearchContext, measure_model
+from hwcompress.search.features import group_features, unit_features
+from hwcompress.search.journal import Journal
+from hwcompress.search.methods import METHODS
+from hwcompress.search.policies import WIDTH_CHOICES
+from hwcompress.search.progress import SearchReporter
+from hwcompress.search.reward import RewardConfig
+from hwcompress.train import DistillConfig, TeacherLogits, evaluate
+
+
+@dataclass
+class SearchResult:
+    """The outcome of a run (also written as ``results.json``)."""
+
+    out: Path
+    teacher: dict[str, Any]
+    best: Candidate | None
+    stages: dict[str, Candidate]
+    candidates: list[Candidate] = field(default_factory=list)
+    results_path: Path | None = None
+    interrupted_by_budget: bool = False
+
+
+def best_of(cands: list[Candidate]) -> Candidate | None:
+    """The best candidate: highest reward among feasible ones, else highest overall."""
+    ok = [c for c in cands if c.status == "ok"]
+    feasible = [c for c in ok if c.feasible]
+    pool = feasible or ok
+    return max(pool, key=lambda c: (c.reward, -c.metrics.get("params", 0))) if pool else None
+
+
+def _stage_items(
+    stage: str, spec: ArchSpec, base: Genome, teacher: torch.nn.Module
+) -> tuple[list[str], torch.Tensor]:
+    if stage == "removal":
+        return [u.name for u in spec.units], unit_features(spec)
+    present = spec
+    if any(not v for v in base.keep.values()):
+        present = build_spec(
+            build_student(teacher, base, spec.input_shape, spec=spec), spec.input_shape
+        )
+    keys = {g.key for g in present.shrinkable}
+    groups = tuple(g for g in spec.shrinkable if g.key in keys)
+    return [g.key for g in groups], group_features(spec, groups)
+
+
+def _genome(stage: str, base: Genome, items: list[str], actions: list[int]) -> Genome:
+    if stage == "removal":
+        return Genome(
+            keep={n: bool(a) for n, a in zip(items, actions, strict=True)}, width=dict(base.width)
+        )
+    return Genome(
+        keep=dict(base.keep),
+        width={k: WIDTH_CHOICES[a] for k, a in zip(items, actions, strict=True)},
+    )
+
+
+def _prepare_out(config: SearchConfig, resume: bool) -> tuple[SearchConfig, Path]:
+    out = Path(config.out)
+    stored = out / "config.json"
+    if resume:
+        if not stored.is_file():
+            raise HwCompressError(
+                f"--resume: {out} holds no run (no config.json); start it without --resume"
+            )
+        return config, out
+    if (out / "journal.jsonl").is_file():
+        raise HwCompressError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(config.to_dict(), indent=2))
+    return config, out
+
+
+def load_search_config(out: str | Path, overrides: dict[str, Any]) -> SearchConfig:
+    """The stored config of the run in ``out`` with resume-safe ``overrides`` applied."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise HwCompressError(
+            f"--resume: {out} holds no run (no config.json); start it without --resume"
+        )
+    stored = SearchConfig.from_dict(json.loads(path.read_text()))
+    return stored.merged_for_resume({**overrides, "out": str(out)})
+
+
+def prepare_context(
+    config: SearchConfig, out: Path, reporter: SearchReporter | None = None
+) -> tuple[SearchContext, dict[str, Any]]:
+    """Loads profile, data and teacher, measures the teacher, and builds the evaluation context.
+
+    Args:
+        config: The run's settings.
+        out: The run folder (the teacher's ONNX model and ``spec.json`` are written there).
+        reporter: Receives progress messages.
+
+    Returns:
+        The context candidate evaluation needs, and what was measured of the teacher.
+    """
+    reporter = reporter or SearchReporter()
+    profile = load_profile(config.profile)
+    matrix = ConstraintMatrix.from_profile(profile)
+    data = load_data(
+        DataConfig(
+            name=config.dataset,
+            data_dir=config.data_dir,
+            download=config.download,
+            seed=config.seed,
+            train_limit=config.train_limit,
+        )
+    )
+    teacher = resolve_teacher(
+        config.teacher, data, weights=config.teacher_weights, reporter=reporter.message
+    )
+    model = teacher.model
+    torch.manual_seed(config.seed)
+    spec = build_spec(model, data.input_shape)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
+    latency_kwargs = (
+        {"runs": config.latency_runs}
+        if (config.latency_runs is not None and profile.latency.source == "local")
+        else {}
+    )
+    reporter.message("measuring the teacher")
+    t_metrics, t_kernels = measure_model(
+        model, data.input_shape, out / "teacher.onnx", profile, **latency_kwargs
+    )
+    t_acc = evaluate(model, data.val)
+    teacher_info = {
+        "spec": config.teacher,
+        "source": teacher.source,
+        "metrics": t_metrics,
+        "val_accuracy": t_acc,
+        "test_accuracy": evaluate(model, data.test),
+        "feasible": matrix.feasible(t_metrics),
+        "constraints": matrix.report(t_metrics),
+        "kernels": t_kernels,
+    }
+    ctx = SearchContext(
+        teacher=model,
+        spec=spec,
+        data=data,
+        profile=profile,
+        matrix=matrix,
+        teacher_metrics=t_metrics,
+        teacher_accuracy=t_acc,
+        distill_config=DistillConfig(
+            epochs=config.distill_epochs, patience=config.distill_patience, seed=config.seed
+        ),
+        reward_config=RewardConfig(
+            size_metric=config.size_metric, constraint_mode=config.constraint_mode
+        ),
+        run_dir=out,
+        teacher_logits=TeacherLogits(model, data.train, seed=config.seed),
+        latency_kwargs=latency_kwargs,
+    )
+    return ctx, teacher_info
+
+
+def run_search(
+    config: SearchConfig, *, resume: bool = False, reporter: SearchReporter | None = None
+) -> SearchResult:
+    """Runs (or resumes) a search.
+
+    Args:
+        config: The run's settings (for a resume, the stored settings; see
+            :func:`load_search_config`).
+        resume: Continue the run in ``config.out``.
+        reporter: Receives progress events.
+
+    Returns:
+        The result; ``results.json``, ``best/`` and the journal are in ``config.out``.
+
+    Raises:
+        HwCompressError: On bad settings, data, teacher or profile.
+    """
+    reporter = reporter or SearchReporter()
+    started = time.perf_counter()
+    config, out = _prepare_out(config, resume)
+    ctx, teacher_info = prepare_context(config, out, reporter)
+    model, spec, data = ctx.teacher, ctx.spec, ctx.data
+    journal = Journal(out / "journal.jsonl")
+    (out / "candidates").mkdir(exist_ok=True)
+    evaluator = CandidateEvaluator(ctx, known=journal.candidates())
+    finished = {(r["stage"], r["episode"]) for r in journal.episodes()}
+    deadline = (started + config.budget_minutes * 60) if config.budget_minutes else None
+    policies_dir = out / "policies"
+    policies_dir.mkdir(exist_ok=True)
+    init_state = _load_init_policy(config.init_policy)
+    base = Genome()
+    stage_best: dict[str, Candidate] = {}
+    out_of_time = False
+    for si, stage in enumerate(config.stages):
+        items, features = _stage_items(stage, spec, base, model)
+        if not items:
+            reporter.message(f"{stage}: nothing to decide for this teacher; skipped")
+            continue
+        controller = METHODS[config.method](stage)
+        if stage in init_state:
+            controller.load_state_dict({"policy": init_state[stage]["policy"]})
+        done = sorted(ep for st, ep in finished if st == stage)
+        start_ep = done[-1] + 1 if done else 0
+        latest = policies_dir / f"{stage}_latest.pt"
+        if done and latest.is_file():
+            controller.load_state_dict(torch.load(latest, weights_only=True))
+        reporter.stage(stage, config.episodes, config.rollouts, start_ep)
+        for ep in range(start_ep, config.episodes):
+            if deadline is not None and time.perf_counter() > deadline:
+                out_of_time = True
+                break
+            gen = torch.Generator().manual_seed(config.seed * 1_000_003 + si * 10_007 + ep)
+            samples, rewards = [], []
+            for _ in range(config.rollouts):
+                sample = controller.sample(features, gen)
+                genome = _genome(stage, base, items, sample.actions)
+                cached = evaluator.cached(genome) is not None
+                cand = evaluator.evaluate(
+                    genome, stage=stage, episode=ep, method=config.method, episodes=config.episodes
+                )
+                if not cached:
+                    journal.append({"type": "candidate", "candidate": cand.to_dict()})
+                samples.append(sample)
+                rewards.append(cand.reward)
+                reporter.candidate(cand, best_of(list(evaluator.cache.values())), cached)
+            loss = controller.update(samples, rewards)
+            state = controller.state_dict()
+            torch.save(state, policies_dir / f"{stage}_ep{ep}.pt")
+            torch.save(state, latest)
+            journal.append(
+                {
+                    "type": "episode",
+                    "stage": stage,
+                    "episode": ep,
+                    "rewards": rewards,
+                    "mean_reward": sum(rewards) / len(rewards),
+                    "loss": loss,
+                    "policy": f"policies/{stage}_ep{ep}.pt",
+                }
+            )
+            reporter.episode(
+                stage, ep, sum(rewards) / len(rewards), best_of(list(evaluator.cache.values()))
+            )
+        best = best_of([c for c in evaluator.cache.values() if c.stage == stage])
+        if best is not None:
+            stage_best[stage] = best
+            base = Genome.from_dict(best.genome)
+        if out_of_time:
+            reporter.message(
+                f"the {config.budget_minutes:g}-minute budget is spent; "
+                "stopping (resume with --resume and a larger --budget-minutes)"
+            )
+            break
+    _save_final_policies(policies_dir, config.stages)
+    return _finish(
+        out, config, data, model, teacher_info, evaluator, stage_best, ctx.matrix, out_of_time
+    )
+
+
+def _load_init_policy(path: str | None) -> dict[str, Any]:
+    """Loads ``--init-policy``: a ``final.pt`` (all stages) or one stage's checkpoint."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise HwCompressError(
+            f"--init-policy {path}: no such file; give a run's "
+            "policies/final.pt or policies/STAGE_latest.pt"
+        )
+    try:
+        state = torch.load(p, weights_only=True)
+    except Exception as err:
+        raise HwCompressError(f"--init-policy {path}: not a policy checkpoint ({err})") from None
+    if isinstance(state, dict) and "policy" in state:
+        stage = "removal" if any(k.startswith("lstm.") for k in state["policy"]) else "shrinkage"
+        return {stage: state}
+    if isinstance(state, dict) and set(state) <= {"removal", "shrinkage"}:
+        return dict(state)
+    raise HwCompressError(f"--init-policy {path}: not a policy checkpoint")
+
+
+def _save_final_policies(policies_dir: Path, stages: tuple[str, ...]) -> None:
+    final = {}
+    for stage in stages:
+        latest = policies_dir / f"{stage}_latest.pt"
+        if latest.is_file():
+            state = torch.load(latest, weights_only=True)
+            if state:
+                final[stage] = {"policy": state["policy"]}
+    if final:
+        torch.save(final, policies_dir / "final.pt")
+
+
+def _finish(
+    out: Path,
+    config: SearchConfig,
+    data: Any,
+    teacher: torch.nn.Module,
+    teacher_info: dict[str, Any],
+    evaluator: CandidateEvaluator,
+    stage_best: dict[str, Candidate],
+    matrix: ConstraintMatrix,
+    out_of_time: bool,
+) -> SearchResult:
+    candidates = sorted(evaluator.cache.values(), key=lambda c: (c.stage, c.episode, c.id))
+    best = best_of(candidates)
+    best_info: dict[str, Any] | None = None
+    if best is not None:
+        best_dir = out / "best"
+        best_dir.mkdir(exist_ok=True)
+        shutil.copyfile(out / best.artifacts["onnx"], best_dir / "student.onnx")
+        ckpt = load_checkpoint(out / best.artifacts["weights"])
+        genome = Genome.from_dict(best.genome)
+        student = build_student(teacher, genome, data.input_shape)
+        student.load_state_dict(ckpt["state_dict"])
+        torch.save(
+            {
+                "state_dict": student.state_dict(),
+                "meta": {
+                    "genome": best.genome,
+                    "teacher": config.teacher,
+                    "teacher_weights": config.teacher_weights,
+                    "dataset": config.dataset,
+                    "input_shape": list(data.input_shape),
+                    "metrics": best.metrics,
+                },
+            },
+            best_dir / "student.pt",
+        )
+        best_info = {
+            **best.to_dict(),
+            "test_accuracy": evaluate(student, data.test),
+            "constraints": matrix.report(best.metrics),
+            "artifacts": {
+                **best.artifacts,
+                "onnx_best": "best/student.onnx",
+                "weights_best": "best/student.pt",
+            },
+        }
+    results = {
+        "version": 1,
+        "profile": config.profile,
+        "method": config.method,
+        "seed": config.seed,
+        "teacher": teacher_info,
+        "best": best_info,
+        "stages": {s: c.to_dict() for s, c in stage_best.items()},
+        "candidates": [c.to_dict() for c in candidates],
+        "stopped_by_budget": out_of_time,
+    }
+    path = out / "results.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(path)
+    return SearchResult(
+        out=out,
+        teacher=teacher_info,
+        best=best,
+        stages=stage_best,
+        candidates=candidates,
+        results_path=path,
+        interrupted_by_budget=out_of_time,
+    )

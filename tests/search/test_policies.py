@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import torch
+
+from hwcompress.arch import build_spec
+from hwcompress.models import build_builtin
+from hwcompress.search.features import FEATURE_DIM, group_features, unit_features
+from hwcompress.search.policies import WIDTH_CHOICES, RemovalPolicy, ShrinkPolicy
+from hwcompress.search.reinforce import Reinforce
+
+
+def test_features_have_a_fixed_width_for_any_teacher():
+    for name in ("vgg", "resnet"):
+        spec = build_spec(build_builtin(name), (1, 1, 8, 8))
+        assert unit_features(spec).shape == (len(spec.units), FEATURE_DIM)
+        assert group_features(spec, spec.shrinkable).shape == (len(spec.shrinkable), FEATURE_DIM)
+
+
+def test_sampling_is_seeded():
+    torch.manual_seed(0)
+    policy = ShrinkPolicy()
+    x = torch.rand(5, FEATURE_DIM)
+    a = policy.sample(x, torch.Generator().manual_seed(1)).actions
+    b = policy.sample(x, torch.Generator().manual_seed(1)).actions
+    assert a == b and len(a) == 5 and all(0 <= i < len(WIDTH_CHOICES) for i in a)
+
+
+def test_reinforce_moves_the_policy_towards_rewarded_actions():
+    torch.manual_seed(0)
+    policy = RemovalPolicy()
+    learner = Reinforce(policy, lr=0.05)
+    x = torch.rand(4, FEATURE_DIM)
+    gen = torch.Generator().manual_seed(0)
+    before = policy.probs(x).detach().clone()
+    for _ in range(30):
+        samples = [policy.sample(x, gen) for _ in range(8)]
+        # reward removing the first layer only
+        rewards = [1.0 if s.actions[0] == 0 else 0.0 for s in samples]
+        learner.update([s.log_prob for s in samples], rewards)
+    after = policy.probs(x).detach()
+    assert after[0] < before[0] - 0.3
+    assert learner.baseline is not None

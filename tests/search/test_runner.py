@@ -1,0 +1,119 @@
+"""End-to-end searches on digits with tiny budgets: outputs, resume, baselines, transfer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hwcompress.arch import Genome
+from hwcompress.data.teachers import load_checkpoint
+from hwcompress.errors import HwCompressError
+from hwcompress.search import SearchConfig, load_search_config, run_search
+from hwcompress.search.journal import Journal
+
+
+def test_tiny_search_end_to_end(tiny_search):
+    result = run_search(SearchConfig(**tiny_search))
+    out = Path(tiny_search["out"])
+    data = json.loads((out / "results.json").read_text())
+    assert {"teacher", "best", "candidates", "stages"} <= data.keys()
+    assert len(data["candidates"]) == len(result.candidates) >= 2
+    for cand in data["candidates"]:
+        assert {"genome", "metrics", "reward", "feasible", "artifacts"} <= cand.keys()
+        if cand["status"] == "ok":
+            assert (out / cand["artifacts"]["onnx"]).is_file()
+            assert cand["metrics"]["latency_ms"] > 0
+    best = data["best"]
+    assert best["reward"] == max(c["reward"] for c in data["candidates"] if c["feasible"])
+    assert (out / "best" / "student.onnx").is_file()
+    meta = load_checkpoint(out / "best" / "student.pt")["meta"]
+    assert meta["genome"] == best["genome"]
+    assert set(data["stages"]) == {"removal", "shrinkage"}
+    assert (out / "config.json").is_file() and (out / "policies" / "final.pt").is_file()
+    # shrinkage starts from the best removal student
+    removal_best = Genome.from_dict(data["stages"]["removal"]["genome"])
+    shrink = [c for c in data["candidates"] if c["stage"] == "shrinkage"]
+    assert all(c["genome"]["keep"] == removal_best.keep for c in shrink)
+
+
+def test_same_seed_same_genomes(tiny_search, tmp_path):
+    a = run_search(SearchConfig(**tiny_search))
+    b = run_search(SearchConfig(**{**tiny_search, "out": str(tmp_path / "again")}))
+    assert [c.genome for c in a.candidates] == [c.genome for c in b.candidates]
+
+
+def test_existing_run_needs_resume_and_resume_refuses_changes(tiny_search):
+    run_search(SearchConfig(**tiny_search))
+    with pytest.raises(HwCompressError, match="--resume"):
+        run_search(SearchConfig(**tiny_search))
+    with pytest.raises(HwCompressError, match="episodes"):
+        load_search_config(tiny_search["out"], {"episodes": 5})
+
+
+def test_resume_after_kill_loses_and_repeats_nothing(tiny_search, tmp_path):
+    settings = {**tiny_search, "episodes": 3}
+    reference = run_search(SearchConfig(**{**settings, "out": str(tmp_path / "ref")}))
+    out = Path(settings["out"])
+    code = (
+        "import sys, json; from hwcompress.search import SearchConfig, run_search; "
+        "run_search(SearchConfig(**json.loads(sys.argv[1])))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(settings)], env=os.environ.copy()
+    )
+    journal = Journal(out / "journal.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and len(journal.candidates()) < 3 and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = journal.candidates()
+    assert 3 <= len(before) < len(reference.candidates)
+    resumed = run_search(load_search_config(out, {}), resume=True)
+    after = journal.candidates()
+    ids = [c.id for c in after]
+    assert len(ids) == len(set(ids)), "a candidate was evaluated twice"
+    assert [c.id for c in after[: len(before)]] == [c.id for c in before]
+    assert sorted(c.id for c in resumed.candidates) == sorted(c.id for c in reference.candidates)
+
+
+def test_random_baseline_and_policy_transfer(tiny_search, tmp_path):
+    random_run = run_search(SearchConfig(**{**tiny_search, "method": "random"}))
+    assert random_run.best is not None
+    assert all(c.method == "random" for c in random_run.candidates)
+    source = run_search(SearchConfig(**{**tiny_search, "out": str(tmp_path / "src")}))
+    final = source.out / "policies" / "final.pt"
+    state = torch.load(final, weights_only=True)
+    assert set(state) == {"removal", "shrinkage"}
+    # A policy trained on the VGG teacher starts a search on the ResNet teacher.
+    transfer = run_search(
+        SearchConfig(
+            **{
+                **tiny_search,
+                "teacher": "builtin:resnet",
+                "init_policy": str(final),
+                "out": str(tmp_path / "transfer"),
+            }
+        )
+    )
+    assert transfer.best is not None
+
+
+def test_unbuildable_genome_is_recorded_not_raised(tiny_search):
+    from hwcompress.search.evaluate import CandidateEvaluator
+    from hwcompress.search.runner import prepare_context
+
+    ctx, _ = prepare_context(SearchConfig(**tiny_search), Path(tiny_search["out"]))
+    cand = CandidateEvaluator(ctx).evaluate(
+        Genome(keep={"no.such.unit": False}), stage="removal", episode=0, method="n2n"
+    )
+    assert cand.status == "failed" and cand.reward == -1
+    assert "not a removable unit" in cand.reason
