@@ -25,9 +25,8 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
-from hwcompress.errors import ModelError
+from hwcompress.fx import node_shape, propagate_shapes, trace
 
 ACTIVATIONS = (
     nn.ReLU,
@@ -163,13 +162,6 @@ class GraphAnalysis:
         ]
 
 
-def _shape(node: torch.fx.Node) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta")
-    if meta is None or not hasattr(meta, "shape"):
-        return None
-    return tuple(int(d) for d in meta.shape)
-
-
 def _conv_kind(m: nn.Conv2d | nn.Conv1d) -> str:
     if m.groups == 1:
         return "conv"
@@ -179,16 +171,8 @@ def _conv_kind(m: nn.Conv2d | nn.Conv1d) -> str:
 
 
 def trace_model(model: nn.Module) -> torch.fx.GraphModule:
-    """Traces ``model`` into a GraphModule that owns its submodules (the model is untouched)."""
-    import copy
-
-    try:
-        return torch.fx.symbolic_trace(copy.deepcopy(model))
-    except Exception as err:
-        raise ModelError(
-            f"cannot trace {type(model).__name__} with torch.fx ({type(err).__name__}: {err}); "
-            "hwcompress needs models without data-dependent control flow in forward()"
-        ) from err
+    """Traces a copy of ``model``: the GraphModule owns its submodules, the model is untouched."""
+    return trace(model, copy_model=True)
 
 
 def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> GraphAnalysis:
@@ -204,17 +188,7 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
     Raises:
         ModelError: If the model does not run on an input of that shape.
     """
-    was_training = gm.training
-    gm.eval()
-    try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros(tuple(input_shape)))
-    except Exception as err:
-        raise ModelError(
-            f"the model fails on an input of shape {tuple(input_shape)}: {err}"
-        ) from err
-    finally:
-        gm.train(was_training)
+    propagate_shapes(gm, input_shape)
     uf = _UnionFind()
     group: dict[torch.fx.Node, int] = {}
     fixed: list[int] = []
@@ -224,12 +198,12 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
 
     def new(node: torch.fx.Node) -> int:
         g = uf.new()
-        shape = _shape(node)
+        shape = node_shape(node)
         channels[g] = shape[1] if shape and len(shape) > 1 else 1
         return g
 
     for node in gm.graph.nodes:
-        shape = _shape(node)
+        shape = node_shape(node)
         tensor_inputs = [a for a in node.all_input_nodes if a in group]
         first = group[tensor_inputs[0]] if tensor_inputs else None
         if node.op == "placeholder":
@@ -286,7 +260,7 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
                 else node.target in PASSTHROUGH_METHODS
             )
             if binary and len(tensor_inputs) == 2:
-                shapes = [_shape(a) for a in tensor_inputs]
+                shapes = [node_shape(a) for a in tensor_inputs]
                 if all(s and len(s) > 1 for s in shapes) and shapes[0][1] == shapes[1][1]:
                     group[node] = uf.union(group[tensor_inputs[0]], group[tensor_inputs[1]])
                 else:
@@ -355,7 +329,7 @@ def _find_units(a: GraphAnalysis) -> dict[str, UnitInfo]:
             continue
         for skip, r in (tensor_args, tensor_args[::-1]):
             anc_r = _ancestors(r) | {r}
-            if skip not in anc_r or _shape(skip) != _shape(r):
+            if skip not in anc_r or node_shape(skip) != node_shape(r):
                 continue
             branch = [n for n in anc_r if n is not skip and skip in _ancestors(n)]
             members = set(branch)
@@ -403,7 +377,7 @@ def _conv_unit(a: GraphAnalysis, info: LayerInfo, modules: dict[str, nn.Module])
         else:
             break
     src = info.node.all_input_nodes[0]
-    if _shape(src)[2:] != _shape(chain[-1])[2:]:  # type: ignore[index]
+    if node_shape(src)[2:] != node_shape(chain[-1])[2:]:  # type: ignore[index]
         return None
     chain_names = {n.target for n in chain}
     for other in a.layers.values():

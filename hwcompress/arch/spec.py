@@ -244,7 +244,8 @@ def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:
     Raises:
         ModelError: If the model cannot be traced or run on that shape.
     """
-    from hwcompress.arch.graph import _shape, analyze_graph, trace_model
+    from hwcompress.arch.graph import analyze_graph, trace_model
+    from hwcompress.fx import node_shape
 
     a = analyze_graph(trace_model(model), input_shape)
     unit_of = {name: u.name for u in a.units.values() for name in u.layers}
@@ -278,8 +279,8 @@ def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:
                 params=sum(p.numel() for p in m.parameters(recurse=False)),
                 unit=unit_of.get(info.name),
                 skip=info.name in in_residual,
-                input_shape=_shape(node_in) or (),
-                output_shape=_shape(info.node) or (),
+                input_shape=node_shape(node_in) or (),
+                output_shape=node_shape(info.node) or (),
             )
         )
     units = tuple(

@@ -16,9 +16,8 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
-from hwcompress.errors import ModelError
+from hwcompress.fx import node_shape, propagate_shapes, trace
 from hwcompress.measure.counting import (
     Step,
     activation_traffic,
@@ -177,29 +176,6 @@ def _lookup(table: Mapping[type, ModuleRule], module: nn.Module) -> ModuleRule |
     return None
 
 
-def _shape(node: torch.fx.Node) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta")
-    if meta is None or not hasattr(meta, "shape"):
-        return None
-    return tuple(int(d) for d in meta.shape)
-
-
-def trace(model: nn.Module) -> torch.fx.GraphModule:
-    """Symbolically traces ``model`` with torch.fx.
-
-    Raises:
-        ModelError: If the model cannot be traced (data-dependent control flow).
-    """
-    try:
-        return torch.fx.symbolic_trace(model)
-    except Exception as err:  # torch.fx raises many error types
-        raise ModelError(
-            f"cannot trace {type(model).__name__} with torch.fx ({type(err).__name__}: {err}). "
-            "hwcompress needs models without data-dependent control flow in forward(); "
-            "wrap such parts in a leaf module or simplify forward()"
-        ) from err
-
-
 def analyze_module(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -227,17 +203,7 @@ def analyze_module(
     """
     weight_bits = dict(weight_bits or {})
     gm = trace(model)
-    was_training = model.training
-    gm.eval()
-    try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros(tuple(input_shape)))
-    except Exception as err:
-        raise ModelError(
-            f"{type(model).__name__} fails on an input of shape {tuple(input_shape)}: {err}"
-        ) from err
-    finally:
-        model.train(was_training)
+    propagate_shapes(gm, input_shape)
     modules = dict(gm.named_modules())
     act_bytes = activation_bits / 8
     steps: list[Step] = []
@@ -248,9 +214,9 @@ def analyze_module(
         if node.op == "output":
             outputs.extend(a.name for a in node.all_input_nodes)
             continue
-        out = _shape(node)
+        out = node_shape(node)
         inputs = tuple(a.name for a in node.all_input_nodes)
-        in_shapes = [s for s in (_shape(a) for a in node.all_input_nodes) if s is not None]
+        in_shapes = [s for s in (node_shape(a) for a in node.all_input_nodes) if s is not None]
         macs = 0
         alias = False
         if node.op == "call_module":

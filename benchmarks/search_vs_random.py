@@ -1,0 +1,157 @@
+"""The learned N2N policy against random search, same candidate budget, several seeds.
+
+For each method and seed a full search runs (removal then shrinkage) on the built-in VGG
+teacher. The table reports the best feasible reward, the best compression among students
+within 1 accuracy point of the teacher (validation split; the test accuracy of that student
+is reported beside it), latency, wall time and the mean reward per episode. Writes
+``benchmarks/results/search_vs_random_<dataset>.md``.
+
+Usage: python benchmarks/search_vs_random.py [--dataset digits] [--episodes 8] [--rollouts 4]
+       [--seeds 0,1,2] [--profile x86_host] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from hwcompress.arch import Genome, build_student
+from hwcompress.data import DataConfig, load_data
+from hwcompress.data.teachers import load_checkpoint, resolve_teacher
+from hwcompress.search import SearchConfig, run_search
+from hwcompress.search.journal import Journal
+from hwcompress.train import evaluate
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--data-dir", default=os.environ.get("HWCOMPRESS_DATA_DIR"))
+    parser.add_argument("--profile", default="x86_host")
+    parser.add_argument("--episodes", type=int, default=8)
+    parser.add_argument("--rollouts", type=int, default=4)
+    parser.add_argument("--distill-epochs", type=int, default=4)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--methods", default="n2n,random")
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    out = args.out or RESULTS / f"search_vs_random_{args.dataset}.md"
+    rows, curves = [], {}
+    workdir = Path(tempfile.mkdtemp(prefix="hwc-bench-"))
+    for method in args.methods.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            cfg = SearchConfig(
+                profile=args.profile,
+                dataset=args.dataset,
+                data_dir=args.data_dir,
+                episodes=args.episodes,
+                rollouts=args.rollouts,
+                distill_epochs=args.distill_epochs,
+                seed=seed,
+                method=method,
+                train_limit=args.train_limit,
+                out=str(workdir / f"{method}-{seed}"),
+            )
+            t0 = time.perf_counter()
+            result = run_search(cfg)
+            wall = time.perf_counter() - t0
+            rows.append(summarise(result, method, seed, wall, cfg))
+            curves.setdefault(method, []).append(
+                [r["mean_reward"] for r in Journal(result.out / "journal.jsonl").episodes()]
+            )
+            print(rows[-1], flush=True)
+    write(out, rows, curves, args)
+
+
+def summarise(result, method: str, seed: int, wall: float, cfg: SearchConfig) -> dict:
+    t = result.teacher
+    ok = [c for c in result.candidates if c.status == "ok"]
+    feasible = [c for c in ok if c.feasible]
+    close = [c for c in feasible if c.metrics["val_accuracy"] >= t["val_accuracy"] - 0.01]
+    top = max(close, key=lambda c: c.metrics["compression"]) if close else None
+    test = None
+    if top is not None:  # the test split never feeds the reward; it is only reported here
+        data = load_data(
+            DataConfig(
+                name=cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, train_limit=cfg.train_limit
+            )
+        )
+        teacher = resolve_teacher(cfg.teacher, data).model
+        student = build_student(teacher, Genome.from_dict(top.genome), data.input_shape)
+        student.load_state_dict(
+            load_checkpoint(result.out / top.artifacts["weights"])["state_dict"]
+        )
+        test = evaluate(student, data.test)
+    return {
+        "method": method,
+        "seed": seed,
+        "candidates": len(result.candidates),
+        "best_reward": max((c.reward for c in feasible), default=float("nan")),
+        "compression_1pt": top.metrics["compression"] if top else float("nan"),
+        "val_acc": top.metrics["val_accuracy"] if top else float("nan"),
+        "test_acc": test if test is not None else float("nan"),
+        "teacher_val": t["val_accuracy"],
+        "teacher_test": t["test_accuracy"],
+        "latency_speedup": (
+            t["metrics"]["latency_ms"] / top.metrics["latency_ms"] if top else float("nan")
+        ),
+        "wall_s": wall,
+    }
+
+
+def write(out: Path, rows: list[dict], curves: dict, args: argparse.Namespace) -> None:
+    lines = [
+        f"# N2N policy vs random search — {args.dataset}",
+        "",
+        f"Teacher `builtin:vgg`, profile `{args.profile}`, {args.episodes} episodes × "
+        f"{args.rollouts} rollouts per stage (removal, shrinkage), {args.distill_epochs} "
+        f"distillation epochs per candidate. Machine: {platform.machine()}, "
+        f"{os.cpu_count()} cores, CPU only.",
+        "",
+        "| method | seed | candidates | best feasible reward | compression at ≤1 pt loss "
+        "| its val acc | its test acc | teacher val / test | latency speed-up | wall |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['seed']} | {r['candidates']} | {r['best_reward']:.4f} | "
+            f"{r['compression_1pt']:.1f}× | {r['val_acc']:.2%} | {r['test_acc']:.2%} | "
+            f"{r['teacher_val']:.2%} / {r['teacher_test']:.2%} | {r['latency_speedup']:.2f}× | "
+            f"{r['wall_s'] / 60:.1f} min |"
+        )
+    lines += [
+        "",
+        "| method | mean best feasible reward | mean compression at ≤1 pt loss |",
+        "|---|---:|---:|",
+    ]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        lines.append(
+            f"| {method} | {statistics.mean(r['best_reward'] for r in mine):.4f} | "
+            f"{statistics.mean(r['compression_1pt'] for r in mine):.1f}× |"
+        )
+    lines += [
+        "",
+        "Mean reward per episode (averaged over seeds; removal episodes first, then shrinkage):",
+        "",
+    ]
+    for method, runs in curves.items():
+        n = min(len(c) for c in runs)
+        mean = [statistics.mean(c[i] for c in runs) for i in range(n)]
+        lines.append(f"- {method}: " + ", ".join(f"{v:+.3f}" for v in mean))
+    lines.append("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
