@@ -1,0 +1,101 @@
+"""Deployable quantized ONNX (QCDQ) and the checks that it really is one.
+
+The export goes through Brevitas' TorchScript path (``dynamo=False``): the dynamo path refuses
+quantized bias. After export the model must load in onnxruntime with no initializer listed
+as a graph input, run integer kernels in onnxruntime's optimised graph, and agree with the
+PyTorch model on the validation set (:func:`parity`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwcompress.errors import ModelError
+from hwcompress.quant.convert import QuantizationError
+
+#: Below this top-1 agreement between PyTorch and onnxruntime the export is refused.
+MIN_AGREEMENT = 0.99
+
+
+def export_qcdq(
+    model: nn.Module, input_shape: Sequence[int], path: str | Path, *, opset: int = 17
+) -> Path:
+    """Exports a Brevitas-quantized model as QCDQ ONNX with a dynamic batch axis.
+
+    Raises:
+        ModelError: If the export fails or lists initializers as graph inputs.
+    """
+    import onnx
+    from brevitas.export import export_onnx_qcdq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            export_onnx_qcdq(
+                model.eval(),
+                torch.zeros(tuple(input_shape)),
+                export_path=str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"QCDQ export failed: {first}") from err
+    graph = onnx.load(str(path)).graph
+    inits = {i.name for i in graph.initializer}
+    leaked = [i.name for i in graph.input if i.name in inits]
+    if leaked:
+        raise ModelError(f"{path}: initializers listed as graph inputs: {leaked[:3]}")
+    return path
+
+
+def parity(
+    model: nn.Module, onnx_path: str | Path, batches: Iterable[Sequence[torch.Tensor]]
+) -> float:
+    """Top-1 agreement between ``model`` (PyTorch) and onnxruntime over ``batches``."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    agree = total = 0
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            x = batch[0]
+            ref = model(x).argmax(dim=1).numpy()
+            got = session.run(None, {name: x.numpy().astype(np.float32)})[0].argmax(axis=1)
+            agree += int((ref == got).sum())
+            total += len(ref)
+    return agree / max(total, 1)
+
+
+def check_parity(
+    model: nn.Module, onnx_path: str | Path, batches: Iterable[Sequence[torch.Tensor]]
+) -> float:
+    """:func:`parity`, refusing an export below :data:`MIN_AGREEMENT`.
+
+    Raises:
+        QuantizationError: If PyTorch and onnxruntime agree on fewer than 99% of samples.
+    """
+    agreement = parity(model, onnx_path, batches)
+    if agreement < MIN_AGREEMENT:
+        raise QuantizationError(
+            f"{onnx_path}: onnxruntime agrees with the PyTorch quantized model on only "
+            f"{agreement:.2%} of validation samples (need ≥ {MIN_AGREEMENT:.0%}); the export "
+            "is not faithful"
+        )
+    return agreement

@@ -1,0 +1,76 @@
+"""Brevitas QAT, QCDQ export, integer kernels in onnxruntime and parity, on tiny models."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+import torch
+
+from hwcompress.data import DataConfig, load_data
+from hwcompress.hardware import load_profile
+from hwcompress.measure.sources import measure_latency
+from hwcompress.measure.stats import analyze_module
+from hwcompress.models import build_builtin
+from hwcompress.quant.convert import (
+    QuantizationError,
+    calibrate,
+    check_bits,
+    quantize_model,
+    quantized_layers,
+)
+from hwcompress.quant.export import check_parity, export_qcdq
+from hwcompress.train import DistillConfig, TrainConfig, distill, evaluate, train_classifier
+
+pytestmark = pytest.mark.onnx
+
+
+@pytest.fixture(scope="module")
+def teacher_and_data():
+    torch.manual_seed(0)
+    data = load_data(DataConfig(train_limit=600))
+    teacher = build_builtin("vgg")
+    train_classifier(teacher, data, TrainConfig(epochs=8))
+    return teacher.eval(), data
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_qat_export_runs_integer_kernels_with_parity(teacher_and_data, tmp_path, bits):
+    teacher, data = teacher_and_data
+    q = calibrate(quantize_model(teacher, default_weight_bits=bits), data.train)
+    assert set(quantized_layers(q).values()) == {bits}
+    distill(q, teacher, data, DistillConfig(epochs=2))  # QAT by distillation
+    acc = evaluate(q, data.val)
+    assert acc > 0.8
+    path = export_qcdq(q, data.input_shape, tmp_path / "q.onnx")
+    graph = onnx.load(str(path)).graph
+    assert not {i.name for i in graph.input} & {i.name for i in graph.initializer}
+    if bits < 8:  # sub-8-bit weights are exported with their clip ranges
+        assert any(n.op_type == "Clip" for n in graph.node)
+    lat = measure_latency(path, load_profile("x86_host"), runs=5, warmup=1, min_time_s=0)
+    kernels = lat.integer_kernels
+    assert sum(n for k, n in kernels.items() if k.endswith("QLinearConv")) == 6
+    assert any(k.endswith("QGemm") for k in kernels)
+    assert lat.float_compute_kernels == {}
+    assert check_parity(q, path, data.val) >= 0.99
+
+
+def test_weight_bytes_count_true_bits(teacher_and_data):
+    teacher, data = teacher_and_data
+    full = analyze_module(teacher, data.input_shape)
+    four = analyze_module(teacher, data.input_shape, default_weight_bits=4)
+    conv_linear = sum(la.params for la in full.layers if la.kind in ("Conv2d", "Linear"))
+    assert full.weight_bytes - four.weight_bytes == pytest.approx(
+        conv_linear * 3.5, abs=conv_linear * 0.02
+    )  # weights 4 → 0.5 bytes; biases stay
+
+
+def test_bad_bit_widths_for_a_profile_are_refused():
+    coral = load_profile("coral_edgetpu")
+    check_bits({"conv": 8}, {"conv": 8}, coral.bits.weight, coral.bits.activation)
+    with pytest.raises(QuantizationError, match="supports 8"):
+        check_bits({"conv": 4}, {}, coral.bits.weight, coral.bits.activation)
+    mcu = load_profile("stm32h7")
+    with pytest.raises(QuantizationError, match="activation bit-width 4"):
+        check_bits({"conv": 4}, {"conv": 4}, mcu.bits.weight, mcu.bits.activation)
+    with pytest.raises(QuantizationError, match="choose from"):
+        quantize_model(build_builtin("vgg"), default_weight_bits=12)
