@@ -7,7 +7,8 @@ from typing import Any
 
 from hwcompress.errors import HwCompressError
 
-STAGES = ("removal", "shrinkage")
+STAGES = ("removal", "shrinkage", "quantization")
+DEFAULT_STAGES = ("removal", "shrinkage")
 #: Settings that may differ when a run is resumed (they do not change its results).
 RESUMABLE_OVERRIDES = frozenset({"budget_minutes", "out"})
 
@@ -54,7 +55,7 @@ class SearchConfig:
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = DEFAULT_STAGES
     episodes: int = 6
     rollouts: int = 4
     budget_minutes: float | None = None
@@ -78,6 +79,8 @@ class SearchConfig:
                     f"--stages: unknown stage '{stage}'; use a comma-separated "
                     f"subset of {','.join(STAGES)}"
                 )
+        if list(self.stages) != sorted(self.stages, key=STAGES.index):
+            raise HwCompressError(f"--stages: give stages in the order {','.join(STAGES)}")
         if not self.stages:
             raise HwCompressError("--stages: give at least one stage")
         if self.method not in METHODS:

@@ -8,7 +8,7 @@ reason and reward −1, and the search goes on.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,33 @@ class SearchContext:
     run_dir: Path
     teacher_logits: TeacherLogits | None = None
     latency_kwargs: dict[str, Any] = field(default_factory=dict)
+    base_state: dict[str, torch.Tensor] | None = None  # the quantization stage starts here
+    act_bits: int = 8
+
+
+def structure_of(genome: Genome) -> Genome:
+    """The genome without bit-widths: what :func:`build_student` builds."""
+    return Genome(keep=dict(genome.keep), width=dict(genome.width))
+
+
+def rebuild_candidate(
+    teacher: nn.Module,
+    genome: Genome,
+    input_shape: tuple[int, ...],
+    state_dict: dict[str, torch.Tensor],
+    *,
+    spec: ArchSpec | None = None,
+    act_bits: int = 8,
+) -> nn.Module:
+    """Rebuilds an evaluated candidate (float or quantized) from its genome and weights."""
+    from hwcompress.quant.convert import quantize_model
+
+    student = build_student(teacher, structure_of(genome), input_shape, spec=spec)
+    model: nn.Module = student
+    if genome.weight_bits:
+        model = quantize_model(student, weight_bits=genome.weight_bits, default_act_bits=act_bits)
+    model.load_state_dict(state_dict)
+    return model.eval()
 
 
 def measure_model(
@@ -97,33 +124,44 @@ class CandidateEvaluator:
         )
         start = time.perf_counter()
         shape = ctx.data.input_shape
+        rel_onnx = Path("candidates") / f"{cid}.onnx"
+        rel_pt = Path("candidates") / f"{cid}.pt"
         try:
-            student = build_student(ctx.teacher, genome, shape, spec=ctx.spec)
-            result = distill(
-                student,
-                ctx.teacher,
-                ctx.data,
-                ctx.distill_config,
-                teacher_logits=ctx.teacher_logits,
-            )
-            rel_onnx = Path("candidates") / f"{cid}.onnx"
-            metrics, kernels = measure_model(
-                student, shape, ctx.run_dir / rel_onnx, ctx.profile, **ctx.latency_kwargs
-            )
-            rel_pt = Path("candidates") / f"{cid}.pt"
+            student = build_student(ctx.teacher, structure_of(genome), shape, spec=ctx.spec)
+            reward_config = ctx.reward_config
+            if genome.weight_bits:
+                model, metrics, kernels, accuracy = self._quantized(
+                    student, genome, ctx.run_dir / rel_onnx
+                )
+                # the quantization stage counts size in weight bytes at the chosen bits
+                reward_config = replace(reward_config, size_metric="weight_bytes")
+            else:
+                accuracy = distill(
+                    student,
+                    ctx.teacher,
+                    ctx.data,
+                    ctx.distill_config,
+                    teacher_logits=ctx.teacher_logits,
+                ).val_accuracy
+                metrics, kernels = measure_model(
+                    student, shape, ctx.run_dir / rel_onnx, ctx.profile, **ctx.latency_kwargs
+                )
+                model = student
             torch.save(
-                {"state_dict": student.state_dict(), "genome": genome.to_dict()},
-                ctx.run_dir / rel_pt,
+                {"state_dict": model.state_dict(), "genome": genome.to_dict()}, ctx.run_dir / rel_pt
             )
-            metrics["val_accuracy"] = result.val_accuracy
+            metrics["val_accuracy"] = accuracy
             metrics["compression"] = ctx.teacher_metrics["params"] / max(metrics["params"], 1)
+            metrics["weight_compression"] = ctx.teacher_metrics["weight_bytes"] / max(
+                metrics["weight_bytes"], 1
+            )
             r, feasible = reward(
                 metrics,
                 ctx.teacher_metrics,
-                result.val_accuracy,
+                accuracy,
                 ctx.teacher_accuracy,
                 ctx.matrix,
-                ctx.reward_config,
+                reward_config,
                 episode=episode,
                 episodes=episodes,
             )
@@ -139,3 +177,25 @@ class CandidateEvaluator:
         cand.seconds = time.perf_counter() - start
         self.cache[key] = cand
         return cand
+
+    def _quantized(
+        self, student: nn.Module, genome: Genome, onnx_path: Path
+    ) -> tuple[nn.Module, dict[str, float], dict[str, int], float]:
+        """Quantize → calibrate → QAT by distillation → QCDQ export → parity → measure."""
+        from hwcompress.quant.convert import calibrate, quantize_model
+        from hwcompress.quant.export import check_parity, export_qcdq
+
+        ctx = self.ctx
+        shape = ctx.data.input_shape
+        if ctx.base_state is not None:
+            student.load_state_dict(ctx.base_state)
+        q = quantize_model(student, weight_bits=genome.weight_bits, default_act_bits=ctx.act_bits)
+        calibrate(q, ctx.data.train)
+        accuracy = distill(
+            q, ctx.teacher, ctx.data, ctx.distill_config, teacher_logits=ctx.teacher_logits
+        ).val_accuracy
+        export_qcdq(q, shape, onnx_path)
+        check_parity(q, onnx_path, ctx.data.val)
+        lat = measure_latency(onnx_path, ctx.profile, **ctx.latency_kwargs)
+        stats = analyze_module(student, shape, weight_bits=genome.weight_bits)
+        return q, {**stats.metrics(), "latency_ms": lat.median_ms}, lat.kernels, accuracy

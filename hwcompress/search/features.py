@@ -87,3 +87,24 @@ def group_features(spec: ArchSpec, groups: tuple[GroupSpec, ...]) -> torch.Tenso
             )
         )
     return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), FEATURE_DIM)
+
+
+def layer_features(spec: ArchSpec, names: list[str]) -> torch.Tensor:
+    """Features of conv/linear layers by module name, shape ``(len(names), FEATURE_DIM)``."""
+    total = _total(spec)
+    rows = []
+    for name in names:
+        la = spec.layer(name)
+        rows.append(
+            _vector(
+                la.kind,
+                la.in_channels,
+                la.out_channels,
+                max(la.kernel),
+                la.stride,
+                la.padding,
+                la.skip,
+                la.params / total,
+            )
+        )
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), FEATURE_DIM)

@@ -30,9 +30,9 @@ class StageController(Protocol):
 class PolicyController:
     """N2N: an LSTM policy trained with REINFORCE."""
 
-    def __init__(self, stage: str, lr: float = 3e-3) -> None:
+    def __init__(self, stage: str, choices: tuple[float, ...] = (), lr: float = 3e-3) -> None:
         self.stage = stage
-        self.policy = POLICIES[stage]()
+        self.policy = POLICIES[stage](choices=choices) if choices else POLICIES[stage]()
         self.learner = Reinforce(self.policy, lr=lr)
 
     def sample(self, features: torch.Tensor, generator: torch.Generator) -> Sample:
@@ -51,15 +51,16 @@ class PolicyController:
 class RandomController:
     """Uniform sampling: keep/remove with probability ½, widths uniformly."""
 
-    def __init__(self, stage: str) -> None:
+    def __init__(self, stage: str, choices: tuple[float, ...] = ()) -> None:
         self.stage = stage
+        self.n_choices = len(choices) or len(WIDTH_CHOICES)
 
     def sample(self, features: torch.Tensor, generator: torch.Generator) -> Sample:
         n = features.shape[0]
         if self.stage == "removal":
             actions = (torch.rand(n, generator=generator) < 0.5).long().tolist()
         else:
-            actions = torch.randint(len(WIDTH_CHOICES), (n,), generator=generator).tolist()
+            actions = torch.randint(self.n_choices, (n,), generator=generator).tolist()
         return Sample(actions, torch.zeros(()))
 
     def update(self, samples: list[Sample], rewards: list[float]) -> float | None:
@@ -72,7 +73,7 @@ class RandomController:
         return None
 
 
-METHODS: dict[str, Callable[[str], StageController]] = {
+METHODS: dict[str, Callable[..., StageController]] = {
     "n2n": PolicyController,
     "random": RandomController,
 }

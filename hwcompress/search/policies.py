@@ -78,8 +78,20 @@ class ShrinkPolicy(nn.Module):
         return Sample(actions, log_prob)
 
 
-#: Policy factories by stage name.
-POLICIES: dict[str, Callable[[], nn.Module]] = {
+class BitWidthPolicy(ShrinkPolicy):
+    """Emits a weight bit-width per conv/linear layer, each conditioned on the previous one.
+
+    Args:
+        choices: The bit-widths the device supports (e.g. ``(4, 8)`` for an MCU).
+    """
+
+    def __init__(self, hidden: int = 64, choices: tuple[float, ...] = (2, 4, 6, 8)) -> None:
+        super().__init__(hidden=hidden, choices=choices)
+
+
+#: Policy factories by stage name; each takes the stage's action choices.
+POLICIES: dict[str, Callable[..., nn.Module]] = {
     "removal": RemovalPolicy,
     "shrinkage": ShrinkPolicy,
+    "quantization": BitWidthPolicy,
 }

@@ -26,8 +26,13 @@ from hwcompress.errors import HwCompressError
 from hwcompress.hardware import ConstraintMatrix, load_profile
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.config import SearchConfig
-from hwcompress.search.evaluate import CandidateEvaluator, SearchContext, measure_model
-from hwcompress.search.features import group_features, unit_features
+from hwcompress.search.evaluate import (
+    CandidateEvaluator,
+    SearchContext,
+    measure_model,
+    rebuild_candidate,
+)
+from hwcompress.search.features import group_features, layer_features, unit_features
 from hwcompress.search.journal import Journal
 from hwcompress.search.methods import METHODS
 from hwcompress.search.policies import WIDTH_CHOICES
@@ -57,11 +62,32 @@ def best_of(cands: list[Candidate]) -> Candidate | None:
     return max(pool, key=lambda c: (c.reward, -c.metrics.get("params", 0))) if pool else None
 
 
+def final_best(
+    stage_best: dict[str, Candidate], stages: tuple[str, ...], candidates: list[Candidate]
+) -> Candidate | None:
+    """The run's product: the last stage's best student when it is feasible (each stage
+    starts from the one before, and stages score size differently), else the best overall."""
+    for stage in reversed(stages):
+        if stage in stage_best:
+            if stage_best[stage].feasible:
+                return stage_best[stage]
+            break
+    return best_of(candidates)
+
+
 def _stage_items(
     stage: str, spec: ArchSpec, base: Genome, teacher: torch.nn.Module
 ) -> tuple[list[str], torch.Tensor]:
     if stage == "removal":
         return [u.name for u in spec.units], unit_features(spec)
+    if stage == "quantization":
+        student = build_student(teacher, base, spec.input_shape, spec=spec)
+        names = [
+            n
+            for n, m in student.named_modules()
+            if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
+        ]
+        return names, layer_features(spec, names)
     present = spec
     if any(not v for v in base.keep.values()):
         present = build_spec(
@@ -72,7 +98,15 @@ def _stage_items(
     return [g.key for g in groups], group_features(spec, groups)
 
 
-def _genome(stage: str, base: Genome, items: list[str], actions: list[int]) -> Genome:
+def _genome(
+    stage: str, base: Genome, items: list[str], actions: list[int], choices: tuple[float, ...] = ()
+) -> Genome:
+    if stage == "quantization":
+        return Genome(
+            keep=dict(base.keep),
+            width=dict(base.width),
+            weight_bits={n: int(choices[a]) for n, a in zip(items, actions, strict=True)},
+        )
     if stage == "removal":
         return Genome(
             keep={n: bool(a) for n, a in zip(items, actions, strict=True)}, width=dict(base.width)
@@ -99,6 +133,20 @@ def _prepare_out(config: SearchConfig, resume: bool) -> tuple[SearchConfig, Path
     out.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(config.to_dict(), indent=2))
     return config, out
+
+
+def quantization_choices(profile: Any) -> tuple[tuple[float, ...], str | None]:
+    """The integer weight bit-widths the device runs, or why there are none."""
+    ints = tuple(sorted(b for b in profile.bits.weight if b <= 8))
+    acts = [b for b in profile.bits.activation if b <= 8]
+    if not ints or not acts:
+        return (), (
+            f"{profile.name} runs no integer kernels (weight bits "
+            f"{', '.join(map(str, profile.bits.weight))}, activation bits "
+            f"{', '.join(map(str, profile.bits.activation))}); its students stay in "
+            "float"
+        )
+    return ints, None
 
 
 def load_search_config(out: str | Path, overrides: dict[str, Any]) -> SearchConfig:
@@ -220,11 +268,28 @@ def run_search(
     stage_best: dict[str, Candidate] = {}
     out_of_time = False
     for si, stage in enumerate(config.stages):
+        choices: tuple[float, ...] = ()
+        if stage == "quantization":
+            choices, reason = quantization_choices(ctx.profile)
+            if reason:
+                reporter.message(f"quantization skipped: {reason}")
+                continue
+            ctx.act_bits = (
+                8
+                if 8 in ctx.profile.bits.activation
+                else min(b for b in ctx.profile.bits.activation if b <= 8)
+            )
+            prev = stage_best.get(config.stages[si - 1]) if si else None
+            ctx.base_state = (
+                load_checkpoint(out / prev.artifacts["weights"])["state_dict"]
+                if prev is not None
+                else None
+            )
         items, features = _stage_items(stage, spec, base, model)
         if not items:
             reporter.message(f"{stage}: nothing to decide for this teacher; skipped")
             continue
-        controller = METHODS[config.method](stage)
+        controller = METHODS[config.method](stage, choices)
         if stage in init_state:
             controller.load_state_dict({"policy": init_state[stage]["policy"]})
         done = sorted(ep for st, ep in finished if st == stage)
@@ -241,7 +306,7 @@ def run_search(
             samples, rewards = [], []
             for _ in range(config.rollouts):
                 sample = controller.sample(features, gen)
-                genome = _genome(stage, base, items, sample.actions)
+                genome = _genome(stage, base, items, sample.actions, choices)
                 cached = evaluator.cached(genome) is not None
                 cand = evaluator.evaluate(
                     genome, stage=stage, episode=ep, method=config.method, episodes=config.episodes
@@ -281,7 +346,16 @@ def run_search(
             break
     _save_final_policies(policies_dir, config.stages)
     return _finish(
-        out, config, data, model, teacher_info, evaluator, stage_best, ctx.matrix, out_of_time
+        out,
+        config,
+        data,
+        model,
+        teacher_info,
+        evaluator,
+        stage_best,
+        ctx.matrix,
+        out_of_time,
+        ctx.act_bits,
     )
 
 
@@ -302,7 +376,7 @@ def _load_init_policy(path: str | None) -> dict[str, Any]:
     if isinstance(state, dict) and "policy" in state:
         stage = "removal" if any(k.startswith("lstm.") for k in state["policy"]) else "shrinkage"
         return {stage: state}
-    if isinstance(state, dict) and set(state) <= {"removal", "shrinkage"}:
+    if isinstance(state, dict) and set(state) <= {"removal", "shrinkage", "quantization"}:
         return dict(state)
     raise HwCompressError(f"--init-policy {path}: not a policy checkpoint")
 
@@ -329,9 +403,10 @@ def _finish(
     stage_best: dict[str, Candidate],
     matrix: ConstraintMatrix,
     out_of_time: bool,
+    act_bits: int = 8,
 ) -> SearchResult:
     candidates = sorted(evaluator.cache.values(), key=lambda c: (c.stage, c.episode, c.id))
-    best = best_of(candidates)
+    best = final_best(stage_best, config.stages, candidates)
     best_info: dict[str, Any] | None = None
     if best is not None:
         best_dir = out / "best"
@@ -339,8 +414,9 @@ def _finish(
         shutil.copyfile(out / best.artifacts["onnx"], best_dir / "student.onnx")
         ckpt = load_checkpoint(out / best.artifacts["weights"])
         genome = Genome.from_dict(best.genome)
-        student = build_student(teacher, genome, data.input_shape)
-        student.load_state_dict(ckpt["state_dict"])
+        student = rebuild_candidate(
+            teacher, genome, data.input_shape, ckpt["state_dict"], act_bits=act_bits
+        )
         torch.save(
             {
                 "state_dict": student.state_dict(),
@@ -350,6 +426,8 @@ def _finish(
                     "teacher_weights": config.teacher_weights,
                     "dataset": config.dataset,
                     "input_shape": list(data.input_shape),
+                    "quantized": bool(genome.weight_bits),
+                    "act_bits": act_bits,
                     "metrics": best.metrics,
                 },
             },

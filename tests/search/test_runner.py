@@ -32,7 +32,10 @@ def test_tiny_search_end_to_end(tiny_search):
             assert (out / cand["artifacts"]["onnx"]).is_file()
             assert cand["metrics"]["latency_ms"] > 0
     best = data["best"]
-    assert best["reward"] == max(c["reward"] for c in data["candidates"] if c["feasible"])
+    # The product is the last stage's best: the highest feasible reward of that stage.
+    last = [c for c in data["candidates"] if c["stage"] == "shrinkage" and c["feasible"]]
+    assert best["id"] == data["stages"]["shrinkage"]["id"]
+    assert best["reward"] == max(c["reward"] for c in last)
     assert (out / "best" / "student.onnx").is_file()
     meta = load_checkpoint(out / "best" / "student.pt")["meta"]
     assert meta["genome"] == best["genome"]
@@ -117,3 +120,56 @@ def test_unbuildable_genome_is_recorded_not_raised(tiny_search):
     )
     assert cand.status == "failed" and cand.reward == -1
     assert "not a removable unit" in cand.reason
+
+
+def test_quantization_stage_ships_an_integer_student(tiny_search):
+    from hwcompress.data.teachers import load_checkpoint as load
+
+    result = run_search(
+        SearchConfig(
+            **{
+                **tiny_search,
+                "rollouts": 2,
+                "episodes": 1,
+                "stages": ("removal", "shrinkage", "quantization"),
+            }
+        )
+    )
+    quant = [c for c in result.candidates if c.stage == "quantization"]
+    assert quant and all(c.status == "ok" for c in quant), [c.reason for c in quant]
+    shrink_best = result.stages["shrinkage"]
+    for c in quant:
+        bits = c.genome["weight_bits"]
+        assert bits and set(bits.values()) <= {2, 4, 6, 8}  # x86_host's integer widths
+        assert "classifier" in bits
+        assert c.metrics["weight_bytes"] < shrink_best.metrics["weight_bytes"]
+        assert any(k.endswith("QLinearConv") for k in c.kernels)
+        assert c.genome["keep"] == shrink_best.genome["keep"]
+    best = result.best
+    assert best.stage == "quantization"
+    assert load(result.out / "best" / "student.pt")["meta"]["quantized"] is True
+
+
+def test_quantization_is_skipped_on_a_float_only_device(tiny_search):
+    from hwcompress.search.progress import SearchReporter
+
+    messages = []
+
+    class Collect(SearchReporter):
+        def message(self, text):
+            messages.append(text)
+
+    result = run_search(
+        SearchConfig(
+            **{
+                **tiny_search,
+                "profile": "jetson_nano",
+                "episodes": 1,
+                "rollouts": 1,
+                "stages": ("removal", "quantization"),
+            }
+        ),
+        reporter=Collect(),
+    )
+    assert not [c for c in result.candidates if c.stage == "quantization"]
+    assert any("runs no integer kernels" in m for m in messages)
