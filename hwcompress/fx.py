@@ -12,6 +12,22 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from hwcompress.errors import ModelError
 
+#: Element-wise activation modules (passed through by channel analysis, in place for memory).
+ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.GELU,
+    nn.Mish,
+)
+#: Normalisation modules that act per channel.
+NORM_MODULES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
+
 
 def trace(model: nn.Module, *, copy_model: bool = False) -> torch.fx.GraphModule:
     """Symbolically traces ``model`` with torch.fx.

@@ -26,24 +26,17 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from hwcompress.fx import node_shape, propagate_shapes, trace
-
-ACTIVATIONS = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.SiLU,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.GELU,
-    nn.Mish,
+from hwcompress.fx import (
+    ACTIVATION_MODULES,
+    NORM_MODULES,
+    node_shape,
+    propagate_shapes,
+    trace,
 )
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
 PASSTHROUGH_MODULES = (
-    *ACTIVATIONS,
-    *NORMS,
+    *ACTIVATION_MODULES,
+    *NORM_MODULES,
     nn.MaxPool2d,
     nn.AvgPool2d,
     nn.AdaptiveAvgPool2d,
@@ -234,7 +227,7 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
                 group[node] = out
             elif isinstance(m, PASSTHROUGH_MODULES) and first is not None:
                 group[node] = first
-                if isinstance(m, NORMS):
+                if isinstance(m, NORM_MODULES):
                     layers[node.target] = LayerInfo(node.target, "norm", m, node, first, first)
             else:
                 group[node] = new(node)
@@ -372,7 +365,8 @@ def _conv_unit(a: GraphAnalysis, info: LayerInfo, modules: dict[str, nn.Module])
     chain = [info.node]
     while len(chain[-1].users) == 1:
         nxt = next(iter(chain[-1].users))
-        if nxt.op == "call_module" and isinstance(modules[nxt.target], (*NORMS, *ACTIVATIONS)):
+        trailing = (*NORM_MODULES, *ACTIVATION_MODULES)
+        if nxt.op == "call_module" and isinstance(modules[nxt.target], trailing):
             chain.append(nxt)
         else:
             break

@@ -56,8 +56,7 @@ def _adapt_torchvision(model: nn.Module, in_channels: int, image_size: int) -> n
                     m.groups,
                     m.bias is not None,
                 )
-                parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-                setattr(parent, name.rsplit(".", 1)[-1], new)
+                model.set_submodule(name, new)
             break
     avgpool = getattr(model, "avgpool", None)
     classifier = getattr(model, "classifier", None)

@@ -17,7 +17,13 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from hwcompress.fx import node_shape, propagate_shapes, trace
+from hwcompress.fx import (
+    ACTIVATION_MODULES,
+    NORM_MODULES,
+    node_shape,
+    propagate_shapes,
+    trace,
+)
 from hwcompress.measure.counting import (
     Step,
     activation_traffic,
@@ -136,17 +142,8 @@ ALIAS_MODULES: tuple[type, ...] = (
     nn.Identity,
     nn.Flatten,
     nn.Dropout,
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.SiLU,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.GELU,
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
+    *ACTIVATION_MODULES,
+    *NORM_MODULES,
 )
 ALIAS_FUNCTIONS: frozenset[Any] = frozenset(
     {

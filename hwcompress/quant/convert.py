@@ -50,11 +50,6 @@ def check_bits(
                 )
 
 
-def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent = root.get_submodule(name.rsplit(".", 1)[0]) if "." in name else root
-    setattr(parent, name.rsplit(".", 1)[-1], new)
-
-
 def _act_quant(bits: int) -> dict[str, Any]:
     from brevitas.quant import Int8ActPerTensorFloat
 
@@ -132,7 +127,7 @@ def quantize_model(
         with torch.no_grad():
             q.weight.copy_(m.weight)
             q.bias.copy_(m.bias if m.bias is not None else torch.zeros_like(q.bias))
-        _set_module(gm, name, q)
+        gm.set_submodule(name, q)
     gm.recompile()
     return gm.eval()
 
