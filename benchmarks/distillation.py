@@ -3,7 +3,7 @@
 For each dataset: train (or load from cache) the built-in VGG teacher, build students by
 surgery (removal + shrinkage, weights inherited), distil them, and report parameters,
 compression, validation and test accuracy and wall time. Writes
-``benchmarks/results/distillation.md``.
+``benchmarks/results/distillation_DATASET.md``.
 
 Usage: python benchmarks/distillation.py [--datasets digits,fashion_mnist] [--data-dir DIR]
 """
@@ -26,16 +26,23 @@ from hwcompress.train import DistillConfig, TeacherLogits, TrainConfig, distill,
 RESULTS = Path(__file__).parent / "results"
 
 # (label, removed units, width of every shrinkable group)
-STUDENTS = [
-    ("remove 3 of 5 convs, widths ×0.5", ("features.3", "features.6", "features.7"), 0.5),
-    ("remove 3 of 5 convs, widths ×0.35", ("features.1", "features.4", "features.7"), 0.35),
-    ("keep all convs, widths ×0.2", (), 0.2),
-]
+STUDENTS = {
+    "digits": [
+        ("remove 3 of 5 convs, widths ×0.5", ("features.3", "features.6", "features.7"), 0.5),
+        ("remove 3 of 5 convs, widths ×0.35", ("features.1", "features.4", "features.7"), 0.35),
+        ("keep all convs, widths ×0.2", (), 0.2),
+    ],
+    "fashion_mnist": [
+        ("keep all convs, widths ×0.22", (), 0.22),
+        ("remove the last conv, widths ×0.3", ("features.7",), 0.3),
+        ("remove 3 of 5 convs, widths ×0.35", ("features.1", "features.4", "features.7"), 0.35),
+    ],
+}
 SETTINGS = {
     "digits": (TrainConfig(epochs=30), DistillConfig(epochs=40, patience=8), 64),
     "fashion_mnist": (
         TrainConfig(epochs=12, patience=4),
-        DistillConfig(epochs=12, patience=3),
+        DistillConfig(epochs=30, patience=8, lr=3e-3),
         128,
     ),
 }
@@ -47,16 +54,13 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", default=os.environ.get("HWCOMPRESS_DATA_DIR", "../shared/datasets")
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "distillation.md")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-    lines = [
-        "# Distillation: built-in VGG teacher → students with ≥ 20× fewer parameters",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only.",
-        "",
-    ]
+    torch.set_num_threads(args.threads)
     for name in args.datasets.split(","):
+        out = args.out_dir / f"distillation_{name}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
         train_cfg, distill_cfg, batch = SETTINGS[name]
         data = load_data(DataConfig(name=name, data_dir=args.data_dir, batch_size=batch))
         t0 = time.perf_counter()
@@ -67,8 +71,12 @@ def main() -> None:
         t_test = evaluate(model, data.test)
         spec = build_spec(model, data.input_shape)
         logits = TeacherLogits(model, data.train)
-        lines += [
-            f"## {name}",
+        lines = [
+            f"# Distillation on {name}: built-in VGG teacher → students with ≥ 20× fewer "
+            "parameters",
+            "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} torch "
+            f"thread(s), CPU only. Distillation: {distill_cfg}.",
             "",
             f"Teacher `builtin:vgg`: {t_params:,} parameters, validation "
             f"{evaluate(model, data.val):.2%}, **test {t_test:.2%}** "
@@ -78,7 +86,7 @@ def main() -> None:
             "| distil time |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for label, removed, width in STUDENTS:
+        for label, removed, width in STUDENTS[name]:
             genome = Genome(
                 keep=dict.fromkeys(removed, False), width={g.key: width for g in spec.shrinkable}
             )
@@ -92,10 +100,8 @@ def main() -> None:
                 f"{result.seconds:.1f} s |"
             )
             print(lines[-1], flush=True)
-        lines.append("")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+            out.write_text("\n".join(lines) + "\n")  # partial results survive an interrupt
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -251,6 +251,73 @@ def search(
     render_result(console, result)
 
 
+@app.command("export")
+def export_cmd(
+    source: Annotated[
+        Path, typer.Argument(help="A search run folder (its best student) or a student .pt file.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", help="onnx (fp32) or qcdq (integer ONNX) [qcdq]."),
+    ] = "qcdq",
+    data_dir: Annotated[
+        str | None, typer.Option(help="Dataset folder for calibration and the parity check.")
+    ] = None,
+    no_data: Annotated[
+        bool,
+        typer.Option("--no-data", help="Skip the parity check (quantized students only)."),
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Export a searched student as deployable ONNX and check what onnxruntime runs."""
+    from hwcompress.export.student import export_student, load_student
+
+    student = load_student(source)
+    data = None
+    if not no_data:
+        from hwcompress.data import DataConfig, load_data
+
+        meta = student.meta
+        data = load_data(
+            DataConfig(
+                name=meta.get("dataset", "digits"),
+                data_dir=data_dir if data_dir is not None else meta.get("data_dir"),
+                seed=int(meta.get("seed", 0)),
+            )
+        )
+    with console.status(f"Exporting {student.source} as {fmt} ..."):
+        report = export_student(student, fmt, out, data)
+    _render_export(report)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        console.print(f"report written to {json_out}")
+
+
+def _kernel_list(kernels: dict[str, int]) -> str:
+    return ", ".join(f"{k}×{n}" for k, n in kernels.items()) or "none"
+
+
+def _render_export(report) -> None:
+    from hwcompress.fmt import human_bytes
+
+    table = Table(title=f"{report.path} ({report.format})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    how = {"": "float", "qat": "quantization-aware trained", "ptq-int8": "int8 after training"}
+    table.add_row("weights", how.get(report.quantized_by, report.quantized_by))
+    table.add_row("file size", human_bytes(report.file_bytes))
+    table.add_row("weight bytes (true bits)", human_bytes(report.weight_bytes))
+    table.add_row("integer kernels", _kernel_list(report.integer_kernels))
+    table.add_row("float conv/matmul kernels", _kernel_list(report.float_compute_kernels))
+    if report.parity is not None:
+        table.add_row("top-1 agreement with PyTorch", f"{report.parity:.2%}")
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]note[/]: {note}")
+
+
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(v) for v in text.split(","))

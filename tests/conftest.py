@@ -71,3 +71,9 @@ def write_profile(tmp_path: Path) -> Callable[[dict], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def teacher_cache(tmp_path_factory):
+    """One cache of trained built-in teachers for the whole session."""
+    return tmp_path_factory.mktemp("teacher-cache")

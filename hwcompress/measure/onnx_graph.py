@@ -163,10 +163,35 @@ def _fixed_batch(model: Any) -> Any:
     return onnx.shape_inference.infer_shapes(model)
 
 
+def clipped_bits(graph: Any, inits: dict[str, Any]) -> dict[str, int]:
+    """True bit-widths of integer initializers that a ``Clip`` narrows (QCDQ sub-8-bit weights).
+
+    Brevitas stores a 4-bit weight in an int8 tensor followed by ``Clip(-7, 7)``; the number
+    of levels the clip admits gives the bits the weight really needs.
+
+    Returns:
+        Bits per initializer name, for those clipped by constant bounds.
+    """
+    bits: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type != "Clip" or len(node.input) < 3:
+            continue
+        src, lo, hi = node.input[0], node.input[1], node.input[2]
+        if src not in inits or lo not in inits or hi not in inits:
+            continue
+        if inits[src].dtype.kind not in "iu":
+            continue
+        levels = int(inits[hi].max()) - int(inits[lo].min()) + 1
+        if levels >= 2:
+            bits[src] = min(max(1, math.ceil(math.log2(levels))), 8 * inits[src].dtype.itemsize)
+    return bits
+
+
 def analyze_onnx(path: str | Path) -> ModelStats:
     """Measures parameters, MACs, weight bytes and peak activation memory of an ONNX file.
 
-    Dynamic dimensions (the batch) are taken as 1.
+    Dynamic dimensions (the batch) are taken as 1. Integer weights clipped to a narrower range
+    (QCDQ sub-8-bit weights) count their true bits (:func:`clipped_bits`).
 
     Args:
         path: The ``.onnx`` file.
@@ -198,12 +223,15 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         for i, inp in enumerate(node.input)
         if (node.op_type, i) in _QPARAM_INPUTS
     }
-    params = weight_bytes = 0
+    bits = clipped_bits(graph, inits)
+    params = 0
+    weight_bits = 0
     for name, arr in inits.items():
         if name in qparam or arr.dtype.kind not in "fiu" or arr.dtype.itemsize == 8:
             continue
         params += arr.size
-        weight_bytes += arr.size * arr.dtype.itemsize
+        weight_bits += arr.size * bits.get(name, 8 * arr.dtype.itemsize)
+    weight_bytes = math.ceil(weight_bits / 8)
     steps: list[Step] = [
         Step(inp.name, math.ceil(numel(shapes.get(inp.name, ())) * itemsize.get(inp.name, 4)))
         for inp in graph.input

@@ -44,6 +44,8 @@ class SearchContext:
     latency_kwargs: dict[str, Any] = field(default_factory=dict)
     base_state: dict[str, torch.Tensor] | None = None  # the quantization stage starts here
     act_bits: int = 8
+    #: What a student checkpoint needs to be rebuilt alone (teacher spec, input shape, ...).
+    student_meta: dict[str, Any] = field(default_factory=dict)
 
 
 def structure_of(genome: Genome) -> Genome:
@@ -147,8 +149,15 @@ class CandidateEvaluator:
                     student, shape, ctx.run_dir / rel_onnx, ctx.profile, **ctx.latency_kwargs
                 )
                 model = student
+            meta = {
+                **ctx.student_meta,
+                "genome": genome.to_dict(),
+                "quantized": bool(genome.weight_bits),
+                "act_bits": ctx.act_bits,
+            }
             torch.save(
-                {"state_dict": model.state_dict(), "genome": genome.to_dict()}, ctx.run_dir / rel_pt
+                {"state_dict": model.state_dict(), "genome": genome.to_dict(), "meta": meta},
+                ctx.run_dir / rel_pt,
             )
             metrics["val_accuracy"] = accuracy
             metrics["compression"] = ctx.teacher_metrics["params"] / max(metrics["params"], 1)

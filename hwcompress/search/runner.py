@@ -230,6 +230,15 @@ def prepare_context(
         run_dir=out,
         teacher_logits=TeacherLogits(model, data.train, seed=config.seed),
         latency_kwargs=latency_kwargs,
+        student_meta={
+            "teacher": config.teacher,
+            "teacher_weights": config.teacher_weights,
+            "dataset": config.dataset,
+            "data_dir": config.data_dir,
+            "seed": config.seed,
+            "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape),
+        },
     )
     return ctx, teacher_info
 
@@ -255,7 +264,7 @@ def run_search(
     started = time.perf_counter()
     config, out = _prepare_out(config, resume)
     ctx, teacher_info = prepare_context(config, out, reporter)
-    model, spec, data = ctx.teacher, ctx.spec, ctx.data
+    model, spec = ctx.teacher, ctx.spec
     journal = Journal(out / "journal.jsonl")
     (out / "candidates").mkdir(exist_ok=True)
     evaluator = CandidateEvaluator(ctx, known=journal.candidates())
@@ -345,18 +354,7 @@ def run_search(
             )
             break
     _save_final_policies(policies_dir, config.stages)
-    return _finish(
-        out,
-        config,
-        data,
-        model,
-        teacher_info,
-        evaluator,
-        stage_best,
-        ctx.matrix,
-        out_of_time,
-        ctx.act_bits,
-    )
+    return _finish(out, config, ctx, teacher_info, evaluator, stage_best, out_of_time)
 
 
 def _load_init_policy(path: str | None) -> dict[str, Any]:
@@ -396,15 +394,13 @@ def _save_final_policies(policies_dir: Path, stages: tuple[str, ...]) -> None:
 def _finish(
     out: Path,
     config: SearchConfig,
-    data: Any,
-    teacher: torch.nn.Module,
+    ctx: SearchContext,
     teacher_info: dict[str, Any],
     evaluator: CandidateEvaluator,
     stage_best: dict[str, Candidate],
-    matrix: ConstraintMatrix,
     out_of_time: bool,
-    act_bits: int = 8,
 ) -> SearchResult:
+    data, teacher, matrix, act_bits = ctx.data, ctx.teacher, ctx.matrix, ctx.act_bits
     candidates = sorted(evaluator.cache.values(), key=lambda c: (c.stage, c.episode, c.id))
     best = final_best(stage_best, config.stages, candidates)
     best_info: dict[str, Any] | None = None
@@ -421,11 +417,8 @@ def _finish(
             {
                 "state_dict": student.state_dict(),
                 "meta": {
+                    **ctx.student_meta,
                     "genome": best.genome,
-                    "teacher": config.teacher,
-                    "teacher_weights": config.teacher_weights,
-                    "dataset": config.dataset,
-                    "input_shape": list(data.input_shape),
                     "quantized": bool(genome.weight_bits),
                     "act_bits": act_bits,
                     "metrics": best.metrics,

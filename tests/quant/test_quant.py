@@ -74,3 +74,28 @@ def test_bad_bit_widths_for_a_profile_are_refused():
         check_bits({"conv": 4}, {"conv": 4}, mcu.bits.weight, mcu.bits.activation)
     with pytest.raises(QuantizationError, match="choose from"):
         quantize_model(build_builtin("vgg"), default_weight_bits=12)
+
+
+def test_onnx_weight_bytes_count_the_clip_ranges_of_sub_8_bit_weights(tmp_path):
+    from torch import nn
+
+    from hwcompress.measure.onnx_graph import analyze_onnx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
+    bits = {"0": 4, "2": 8, "6": 2}
+    q = quantize_model(model, weight_bits=bits).eval()
+    q(torch.randn(2, 1, 8, 8))
+    path = export_qcdq(q, (1, 1, 8, 8), tmp_path / "mixed.onnx")
+    onnx_stats = analyze_onnx(path)
+    torch_stats = analyze_module(model, (1, 1, 8, 8), weight_bits=bits)
+    # 72 weights at 4 bits + 576 at 8 + 32 at 2, and 20 int32 biases
+    assert onnx_stats.weight_bytes == torch_stats.weight_bytes == 36 + 576 + 8 + 80

@@ -3,12 +3,6 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session")
-def teacher_cache(tmp_path_factory):
-    """One cache of trained built-in teachers for the whole session."""
-    return tmp_path_factory.mktemp("teacher-cache")
-
-
 @pytest.fixture
 def tiny_search(teacher_cache, monkeypatch, tmp_path):
     """Settings for a search that takes seconds."""
