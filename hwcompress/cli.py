@@ -210,6 +210,12 @@ def search(
     constraint_mode: Annotated[
         str | None, typer.Option(help="hard (−1 when violated) or soft (scheduled penalty) [hard].")
     ] = None,
+    student: Annotated[
+        str | None,
+        typer.Option(
+            help="Quantize this float student (a run folder or .pt) with --stages quantization."
+        ),
+    ] = None,
 ) -> None:
     """Search for a student that fits the device (N2N: removal, then shrinkage)."""
     from hwcompress.search import SearchConfig, load_search_config, run_search
@@ -235,6 +241,7 @@ def search(
         "train_limit": train_limit,
         "size_metric": size_metric,
         "constraint_mode": constraint_mode,
+        "student": student,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
     config = load_search_config(out, overrides) if resume else SearchConfig(**overrides, out=out)

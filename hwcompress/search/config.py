@@ -47,6 +47,8 @@ class SearchConfig:
         size_metric: ``params`` or ``weight_bytes`` for the compression reward.
         constraint_mode: ``hard`` (−1 when violated, as in N2N) or ``soft`` (scheduled penalty).
         latency_runs: Minimum timed runs per candidate (None: the profile's).
+        student: A float student checkpoint of an earlier run to quantize (only with the
+            quantization stage alone): its structure and weights replace the teacher's.
     """
 
     profile: str
@@ -69,6 +71,7 @@ class SearchConfig:
     size_metric: str = "params"
     constraint_mode: str = "hard"
     latency_runs: int | None = 20
+    student: str | None = None
 
     def __post_init__(self) -> None:
         from hwcompress.search.methods import METHODS
@@ -95,6 +98,11 @@ class SearchConfig:
             raise HwCompressError("--budget-minutes must be positive")
         if self.size_metric not in ("params", "weight_bytes"):
             raise HwCompressError("--size-metric must be params or weight_bytes")
+        if self.student is not None and tuple(self.stages) != ("quantization",):
+            raise HwCompressError(
+                "--student: a searched student can only be quantized; pass --stages "
+                "quantization (removal and shrinkage start from the teacher)"
+            )
         if self.constraint_mode not in ("hard", "soft"):
             raise HwCompressError("--constraint-mode must be hard or soft")
 

@@ -31,6 +31,7 @@ from hwcompress.search.evaluate import (
     SearchContext,
     measure_model,
     rebuild_candidate,
+    structure_of,
 )
 from hwcompress.search.features import group_features, layer_features, unit_features
 from hwcompress.search.journal import Journal
@@ -273,7 +274,7 @@ def run_search(
     policies_dir = out / "policies"
     policies_dir.mkdir(exist_ok=True)
     init_state = _load_init_policy(config.init_policy)
-    base = Genome()
+    base, student_state = _start_student(config, ctx)
     stage_best: dict[str, Candidate] = {}
     out_of_time = False
     for si, stage in enumerate(config.stages):
@@ -292,7 +293,7 @@ def run_search(
             ctx.base_state = (
                 load_checkpoint(out / prev.artifacts["weights"])["state_dict"]
                 if prev is not None
-                else None
+                else student_state
             )
         items, features = _stage_items(stage, spec, base, model)
         if not items:
@@ -355,6 +356,37 @@ def run_search(
             break
     _save_final_policies(policies_dir, config.stages)
     return _finish(out, config, ctx, teacher_info, evaluator, stage_best, out_of_time)
+
+
+def _start_student(
+    config: SearchConfig, ctx: SearchContext
+) -> tuple[Genome, dict[str, torch.Tensor] | None]:
+    """The genome and weights the first stage starts from: the teacher's, or ``--student``'s.
+
+    Raises:
+        HwCompressError: If the student checkpoint does not belong to this teacher and data.
+    """
+    if config.student is None:
+        return Genome(), None
+    from hwcompress.export.student import load_student
+
+    student = load_student(config.student)
+    meta = student.meta
+    if student.quantized:
+        raise HwCompressError(
+            f"--student {config.student}: this student is already quantized; give the float "
+            "student of a removal/shrinkage run"
+        )
+    mine = (config.teacher, list(ctx.data.input_shape), ctx.data.num_classes)
+    theirs = (meta["teacher"], list(meta["input_shape"]), meta["num_classes"])
+    if mine != theirs:
+        raise HwCompressError(
+            f"--student {config.student}: it was searched from teacher {theirs[0]} on inputs "
+            f"{theirs[1]} with {theirs[2]} classes, but this run has {mine[0]}, {mine[1]}, "
+            f"{mine[2]}; pass the same --teacher and --dataset"
+        )
+    genome = Genome.from_dict(meta["genome"])
+    return structure_of(genome), student.model.state_dict()
 
 
 def _load_init_policy(path: str | None) -> dict[str, Any]:

@@ -130,3 +130,33 @@ def test_export_command(run, monkeypatch, capsys, tmp_path):
 def test_bad_sources_are_one_clear_line(monkeypatch, capsys, tmp_path, make, words):
     code, _, err = _cli(monkeypatch, capsys, "export", str(make(tmp_path)), "--out", "x.onnx")
     assert code == 2 and words in err and "Traceback" not in err
+
+
+def test_search_quantizes_a_given_float_student(run, tmp_path, monkeypatch, teacher_cache):
+    from hwcompress.errors import HwCompressError
+
+    monkeypatch.setenv("HWCOMPRESS_CACHE", str(teacher_cache))
+    path = _float_candidate(run)
+    float_genome = load_student(path).meta["genome"]
+    settings = dict(
+        profile="stm32h7",
+        episodes=1,
+        rollouts=1,
+        distill_epochs=1,
+        train_limit=300,
+        latency_runs=5,
+        stages=("quantization",),
+        student=str(path),
+        out=str(tmp_path / "q"),
+    )
+    result = run_search(SearchConfig(**settings))
+    (cand,) = result.candidates
+    assert cand.status == "ok", cand.reason
+    assert cand.genome["keep"] == float_genome["keep"]
+    assert set(cand.genome["weight_bits"].values()) <= {4, 8}  # the MCU's integer widths
+    with pytest.raises(HwCompressError, match="only be quantized"):
+        SearchConfig(**{**settings, "stages": ("removal", "quantization")})
+    with pytest.raises(HwCompressError, match="already quantized"):
+        run_search(
+            SearchConfig(**{**settings, "student": str(run.out), "out": str(tmp_path / "r")})
+        )
