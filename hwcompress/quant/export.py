@@ -18,6 +18,7 @@ from torch import nn
 
 from hwcompress.errors import ModelError
 from hwcompress.quant.convert import QuantizationError
+from hwcompress.quant.qdq import activations_to_uint8
 
 #: Below this top-1 agreement between PyTorch and onnxruntime the export is refused.
 MIN_AGREEMENT = 0.99
@@ -27,6 +28,9 @@ def export_qcdq(
     model: nn.Module, input_shape: Sequence[int], path: str | Path, *, opset: int = 17
 ) -> Path:
     """Exports a Brevitas-quantized model as QCDQ ONNX with a dynamic batch axis.
+
+    Activation quantizers are rewritten to uint8 (:func:`~hwcompress.quant.qdq.
+    activations_to_uint8`, the same values) so that onnxruntime fuses branching networks too.
 
     Raises:
         ModelError: If the export fails or lists initializers as graph inputs.
@@ -52,11 +56,14 @@ def export_qcdq(
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"QCDQ export failed: {first}") from err
-    graph = onnx.load(str(path)).graph
-    inits = {i.name for i in graph.initializer}
-    leaked = [i.name for i in graph.input if i.name in inits]
+    proto = onnx.load(str(path))
+    inits = {i.name for i in proto.graph.initializer}
+    leaked = [i.name for i in proto.graph.input if i.name in inits]
     if leaked:
         raise ModelError(f"{path}: initializers listed as graph inputs: {leaked[:3]}")
+    if activations_to_uint8(proto):
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(path))
     return path
 
 

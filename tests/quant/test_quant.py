@@ -99,3 +99,17 @@ def test_onnx_weight_bytes_count_the_clip_ranges_of_sub_8_bit_weights(tmp_path):
     torch_stats = analyze_module(model, (1, 1, 8, 8), weight_bits=bits)
     # 72 weights at 4 bits + 576 at 8 + 32 at 2, and 20 int32 biases
     assert onnx_stats.weight_bytes == torch_stats.weight_bytes == 36 + 576 + 8 + 80
+
+
+def test_branching_resnet_runs_every_conv_as_an_integer_kernel(teacher_and_data, tmp_path):
+    """A block's first conv and its downsample read one tensor: both must still fuse."""
+    _, data = teacher_and_data
+    torch.manual_seed(0)
+    resnet = build_builtin("resnet").eval()
+    q = calibrate(quantize_model(resnet), data.train)
+    path = export_qcdq(q, data.input_shape, tmp_path / "r.onnx")
+    lat = measure_latency(path, load_profile("x86_host"), runs=5, warmup=1, min_time_s=0)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in resnet.modules())
+    assert sum(n for k, n in lat.integer_kernels.items() if k.endswith("QLinearConv")) == convs
+    assert lat.float_compute_kernels == {}
+    assert check_parity(q, path, data.val) >= 0.99
