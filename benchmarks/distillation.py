@@ -14,6 +14,7 @@ import argparse
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -56,12 +57,23 @@ def main() -> None:
     )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
+    parser.add_argument("--epochs", type=int, default=None, help="override distillation epochs")
+    parser.add_argument("--patience", type=int, default=None, help="override early-stop patience")
+    parser.add_argument(
+        "--students", default=None, help="comma-separated indices into the dataset's students"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.datasets.split(","):
-        out = args.out_dir / f"distillation_{name}.md"
+        out = args.out_dir / f"distillation_{name}{args.tag}.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         train_cfg, distill_cfg, batch = SETTINGS[name]
+        overrides = {"epochs": args.epochs, "patience": args.patience}
+        distill_cfg = replace(distill_cfg, **{k: v for k, v in overrides.items() if v is not None})
+        students = STUDENTS[name]
+        if args.students is not None:
+            students = [students[int(i)] for i in args.students.split(",")]
         data = load_data(DataConfig(name=name, data_dir=args.data_dir, batch_size=batch))
         t0 = time.perf_counter()
         teacher = resolve_teacher("builtin:vgg", data, train_config=train_cfg, reporter=print)
@@ -86,7 +98,7 @@ def main() -> None:
             "| distil time |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for label, removed, width in STUDENTS[name]:
+        for label, removed, width in students:
             genome = Genome(
                 keep=dict.fromkeys(removed, False), width={g.key: width for g in spec.shrinkable}
             )

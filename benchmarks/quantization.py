@@ -195,6 +195,26 @@ def main() -> None:
             f"| {', '.join(f'{k}×{n}' for k, n in kernels[name].items())} |"
         )
     params = sum(p.numel() for p in student.parameters())
+    int8_ms = statistics.median(lat["int8 (QAT)"])
+    mixed_test = ort_accuracy(mixed_path, data.test)
+    mixed_bytes = analyze_onnx(mixed_path).weight_bytes
+    verdicts = [
+        f"- Agent vs fp32: {fp32_bytes / mixed_bytes:.2f}× fewer weight bytes (target ≥ 4×) at "
+        f"{100 * (fp32_test - mixed_test):.2f} points test loss (target ≤ 0.5): "
+        + (
+            "**met**."
+            if fp32_bytes / mixed_bytes >= 4 and fp32_test - mixed_test <= 0.005
+            else "**not met**."
+        ),
+        f"- int8 in onnxruntime: {int8_ms:.4f} ms vs fp32 {fp32_ms:.4f} ms — "
+        + (
+            "not slower."
+            if int8_ms <= fp32_ms
+            else f"**{int8_ms / fp32_ms:.2f}× slower than fp32** on this machine (quantize/"
+            "dequantize and integer-kernel overheads outweigh the arithmetic saved at these "
+            "layer sizes)."
+        ),
+    ]
     lines = [
         f"# Quantization on {args.dataset}: fp32 student vs int8 vs the agent's mixed precision",
         "",
@@ -214,6 +234,8 @@ def main() -> None:
         "conv/matmul kernels |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows,
+        "",
+        *verdicts,
         "",
         "Agent's candidates (bits per layer → val acc, weight bytes, reward):",
         "",

@@ -1,0 +1,272 @@
+"""Kernel-wise variational pruning: information dropout over the spatial positions of kernels.
+
+Zhan et al. prune the 2-D kernels of a CNN position by position: a 3×3 kernel may become 3×1,
+1×3 or 1×1. Each conv with a k×k kernel gets one learned noise scale per kernel position
+``(i, j)``, shared by all its filters. While fine-tuning, every weight at that position is
+multiplied by log-normal noise ``exp(σ·z − σ²/2)`` (information dropout, Achille & Soatto:
+mean 1, so the expected weight is unchanged), and the loss adds the information-dropout KL
+term ``−log σ`` per weight (log-uniform prior) scaled by ``beta / len(train set)``. The data
+term keeps σ small where the position matters; the KL term pushes σ to its cap where it does
+not. Positions whose σ ends above ``prune_sigma`` are unimportant.
+
+Surgery is real: a layer whose off-centre rows (or columns) are all unimportant gets a kernel
+cropped to its centre row (column), and its padding is reduced by the same amount on both
+sides so every output keeps its shape. The centre position is always kept (1×1 at least).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "KernelGate",
+    "KernelPruneConfig",
+    "attach_gates",
+    "crop_kernels",
+    "detach_gates",
+    "kernel_masks",
+    "kl_term",
+    "variational_kernel_prune",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KernelPruneConfig:
+    """Settings of kernel-wise variational pruning.
+
+    Attributes:
+        epochs: Fine-tuning epochs with the noise on.
+        lr: Adam learning rate of the weights.
+        gate_lr: Adam learning rate of the noise scales.
+        beta: Weight of the KL term (per training sample).
+        sigma_max: Cap of the noise scale σ.
+        prune_sigma: Positions whose σ ends above this are removed.
+        ce_weight: Weight of the cross-entropy term beside the L2 on teacher logits.
+        seed: Seed of the noise and shuffling.
+    """
+
+    epochs: int = 3
+    lr: float = 2e-3
+    gate_lr: float = 2e-2
+    beta: float = 1.0
+    sigma_max: float = 1.0
+    prune_sigma: float = 0.5
+    ce_weight: float = 0.5
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return asdict(self)
+
+
+class KernelGate(nn.Module):
+    """Wraps a conv; adds information-dropout noise per kernel position while training.
+
+    Args:
+        conv: The convolution (kept as ``.conv``; its weights stay the real ones).
+        sigma_max: Cap of σ.
+        init_sigma: Starting σ (small: the network starts as it was).
+    """
+
+    def __init__(self, conv: nn.Conv2d, sigma_max: float = 1.0, init_sigma: float = 0.02) -> None:
+        super().__init__()
+        self.conv = conv
+        self.sigma_max = sigma_max
+        p = min(max(init_sigma / sigma_max, 1e-4), 1 - 1e-4)
+        self.rho = nn.Parameter(torch.full(tuple(conv.kernel_size), math.log(p / (1 - p))))
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        """Noise scale per kernel position, shape ``(kh, kw)``."""
+        return self.sigma_max * torch.sigmoid(self.rho)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.conv.weight
+        if self.training:
+            s = self.sigma
+            noise = torch.exp(s * torch.randn_like(w) - 0.5 * s * s)
+            w = w * noise
+        return self.conv._conv_forward(x, w, self.conv.bias)
+
+    def kl(self) -> torch.Tensor:
+        """Information-dropout KL, ``−log σ`` per weight, summed over the layer."""
+        per_position = self.conv.weight.shape[0] * self.conv.weight.shape[1]
+        return -(torch.log(self.sigma) * per_position).sum()
+
+
+def _prunable(conv: nn.Module) -> bool:
+    return (
+        isinstance(conv, nn.Conv2d)
+        and max(conv.kernel_size) > 1
+        and all(k % 2 == 1 for k in conv.kernel_size)
+        and isinstance(conv.padding, tuple)
+        and conv.padding_mode == "zeros"
+        and conv.dilation == (1, 1)
+    )
+
+
+def attach_gates(model: nn.Module, sigma_max: float = 1.0) -> dict[str, KernelGate]:
+    """Wraps every odd-sized k×k (k > 1) convolution of ``model`` in a :class:`KernelGate`.
+
+    Returns:
+        The gates by module name.
+    """
+    gates: dict[str, KernelGate] = {}
+    for name, m in list(model.named_modules()):
+        if _prunable(m) and name:
+            gate = KernelGate(m, sigma_max)  # type: ignore[arg-type]
+            model.set_submodule(name, gate)
+            gates[name] = gate
+    return gates
+
+
+def detach_gates(model: nn.Module) -> None:
+    """Puts the plain convolutions back in place of their gates."""
+    for name, m in list(model.named_modules()):
+        if isinstance(m, KernelGate):
+            model.set_submodule(name, m.conv)
+
+
+def kl_term(gates: dict[str, KernelGate]) -> torch.Tensor:
+    """Sum of the gates' KL terms."""
+    return torch.stack([g.kl() for g in gates.values()]).sum() if gates else torch.zeros(())
+
+
+def kernel_masks(gates: dict[str, KernelGate], prune_sigma: float) -> dict[str, tuple[int, int]]:
+    """The kernel size each gated layer keeps: an off-centre row (column) band is dropped only
+    when every position in it is unimportant (σ > ``prune_sigma``).
+
+    Returns:
+        The new ``(kh, kw)`` per layer name (equal to the old size where nothing is pruned).
+    """
+    sizes: dict[str, tuple[int, int]] = {}
+    for name, gate in gates.items():
+        unimportant = (gate.sigma > prune_sigma).detach()
+        kh, kw = unimportant.shape
+        ch, cw = kh // 2, kw // 2
+        rows_off = torch.cat([unimportant[:ch], unimportant[ch + 1 :]])
+        cols_off = torch.cat([unimportant[:, :cw], unimportant[:, cw + 1 :]], dim=1)
+        new_h = 1 if rows_off.numel() and bool(rows_off.all()) else kh
+        new_w = 1 if cols_off.numel() and bool(cols_off.all()) else kw
+        sizes[name] = (new_h, new_w)
+    return sizes
+
+
+def crop_kernels(model: nn.Module, sizes: dict[str, tuple[int, int]]) -> dict[str, str]:
+    """Replaces each named conv by one with its kernel cropped to the centre ``sizes[name]``.
+
+    Padding shrinks by the rows/columns removed on each side, so output shapes are unchanged.
+
+    Returns:
+        ``"3×3 → 3×1"`` style descriptions of the layers that changed.
+
+    Raises:
+        ValueError: If a layer's padding is too small to remove the rows/columns.
+    """
+    changed: dict[str, str] = {}
+    for name, (nh, nw) in sizes.items():
+        conv = model.get_submodule(name)
+        if not isinstance(conv, nn.Conv2d):
+            raise ValueError(f"'{name}' is not a Conv2d")
+        kh, kw = conv.kernel_size
+        if (nh, nw) == (kh, kw):
+            continue
+        dh, dw = (kh - nh) // 2, (kw - nw) // 2
+        ph, pw = conv.padding  # type: ignore[misc]
+        if ph < dh or pw < dw:
+            raise ValueError(f"'{name}': padding {conv.padding} too small to crop to {nh}×{nw}")
+        new = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            (nh, nw),
+            stride=conv.stride,
+            padding=(ph - dh, pw - dw),
+            groups=conv.groups,
+            bias=conv.bias is not None,
+        )
+        with torch.no_grad():
+            new.weight.copy_(conv.weight[:, :, dh : dh + nh, dw : dw + nw])
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+        model.set_submodule(name, new)
+        changed[name] = f"{kh}×{kw} → {nh}×{nw}"
+    if changed and isinstance(model, torch.fx.GraphModule):
+        model.recompile()
+    return changed
+
+
+@dataclass
+class KernelPruneResult:
+    """What variational kernel pruning did."""
+
+    sizes: dict[str, tuple[int, int]]
+    changed: dict[str, str]
+    sigma: dict[str, list[list[float]]]
+    params_before: int
+    params_after: int
+
+
+def variational_kernel_prune(
+    model: nn.Module,
+    teacher: nn.Module,
+    data: Any,
+    config: KernelPruneConfig | None = None,
+    *,
+    teacher_logits: Any = None,
+) -> KernelPruneResult:
+    """Fine-tunes ``model`` with information-dropout noise on its kernels, then crops them.
+
+    The fine-tune distils from ``teacher`` (L2 on logits + cross-entropy) plus the scaled KL
+    term. ``model`` is modified in place: it ends with smaller kernels where positions were
+    unimportant, no gates, in eval mode. Distil it again afterwards to recover accuracy.
+
+    Args:
+        model: A float student (any module whose convs can be replaced by name).
+        teacher: The teacher whose logits are matched.
+        data: A :class:`~hwcompress.data.DataBundle`.
+        config: Settings.
+        teacher_logits: Shared :class:`~hwcompress.train.TeacherLogits`.
+    """
+    from hwcompress.train.distill import TeacherLogits
+
+    config = config or KernelPruneConfig()
+    torch.manual_seed(config.seed)
+    params_before = sum(p.numel() for p in model.parameters())
+    gates = attach_gates(model, config.sigma_max)
+    cached = teacher_logits or TeacherLogits(teacher, data.train, seed=config.seed)
+    n_train = len(cached.dataset)
+    gate_params = {id(g.rho) for g in gates.values()}
+    opt = torch.optim.Adam(
+        [
+            {"params": [p for p in model.parameters() if id(p) not in gate_params]},
+            {"params": [g.rho for g in gates.values()], "lr": config.gate_lr},
+        ],
+        lr=config.lr,
+    )
+    model.train()
+    for _ in range(config.epochs):
+        for x, y, z_t in cached.loader():
+            z_s = model(x)
+            loss = F.mse_loss(z_s, z_t) + config.ce_weight * F.cross_entropy(z_s, y)
+            loss = loss + config.beta * kl_term(gates) / n_train
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    model.eval()
+    sizes = kernel_masks(gates, config.prune_sigma)
+    sigma = {n: g.sigma.detach().tolist() for n, g in gates.items()}
+    detach_gates(model)
+    changed = crop_kernels(model, sizes)
+    return KernelPruneResult(
+        sizes=sizes,
+        changed=changed,
+        sigma=sigma,
+        params_before=params_before,
+        params_after=sum(p.numel() for p in model.parameters()),
+    )
