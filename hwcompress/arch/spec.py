@@ -162,6 +162,17 @@ class ArchSpec:
         This does not build the student; tests compare it with the built student, which
         checks the surgery independently.
         """
+        return self._predict(genome, macs=False)
+
+    def predict_macs(self, genome: Genome) -> int:
+        """Multiply-accumulates of the student's convolutions and linear layers, from the spec.
+
+        Removal keeps every stride-changing layer, so each kept layer's output resolution is
+        the teacher's. Cheap enough to call at every step of a budgeted search.
+        """
+        return self._predict(genome, macs=True)
+
+    def _predict(self, genome: Genome, *, macs: bool) -> int:
         self.validate(genome)
         removed_units = [u for u in self.units if not genome.keep.get(u.name, True)]
         removed = {name for u in removed_units for name in u.layers}
@@ -186,6 +197,18 @@ class ArchSpec:
             w_in = width[resolve(layer.in_group)]
             w_out = width[layer.out_group] if layer.kind != "dwconv" else w_in
             k = math.prod(layer.kernel)
+            if macs:
+                pixels = math.prod(layer.output_shape[2:]) if layer.kind != "linear" else 1
+                if layer.kind == "conv":
+                    total += w_in * w_out * k * pixels
+                elif layer.kind == "dwconv":
+                    total += w_in * k * pixels
+                elif layer.kind == "linear":
+                    total += w_in * layer.factor * w_out
+                elif layer.kind == "gconv":  # grouped convs keep their channels
+                    weights = layer.params - (layer.out_channels if layer.bias else 0)
+                    total += weights * pixels
+                continue
             if layer.kind == "conv":
                 total += w_in * w_out * k + (w_out if layer.bias else 0)
             elif layer.kind == "dwconv":

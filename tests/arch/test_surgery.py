@@ -11,6 +11,7 @@ from hwcompress.arch import Genome, build_spec, build_student
 from hwcompress.data.teachers import build_teacher
 from hwcompress.export import export_fp32
 from hwcompress.measure.onnx_graph import analyze_onnx
+from hwcompress.measure.stats import analyze_module
 from hwcompress.models import build_builtin
 
 WIDTHS = [0.1, 0.25, 0.5, 0.75, 1.0]
@@ -46,6 +47,9 @@ def _check(name, genome, tmp_path, export):
     with torch.no_grad():
         assert student(x).shape == (2, 10)
     assert sum(p.numel() for p in student.parameters()) == spec.predict_params(genome)
+    stats = analyze_module(student, shape)
+    compute = sum(la.macs for la in stats.layers if la.kind in ("Conv2d", "Linear"))
+    assert compute == spec.predict_macs(genome)
     if export:
         path = export_fp32(student, shape, tmp_path / "student.onnx")
         # The exported graph has the student's real (smaller) tensors.
