@@ -3,11 +3,13 @@
 Zhan et al. prune the 2-D kernels of a CNN position by position: a 3×3 kernel may become 3×1,
 1×3 or 1×1. Each conv with a k×k kernel gets one learned noise scale per kernel position
 ``(i, j)``, shared by all its filters. While fine-tuning, every weight at that position is
-multiplied by log-normal noise ``exp(σ·z − σ²/2)`` (information dropout, Achille & Soatto:
-mean 1, so the expected weight is unchanged), and the loss adds the information-dropout KL
-term ``−log σ`` per weight (log-uniform prior) scaled by ``beta / len(train set)``. The data
-term keeps σ small where the position matters; the KL term pushes σ to its cap where it does
-not. Positions whose σ ends above ``prune_sigma`` are unimportant.
+multiplied by one draw of log-normal noise ``exp(σ·z − σ²/2)`` (information dropout, Achille
+& Soatto: mean 1, so the expected weight is unchanged), and the loss adds the
+information-dropout KL term ``−log σ`` per position (log-uniform prior), averaged over all
+positions and weighted by ``beta``. The data term keeps σ small where the position matters
+and, where σ grows, drives that position's weights towards zero (noisy weights add variance to
+the output); the KL term pushes σ to its cap where the position does not matter. Positions
+whose σ ends above ``prune_sigma`` are unimportant.
 
 Surgery is real: a layer whose off-centre rows (or columns) are all unimportant gets a kernel
 cropped to its centre row (column), and its padding is reduced by the same amount on both
@@ -44,7 +46,7 @@ class KernelPruneConfig:
         epochs: Fine-tuning epochs with the noise on.
         lr: Adam learning rate of the weights.
         gate_lr: Adam learning rate of the noise scales.
-        beta: Weight of the KL term (per training sample).
+        beta: Weight of the KL term (mean over kernel positions).
         sigma_max: Cap of the noise scale σ.
         prune_sigma: Positions whose σ ends above this are removed.
         ce_weight: Weight of the cross-entropy term beside the L2 on teacher logits.
@@ -90,14 +92,13 @@ class KernelGate(nn.Module):
         w = self.conv.weight
         if self.training:
             s = self.sigma
-            noise = torch.exp(s * torch.randn_like(w) - 0.5 * s * s)
-            w = w * noise
+            noise = torch.exp(s * torch.randn(s.shape, device=w.device) - 0.5 * s * s)
+            w = w * noise  # one draw per kernel position, shared by every filter
         return self.conv._conv_forward(x, w, self.conv.bias)
 
     def kl(self) -> torch.Tensor:
-        """Information-dropout KL, ``−log σ`` per weight, summed over the layer."""
-        per_position = self.conv.weight.shape[0] * self.conv.weight.shape[1]
-        return -(torch.log(self.sigma) * per_position).sum()
+        """Information-dropout KL, ``−log σ`` per kernel position, summed over the layer."""
+        return -torch.log(self.sigma).sum()
 
 
 def _prunable(conv: nn.Module) -> bool:
@@ -240,7 +241,7 @@ def variational_kernel_prune(
     params_before = sum(p.numel() for p in model.parameters())
     gates = attach_gates(model, config.sigma_max)
     cached = teacher_logits or TeacherLogits(teacher, data.train, seed=config.seed)
-    n_train = len(cached.dataset)
+    n_positions = max(1, sum(g.rho.numel() for g in gates.values()))
     gate_params = {id(g.rho) for g in gates.values()}
     opt = torch.optim.Adam(
         [
@@ -254,7 +255,7 @@ def variational_kernel_prune(
         for x, y, z_t in cached.loader():
             z_s = model(x)
             loss = F.mse_loss(z_s, z_t) + config.ce_weight * F.cross_entropy(z_s, y)
-            loss = loss + config.beta * kl_term(gates) / n_train
+            loss = loss + config.beta * kl_term(gates) / n_positions
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
