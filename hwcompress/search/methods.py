@@ -30,7 +30,7 @@ class StageController(Protocol):
 class PolicyController:
     """N2N: an LSTM policy trained with REINFORCE."""
 
-    def __init__(self, stage: str, choices: tuple[float, ...] = (), lr: float = 3e-3) -> None:
+    def __init__(self, stage: str, choices: tuple[float, ...] = (), lr: float = 3e-2) -> None:
         self.stage = stage
         self.policy = POLICIES[stage](choices=choices) if choices else POLICIES[stage]()
         self.learner = Reinforce(self.policy, lr=lr)

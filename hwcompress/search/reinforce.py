@@ -1,4 +1,6 @@
-"""REINFORCE with a moving-average baseline: each rollout is pushed by its own advantage."""
+"""REINFORCE: each rollout is pushed by its advantage over the episode's mean reward, divided
+by the spread of the episode's rewards (a moving-average baseline when an episode has one
+rollout)."""
 
 from __future__ import annotations
 
@@ -24,14 +26,25 @@ class Reinforce:
         self.baseline: float | None = None
 
     def update(self, log_probs: list[torch.Tensor], rewards: list[float]) -> float:
-        """One gradient step on ``−mean((R_i − b)·log π(a_i))``; then moves the baseline.
+        """One gradient step on ``−mean(A_i·log π(a_i))``, ``A_i = (R_i − mean R)/std R``;
+        then moves the moving-average baseline (used for single-rollout episodes).
 
         Returns:
             The loss value.
         """
         mean = sum(rewards) / len(rewards)
         b = mean if self.baseline is None else self.baseline
-        loss = -torch.stack([(r - b) * lp for r, lp in zip(rewards, log_probs, strict=True)]).mean()
+        if len(rewards) > 1:
+            # the episode's own mean is the baseline, and the advantages are divided by their
+            # spread: N2N's rewards crowd near 1 (Rc saturates), so raw advantages are tiny
+            # and a lagging moving average can give every rollout the same sign
+            adv = torch.tensor(rewards) - mean
+            spread = float(adv.std())
+            if spread > 1e-8:
+                adv = adv / spread
+        else:
+            adv = torch.tensor([rewards[0] - b])
+        loss = -torch.stack([a * lp for a, lp in zip(adv, log_probs, strict=True)]).mean()
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
