@@ -7,7 +7,8 @@ is reported beside it), latency, wall time and the mean reward per episode. Writ
 ``benchmarks/results/search_vs_random_<dataset>.md``.
 
 Usage: python benchmarks/search_vs_random.py [--dataset digits] [--episodes 8] [--rollouts 4]
-       [--seeds 0,1,2] [--profile x86_host] [--data-dir DIR]
+       [--seeds 0,1,2] [--profile x86_host] [--data-dir DIR] [--teacher-weights FILE]
+       [--budget-minutes M] [--train-limit N] [--distill-epochs E] [--methods n2n,random]
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def main() -> None:
     parser.add_argument("--methods", default="n2n,random")
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--teacher-weights", default=None, help="a trained teacher checkpoint")
+    parser.add_argument("--budget-minutes", type=float, default=None, help="per search run")
     args = parser.parse_args()
     out = args.out or RESULTS / f"search_vs_random_{args.dataset}.md"
     rows, curves = [], {}
@@ -58,6 +61,8 @@ def main() -> None:
                 seed=seed,
                 method=method,
                 train_limit=args.train_limit,
+                teacher_weights=args.teacher_weights,
+                budget_minutes=args.budget_minutes,
                 out=str(workdir / f"{method}-{seed}"),
             )
             t0 = time.perf_counter()
@@ -84,7 +89,7 @@ def summarise(result, method: str, seed: int, wall: float, cfg: SearchConfig) ->
                 name=cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, train_limit=cfg.train_limit
             )
         )
-        teacher = resolve_teacher(cfg.teacher, data).model
+        teacher = resolve_teacher(cfg.teacher, data, weights=cfg.teacher_weights).model
         student = build_student(teacher, Genome.from_dict(top.genome), data.input_shape)
         student.load_state_dict(
             load_checkpoint(result.out / top.artifacts["weights"])["state_dict"]
@@ -113,7 +118,10 @@ def write(out: Path, rows: list[dict], curves: dict, args: argparse.Namespace) -
         "",
         f"Teacher `builtin:vgg`, profile `{args.profile}`, {args.episodes} episodes × "
         f"{args.rollouts} rollouts per stage (removal, shrinkage), {args.distill_epochs} "
-        f"distillation epochs per candidate. Machine: {platform.machine()}, "
+        f"distillation epochs per candidate"
+        + (f", {args.budget_minutes:g}-minute budget per run" if args.budget_minutes else "")
+        + (f", at most {args.train_limit} training samples" if args.train_limit else "")
+        + f". Machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, CPU only.",
         "",
         "| method | seed | candidates | best feasible reward | compression at ≤1 pt loss "

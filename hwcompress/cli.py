@@ -175,40 +175,47 @@ def search(
     ],
     teacher: Annotated[
         str | None,
-        typer.Option(help="builtin:NAME, torchvision:NAME or module.path:factory [builtin:vgg]."),
+        typer.Option(
+            help="builtin:NAME, torchvision:NAME or module.path:factory (default: builtin:vgg)."
+        ),
     ] = None,
     teacher_weights: Annotated[str | None, typer.Option(help="Teacher checkpoint.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset [digits].")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset (default: digits).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder of torchvision datasets.")] = None,
     download: Annotated[
         bool | None, typer.Option("--download", help="Allow downloading the dataset.")
     ] = None,
     stages: Annotated[
-        str | None, typer.Option(help="Comma-separated stages [removal,shrinkage].")
+        str | None, typer.Option(help="Comma-separated stages (default: removal,shrinkage).")
     ] = None,
-    episodes: Annotated[int | None, typer.Option(min=1, help="Episodes per stage [6].")] = None,
-    rollouts: Annotated[int | None, typer.Option(min=1, help="Candidates per episode [4].")] = None,
+    episodes: Annotated[
+        int | None, typer.Option(min=1, help="Episodes per stage (default: 6).")
+    ] = None,
+    rollouts: Annotated[
+        int | None, typer.Option(min=1, help="Candidates per episode (default: 4).")
+    ] = None,
     budget_minutes: Annotated[
         float | None, typer.Option(min=0.01, help="Wall-clock limit.")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed [0].")] = None,
-    method: Annotated[str | None, typer.Option(help="n2n or random [n2n].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: 0).")] = None,
+    method: Annotated[str | None, typer.Option(help="n2n or random (default: n2n).")] = None,
     out: Annotated[str, typer.Option(help="Output folder.")] = "runs/search",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     init_policy: Annotated[
         str | None, typer.Option(help="Start from a policy of another run (policies/final.pt).")
     ] = None,
     distill_epochs: Annotated[
-        int | None, typer.Option(min=1, help="Distillation epochs [4].")
+        int | None, typer.Option(min=1, help="Distillation epochs (default: 4).")
     ] = None,
     train_limit: Annotated[
         int | None, typer.Option(min=1, help="Use at most N training samples.")
     ] = None,
     size_metric: Annotated[
-        str | None, typer.Option(help="params or weight_bytes [params].")
+        str | None, typer.Option(help="params or weight_bytes (default: params).")
     ] = None,
     constraint_mode: Annotated[
-        str | None, typer.Option(help="hard (−1 when violated) or soft (scheduled penalty) [hard].")
+        str | None,
+        typer.Option(help="hard (−1 when violated) or soft (scheduled penalty) (default: hard)."),
     ] = None,
     student: Annotated[
         str | None,
@@ -266,7 +273,7 @@ def export_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
     fmt: Annotated[
         str,
-        typer.Option("--format", "-f", help="onnx (fp32) or qcdq (integer ONNX) [qcdq]."),
+        typer.Option("--format", "-f", help="onnx (fp32) or qcdq (integer ONNX) (default: qcdq)."),
     ] = "qcdq",
     data_dir: Annotated[
         str | None, typer.Option(help="Dataset folder for calibration and the parity check.")

@@ -146,6 +146,20 @@ class ArchSpec:
                 )
             if not 0 < width <= 1:
                 raise GenomeError(f"width of '{key}' must be in (0, 1], got {width}")
+        for name, size in genome.kernel.items():
+            try:
+                layer = self.layer(name)
+            except KeyError:
+                layer = None
+            if layer is None or layer.kind not in ("conv", "dwconv", "gconv"):
+                raise GenomeError(f"genome sets a kernel size for '{name}', which is not a conv")
+            if len(size) != len(layer.kernel) or any(
+                not 1 <= k <= t or (t - k) % 2 for k, t in zip(size, layer.kernel, strict=True)
+            ):
+                raise GenomeError(
+                    f"kernel of '{name}' must be a centred crop of {tuple(layer.kernel)} "
+                    f"(odd sizes no larger than the teacher's), got {tuple(size)}"
+                )
 
     def channels_after(self, genome: Genome) -> dict[str, int]:
         """Channels of every group after shrinkage (removed groups keep their entry)."""
@@ -196,7 +210,7 @@ class ArchSpec:
                 continue
             w_in = width[resolve(layer.in_group)]
             w_out = width[layer.out_group] if layer.kind != "dwconv" else w_in
-            k = math.prod(layer.kernel)
+            k = math.prod(genome.kernel.get(layer.name, layer.kernel))
             if macs:
                 pixels = math.prod(layer.output_shape[2:]) if layer.kind != "linear" else 1
                 if layer.kind == "conv":
@@ -207,7 +221,7 @@ class ArchSpec:
                     total += w_in * layer.factor * w_out
                 elif layer.kind == "gconv":  # grouped convs keep their channels
                     weights = layer.params - (layer.out_channels if layer.bias else 0)
-                    total += weights * pixels
+                    total += weights * pixels * k // math.prod(layer.kernel)
                 continue
             if layer.kind == "conv":
                 total += w_in * w_out * k + (w_out if layer.bias else 0)
@@ -217,6 +231,9 @@ class ArchSpec:
                 total += w_in * layer.factor * w_out + (w_out if layer.bias else 0)
             elif layer.kind == "norm":
                 total += 2 * w_in if layer.params else 0
+            elif layer.kind == "gconv":
+                bias = layer.out_channels if layer.bias else 0
+                total += (layer.params - bias) * k // math.prod(layer.kernel) + bias
             else:
                 total += layer.params
         return total
@@ -224,13 +241,17 @@ class ArchSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class Genome:
-    """One student: which units to keep, each group's width factor, and bit-widths.
+    """One student: which units to keep, each group's width factor, kernel sizes and
+    bit-widths.
 
-    Missing entries mean "keep", width 1.0 and the default precision.
+    Missing entries mean "keep", width 1.0, the teacher's kernel and the default precision.
+    ``kernel`` maps a conv's module name to the centred crop of its kernel that the student
+    keeps (kernel-wise pruning), e.g. ``[3, 1]`` for a 3×3 kernel cut to 3×1.
     """
 
     keep: dict[str, bool] = field(default_factory=dict)
     width: dict[str, float] = field(default_factory=dict)
+    kernel: dict[str, list[int]] = field(default_factory=dict)
     weight_bits: dict[str, int] = field(default_factory=dict)
     act_bits: dict[str, int] = field(default_factory=dict)
 
@@ -242,6 +263,8 @@ class Genome:
             "weight_bits": dict(sorted(self.weight_bits.items())),
             "act_bits": dict(sorted(self.act_bits.items())),
         }
+        if self.kernel:
+            data["kernel"] = {k: list(v) for k, v in sorted(self.kernel.items())}
         return json.dumps(data, sort_keys=True)
 
     def to_dict(self) -> dict[str, Any]:
@@ -251,7 +274,10 @@ class Genome:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Genome:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{k: dict(v) for k, v in data.items()})
+        fields = {k: dict(v) for k, v in data.items()}
+        if "kernel" in fields:
+            fields["kernel"] = {k: [int(x) for x in v] for k, v in fields["kernel"].items()}
+        return cls(**fields)
 
 
 def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:

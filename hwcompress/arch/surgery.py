@@ -61,6 +61,8 @@ def build_student(
                     continue  # the group went away with a removed unit
                 keep = max(1, round(width * analysis.channels[root]))
                 _shrink_group(analysis, root, keep)
+        if genome.kernel:
+            _crop(gm, genome, removed, spec)
         gm.recompile()
         with torch.no_grad():
             gm.eval()(torch.zeros(tuple(input_shape)))
@@ -69,6 +71,18 @@ def build_student(
     except RuntimeError as err:
         raise GenomeError(f"the student does not run: {err}") from err
     return gm.eval()
+
+
+def _crop(gm: torch.fx.GraphModule, genome: Genome, removed: list[str], spec: ArchSpec) -> None:
+    """Crops the kernels ``genome.kernel`` names (those of removed units are gone)."""
+    from hwcompress.prune.kernel import crop_kernels
+
+    gone = {layer for u in spec.units if u.name in removed for layer in u.layers}
+    sizes = {n: (int(s[0]), int(s[-1])) for n, s in genome.kernel.items() if n not in gone}
+    try:
+        crop_kernels(gm, sizes)
+    except ValueError as err:
+        raise GenomeError(f"the kernels cannot be cropped: {err}") from err
 
 
 def _remove_unit(a: GraphAnalysis, name: str) -> None:

@@ -199,6 +199,15 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) ->
     return path
 
 
+def _train_size(data: Any) -> list[int]:
+    """The number of training samples when it is known (it is part of the cache key, so a
+    teacher trained on a ``train_limit`` subset is not reused for the full set)."""
+    try:
+        return [len(data.train.dataset)]
+    except (AttributeError, TypeError):
+        return []
+
+
 def resolve_teacher(
     spec: str,
     data: Any,
@@ -236,7 +245,14 @@ def resolve_teacher(
     train_config = train_config or TrainConfig()
     key = hashlib.sha1(
         json.dumps(
-            [spec, data.name, list(data.image_shape), data.num_classes, train_config.to_dict()]
+            [
+                spec,
+                data.name,
+                list(data.image_shape),
+                data.num_classes,
+                train_config.to_dict(),
+                *_train_size(data),
+            ]
         ).encode()
     ).hexdigest()[:10]
     path = cache_dir() / "teachers" / f"{spec.split(':')[1]}-{data.name}-{key}.pt"

@@ -3,8 +3,9 @@
 Zhan et al. prune the 2-D kernels of a CNN position by position: a 3×3 kernel may become 3×1,
 1×3 or 1×1. Each conv with a k×k kernel gets one learned noise scale per kernel position
 ``(i, j)``, shared by all its filters. While fine-tuning, every weight at that position is
-multiplied by one draw of log-normal noise ``exp(σ·z − σ²/2)`` (information dropout, Achille
-& Soatto: mean 1, so the expected weight is unchanged), and the loss adds the
+multiplied by log-normal noise ``exp(σ·z − σ²/2)``, drawn per sample (information dropout,
+Achille & Soatto: mean 1, so the expected weight is unchanged; a draw shared by the batch
+would be undone by batch-norm), and the loss adds the
 information-dropout KL term ``−log σ`` per position (log-uniform prior), averaged over all
 positions and weighted by ``beta``. The data term keeps σ small where the position matters
 and, where σ grows, drives that position's weights towards zero (noisy weights add variance to
@@ -43,7 +44,9 @@ class KernelPruneConfig:
     """Settings of kernel-wise variational pruning.
 
     Attributes:
-        epochs: Fine-tuning epochs with the noise on.
+        steps: Optimiser steps of the fine-tune with the noise on (the training set is
+            repeated as needed; steps, not epochs, so small and large datasets get the same
+            number of updates of the noise scales).
         lr: Adam learning rate of the weights.
         gate_lr: Adam learning rate of the noise scales.
         beta: Weight of the KL term (mean over kernel positions).
@@ -53,7 +56,7 @@ class KernelPruneConfig:
         seed: Seed of the noise and shuffling.
     """
 
-    epochs: int = 3
+    steps: int = 600
     lr: float = 2e-3
     gate_lr: float = 2e-2
     beta: float = 1.0
@@ -89,12 +92,35 @@ class KernelGate(nn.Module):
         return self.sigma_max * torch.sigmoid(self.rho)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.conv.weight
-        if self.training:
-            s = self.sigma
-            noise = torch.exp(s * torch.randn(s.shape, device=w.device) - 0.5 * s * s)
-            w = w * noise  # one draw per kernel position, shared by every filter
-        return self.conv._conv_forward(x, w, self.conv.bias)
+        conv = self.conv
+        if not self.training:
+            return conv(x)
+        # Per-sample noise: a draw shared by a whole batch would be undone by batch-norm.
+        # The k×k conv is the sum over kernel positions of 1×1 convs of shifted inputs,
+        # each scaled by that sample's noise at that position (same arithmetic as the conv).
+        s = self.sigma
+        noise = torch.exp(s * torch.randn((x.shape[0], *s.shape), device=x.device) - 0.5 * s * s)
+        kh, kw = conv.kernel_size
+        sh, sw = conv.stride
+        ph, pw = conv.padding  # type: ignore[misc]
+        xp = F.pad(x, (pw, pw, ph, ph))
+        h_out = (x.shape[2] + 2 * ph - kh) // sh + 1
+        w_out = (x.shape[3] + 2 * pw - kw) // sw + 1
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                shifted = xp[
+                    :, :, i : i + sh * (h_out - 1) + 1 : sh, j : j + sw * (w_out - 1) + 1 : sw
+                ]
+                part = F.conv2d(
+                    shifted, conv.weight[:, :, i : i + 1, j : j + 1], groups=conv.groups
+                )
+                part = part * noise[:, i, j].view(-1, 1, 1, 1)
+                out = part if out is None else out + part
+        assert out is not None
+        if conv.bias is not None:
+            out = out + conv.bias.view(1, -1, 1, 1)
+        return out
 
     def kl(self) -> torch.Tensor:
         """Information-dropout KL, ``−log σ`` per kernel position, summed over the layer."""
@@ -251,7 +277,8 @@ def variational_kernel_prune(
         lr=config.lr,
     )
     model.train()
-    for _ in range(config.epochs):
+    step = 0
+    while step < config.steps:
         for x, y, z_t in cached.loader():
             z_s = model(x)
             loss = F.mse_loss(z_s, z_t) + config.ce_weight * F.cross_entropy(z_s, y)
@@ -259,6 +286,9 @@ def variational_kernel_prune(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            step += 1
+            if step >= config.steps:
+                break
     model.eval()
     sizes = kernel_masks(gates, config.prune_sigma)
     sigma = {n: g.sigma.detach().tolist() for n, g in gates.items()}

@@ -50,7 +50,7 @@ class SearchContext:
 
 def structure_of(genome: Genome) -> Genome:
     """The genome without bit-widths: what :func:`build_student` builds."""
-    return Genome(keep=dict(genome.keep), width=dict(genome.width))
+    return Genome(keep=dict(genome.keep), width=dict(genome.width), kernel=dict(genome.kernel))
 
 
 def rebuild_candidate(

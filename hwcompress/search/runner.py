@@ -106,6 +106,7 @@ def _genome(
         return Genome(
             keep=dict(base.keep),
             width=dict(base.width),
+            kernel=dict(base.kernel),
             weight_bits={n: int(choices[a]) for n, a in zip(items, actions, strict=True)},
         )
     if stage == "removal":

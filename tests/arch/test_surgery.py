@@ -15,6 +15,7 @@ from hwcompress.measure.stats import analyze_module
 from hwcompress.models import build_builtin
 
 WIDTHS = [0.1, 0.25, 0.5, 0.75, 1.0]
+CROPS = [[3, 3], [3, 1], [1, 3], [1, 1]]
 
 
 def _teacher(name: str):
@@ -37,7 +38,13 @@ def _setup(name: str):
 def genomes(spec):
     keep = st.fixed_dictionaries({u.name: st.booleans() for u in spec.units})
     width = st.fixed_dictionaries({g.key: st.sampled_from(WIDTHS) for g in spec.shrinkable})
-    return st.builds(lambda k, w: Genome(keep=k, width=w), keep, width)
+    croppable = [
+        la.name
+        for la in spec.layers
+        if la.kind in ("conv", "dwconv") and la.kernel == (3, 3) and la.padding >= 1
+    ]
+    kernel = st.dictionaries(st.sampled_from(croppable), st.sampled_from(CROPS), max_size=4)
+    return st.builds(lambda k, w, c: Genome(keep=k, width=w, kernel=c), keep, width, kernel)
 
 
 def _check(name, genome, tmp_path, export):
@@ -131,3 +138,35 @@ def test_shrunken_student_stays_close_to_teacher():
     with torch.no_grad():
         a, b = teacher(x).flatten(), student(x).flatten()
     assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.5
+
+
+def test_kernel_crops_are_real_and_validated(tmp_path):
+    import onnx
+
+    from hwcompress.errors import GenomeError
+
+    teacher, shape, spec = _setup("builtin:vgg")
+    genome = Genome(
+        width={spec.shrinkable[0].key: 0.5},
+        kernel={"features.0.conv": [3, 1], "features.3.conv": [1, 1]},
+    )
+    student = build_student(teacher, genome, shape, spec=spec)
+    assert student.get_submodule("features.0.conv").kernel_size == (3, 1)
+    assert student.get_submodule("features.0.conv").padding == (1, 0)
+    assert student.get_submodule("features.3.conv").kernel_size == (1, 1)
+    # the cropped kernel keeps the teacher's centre column (after channel selection)
+    w_t = teacher.get_submodule("features.3.conv").weight
+    w_s = student.get_submodule("features.3.conv").weight
+    assert w_s.shape[-2:] == (1, 1) and w_t.shape[-2:] == (3, 3)
+    path = export_fp32(student, shape, tmp_path / "s.onnx")
+    shapes = [
+        list(next(a.ints for a in n.attribute if a.name == "kernel_shape"))
+        for n in onnx.load(str(path)).graph.node
+        if n.op_type == "Conv"
+    ]
+    assert [3, 1] in shapes and [1, 1] in shapes
+    assert Genome.from_dict(genome.to_dict()).key() == genome.key()
+    assert genome.key() != Genome(width=genome.width).key()
+    for bad in ({"features.0.conv": [2, 2]}, {"features.0.conv": [5, 5]}, {"classifier": [1]}):
+        with pytest.raises(GenomeError):
+            spec.validate(Genome(kernel=bad))

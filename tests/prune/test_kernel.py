@@ -11,6 +11,7 @@ from hwcompress.data import DataConfig, load_data
 from hwcompress.export import export_fp32
 from hwcompress.models import build_builtin
 from hwcompress.prune import (
+    KernelGate,
     KernelPruneConfig,
     attach_gates,
     crop_kernels,
@@ -91,12 +92,12 @@ def test_strong_kl_crops_kernels_weak_kl_keeps_them(digits, tmp_path):
     import copy
 
     kept = copy.deepcopy(teacher)
-    res = variational_kernel_prune(kept, teacher, data, KernelPruneConfig(epochs=1, beta=0.0))
+    res = variational_kernel_prune(kept, teacher, data, KernelPruneConfig(steps=20, beta=0.0))
     assert res.changed == {} and res.params_after == res.params_before
 
     pruned = copy.deepcopy(teacher)
     res = variational_kernel_prune(
-        pruned, teacher, data, KernelPruneConfig(epochs=3, beta=1e5, gate_lr=0.5)
+        pruned, teacher, data, KernelPruneConfig(steps=60, beta=1e5, gate_lr=0.5)
     )
     assert res.changed and res.params_after < res.params_before
     assert sum(p.numel() for p in pruned.parameters()) == res.params_after
@@ -110,3 +111,18 @@ def test_strong_kl_crops_kernels_weak_kl_keeps_them(digits, tmp_path):
         if n.op_type == "Conv"
     }
     assert kernels & {(1, 1), (3, 1), (1, 3)}
+
+
+@pytest.mark.parametrize(
+    ("stride", "groups", "padding"),
+    [(1, 1, (1, 1)), (2, 1, (1, 1)), (2, 4, (1, 1)), (1, 1, (0, 1))],
+)
+def test_gate_without_noise_is_the_conv(stride, groups, padding):
+    """The training path (a sum of 1×1 convs of shifted inputs) computes the same conv."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, stride=stride, padding=padding, groups=groups, bias=True)
+    gate = KernelGate(conv)
+    with torch.no_grad():
+        gate.rho.fill_(-60.0)  # σ ≈ 0: the noise is exactly 1
+    x = torch.randn(3, 8, 9, 7)
+    torch.testing.assert_close(gate.train()(x), conv(x), rtol=1e-5, atol=1e-5)
