@@ -186,7 +186,11 @@ def search(
         bool | None, typer.Option("--download", help="Allow downloading the dataset.")
     ] = None,
     stages: Annotated[
-        str | None, typer.Option(help="Comma-separated stages (default: removal,shrinkage).")
+        str | None,
+        typer.Option(
+            help="Comma-separated stages (default: removal,shrinkage; drl-prune: "
+            "channels,kernels,quantization)."
+        ),
     ] = None,
     episodes: Annotated[
         int | None, typer.Option(min=1, help="Episodes per stage (default: 6).")
@@ -198,7 +202,23 @@ def search(
         float | None, typer.Option(min=0.01, help="Wall-clock limit.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: 0).")] = None,
-    method: Annotated[str | None, typer.Option(help="n2n or random (default: n2n).")] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="n2n (removal + shrinkage), random (the same stages, sampled uniformly) or "
+            "drl-prune (DDPG channel pruning + variational kernel pruning + quantization) "
+            "(default: n2n)."
+        ),
+    ] = None,
+    flops_target: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            max=1.0,
+            help="drl-prune: keep every student within this fraction of the teacher's MACs "
+            "(default: 0.5).",
+        ),
+    ] = None,
     out: Annotated[str, typer.Option(help="Output folder.")] = "runs/search",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     init_policy: Annotated[
@@ -224,7 +244,7 @@ def search(
         ),
     ] = None,
 ) -> None:
-    """Search for a student that fits the device (N2N: removal, then shrinkage)."""
+    """Search for a student that fits the device (N2N: removal, then shrinkage; or drl-prune)."""
     from hwcompress.search import SearchConfig, load_search_config, run_search
     from hwcompress.search_cli import RichSearchReporter, render_result
 
@@ -243,6 +263,7 @@ def search(
         "budget_minutes": budget_minutes,
         "seed": seed,
         "method": method,
+        "flops_target": flops_target,
         "init_policy": init_policy,
         "distill_epochs": distill_epochs,
         "train_limit": train_limit,

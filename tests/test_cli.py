@@ -184,7 +184,7 @@ def test_search_bad_options(monkeypatch, capsys, tmp_path):
         "--out",
         str(tmp_path / "r"),
     )
-    assert code == 2 and "unknown stage" in err
+    assert code == 2 and "'pruning' is not a stage of --method n2n" in err
     code, _, err = run_main(
         monkeypatch,
         capsys,

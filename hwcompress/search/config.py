@@ -7,8 +7,19 @@ from typing import Any
 
 from hwcompress.errors import HwCompressError
 
-STAGES = ("removal", "shrinkage", "quantization")
+STAGES = ("removal", "shrinkage", "channels", "kernels", "quantization")
 DEFAULT_STAGES = ("removal", "shrinkage")
+#: The stages each method can run, and the ones it runs when ``--stages`` is not given.
+METHOD_STAGES = {
+    "n2n": ("removal", "shrinkage", "quantization"),
+    "random": ("removal", "shrinkage", "quantization"),
+    "drl-prune": ("channels", "kernels", "quantization"),
+}
+METHOD_DEFAULT_STAGES = {
+    "n2n": DEFAULT_STAGES,
+    "random": DEFAULT_STAGES,
+    "drl-prune": ("channels", "kernels", "quantization"),
+}
 #: Settings that may differ when a run is resumed (they do not change its results).
 RESUMABLE_OVERRIDES = frozenset({"budget_minutes", "out"})
 
@@ -33,12 +44,15 @@ class SearchConfig:
         dataset: Dataset name.
         data_dir: Folder of torchvision datasets.
         download: Allow downloading the dataset.
-        stages: Stages to run in order.
+        stages: Stages to run in order (None: the method's default, see
+            ``METHOD_DEFAULT_STAGES``).
         episodes: Policy updates per stage.
         rollouts: Candidates sampled per episode.
         budget_minutes: Wall-clock limit for the whole run (None: none).
         seed: Seed of data splits, sampling and training.
-        method: ``n2n`` (policy gradient) or ``random`` (uniform sampling baseline).
+        method: ``n2n`` (policy gradient: removal, shrinkage), ``random`` (uniform sampling
+            baseline of the same stages) or ``drl-prune`` (Zhan et al.: DDPG channel
+            pruning, kernel-wise variational pruning).
         out: Output folder.
         init_policy: Policy checkpoint to start from (transfer).
         distill_epochs: Distillation epochs per candidate.
@@ -47,6 +61,10 @@ class SearchConfig:
         size_metric: ``params`` or ``weight_bytes`` for the compression reward.
         constraint_mode: ``hard`` (−1 when violated, as in N2N) or ``soft`` (scheduled penalty).
         latency_runs: Minimum timed runs per candidate (None: the profile's).
+        flops_target: The drl-prune channel agent keeps every student within this fraction
+            of the teacher's MACs (and within the profile's MACs budget, if any).
+        kernel_betas: KL weights tried by the kernel stage, one candidate each.
+        kernel_steps: Optimiser steps of each variational kernel fine-tune.
         student: A float student checkpoint of an earlier run to quantize (only with the
             quantization stage alone): its structure and weights replace the teacher's.
     """
@@ -57,7 +75,7 @@ class SearchConfig:
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False
-    stages: tuple[str, ...] = DEFAULT_STAGES
+    stages: tuple[str, ...] | None = None
     episodes: int = 6
     rollouts: int = 4
     budget_minutes: float | None = None
@@ -71,26 +89,40 @@ class SearchConfig:
     size_metric: str = "params"
     constraint_mode: str = "hard"
     latency_runs: int | None = 20
+    flops_target: float = 0.5
+    kernel_betas: tuple[float, ...] = (0.3, 1.0, 3.0)
+    kernel_steps: int = 600
     student: str | None = None
 
     def __post_init__(self) -> None:
-        from hwcompress.search.methods import METHODS
-
-        for stage in self.stages:
-            if stage not in STAGES:
-                raise HwCompressError(
-                    f"--stages: unknown stage '{stage}'; use a comma-separated "
-                    f"subset of {','.join(STAGES)}"
-                )
-        if list(self.stages) != sorted(self.stages, key=STAGES.index):
-            raise HwCompressError(f"--stages: give stages in the order {','.join(STAGES)}")
-        if not self.stages:
-            raise HwCompressError("--stages: give at least one stage")
-        if self.method not in METHODS:
+        if self.method not in METHOD_STAGES:
             raise HwCompressError(
                 f"--method: unknown method '{self.method}'; choose one of "
-                f"{', '.join(sorted(METHODS))}"
+                f"{', '.join(sorted(METHOD_STAGES))}"
             )
+        if self.stages is None:
+            object.__setattr__(self, "stages", METHOD_DEFAULT_STAGES[self.method])
+        object.__setattr__(self, "kernel_betas", tuple(float(b) for b in self.kernel_betas))
+        allowed = METHOD_STAGES[self.method]
+        for stage in self.stages:
+            if stage not in allowed:
+                raise HwCompressError(
+                    f"--stages: '{stage}' is not a stage of --method {self.method}; use a "
+                    f"comma-separated subset of {','.join(allowed)}"
+                )
+        if list(self.stages) != sorted(self.stages, key=STAGES.index):
+            raise HwCompressError(f"--stages: give stages in the order {','.join(allowed)}")
+        if not self.stages:
+            raise HwCompressError("--stages: give at least one stage")
+        if not 0 < self.flops_target <= 1:
+            raise HwCompressError(
+                f"--flops-target must be a fraction of the teacher's MACs in (0, 1], got "
+                f"{self.flops_target}"
+            )
+        if not self.kernel_betas or any(b < 0 for b in self.kernel_betas):
+            raise HwCompressError("kernel_betas: give one or more non-negative KL weights")
+        if self.kernel_steps < 1:
+            raise HwCompressError("kernel_steps must be at least 1")
         for name in ("episodes", "rollouts", "distill_epochs"):
             if getattr(self, name) < 1:
                 raise HwCompressError(f"--{name.replace('_', '-')} must be at least 1")
@@ -109,7 +141,8 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
         d = asdict(self)
-        d["stages"] = list(self.stages)
+        d["stages"] = list(self.stages or ())
+        d["kernel_betas"] = list(self.kernel_betas)
         return d
 
     @classmethod
@@ -120,8 +153,9 @@ class SearchConfig:
         if unknown:
             raise HwCompressError(f"unknown search settings: {', '.join(sorted(unknown))}")
         data = dict(data)
-        if "stages" in data:
-            data["stages"] = tuple(data["stages"])
+        for key in ("stages", "kernel_betas"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def merged_for_resume(self, overrides: dict[str, Any]) -> SearchConfig:

@@ -22,7 +22,7 @@ from hwcompress.hardware import ConstraintMatrix, DeviceProfile
 from hwcompress.measure.sources import measure_latency
 from hwcompress.measure.stats import analyze_module
 from hwcompress.search.candidate import Candidate, genome_id
-from hwcompress.search.reward import RewardConfig, reward
+from hwcompress.search.reward import STAGE_SIZE_METRIC, RewardConfig, reward
 from hwcompress.train import DistillConfig, TeacherLogits, distill
 
 
@@ -110,11 +110,27 @@ class CandidateEvaluator:
         return self.cache.get(genome.key())
 
     def evaluate(
-        self, genome: Genome, *, stage: str, episode: int, method: str, episodes: int = 1
+        self,
+        genome: Genome,
+        *,
+        stage: str,
+        episode: int,
+        method: str,
+        episodes: int = 1,
+        init_state: dict[str, torch.Tensor] | None = None,
     ) -> Candidate:
         """Evaluates ``genome`` (or returns the cached result).
 
         Never raises for a bad candidate: failures are recorded with their reason.
+
+        Args:
+            genome: The student.
+            stage: The stage proposing it.
+            episode: Its episode.
+            method: The search method proposing it (recorded).
+            episodes: Episodes of the stage (the soft penalty's schedule).
+            init_state: Weights the float student starts from instead of the teacher's
+                inherited ones (the kernel stage's cropped, fine-tuned student).
         """
         key = genome.key()
         if key in self.cache:
@@ -131,11 +147,15 @@ class CandidateEvaluator:
         try:
             student = build_student(ctx.teacher, structure_of(genome), shape, spec=ctx.spec)
             reward_config = ctx.reward_config
+            if stage in STAGE_SIZE_METRIC:
+                reward_config = replace(reward_config, size_metric=STAGE_SIZE_METRIC[stage])
+            if init_state is not None and not genome.weight_bits:
+                student.load_state_dict(init_state)
             if genome.weight_bits:
                 model, metrics, kernels, accuracy = self._quantized(
                     student, genome, ctx.run_dir / rel_onnx
                 )
-                # the quantization stage counts size in weight bytes at the chosen bits
+                # quantized students count size in weight bytes at the chosen bits
                 reward_config = replace(reward_config, size_metric="weight_bytes")
             else:
                 accuracy = distill(

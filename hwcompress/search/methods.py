@@ -1,7 +1,9 @@
 """Search methods: how genomes are proposed and how feedback is used, per stage.
 
 ``n2n`` samples from the N2N policies and updates them with REINFORCE; ``random`` samples
-uniformly with the same budget and evaluation (the baseline).
+uniformly with the same budget and evaluation (the baseline); ``drl-prune`` (Zhan et al.)
+prunes channels with the DDPG agent of :mod:`hwcompress.search.ddpg` and kernels with
+:mod:`hwcompress.prune.kernel`.
 """
 
 from __future__ import annotations
@@ -76,4 +78,7 @@ class RandomController:
 METHODS: dict[str, Callable[..., StageController]] = {
     "n2n": PolicyController,
     "random": RandomController,
+    # drl-prune's channel stage uses the DDPG agent (built by the runner, which knows the
+    # MACs budget); its quantization stage uses the same bit-width policy as n2n.
+    "drl-prune": PolicyController,
 }

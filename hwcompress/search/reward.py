@@ -21,7 +21,11 @@ from typing import Any
 
 from hwcompress.hardware.constraints import ConstraintMatrix
 
-SIZE_METRICS = ("params", "weight_bytes")
+SIZE_METRICS = ("params", "weight_bytes", "macs")
+#: Stages whose compression term counts another size than ``--size-metric``: the quantization
+#: stage's bit-widths change weight bytes only; drl-prune's stages co-learn accuracy and FLOPs
+#: (Zhan et al.), so they count multiply-accumulates.
+STAGE_SIZE_METRIC = {"quantization": "weight_bytes", "channels": "macs", "kernels": "macs"}
 CONSTRAINT_MODES = ("hard", "soft")
 
 

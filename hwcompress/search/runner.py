@@ -2,6 +2,10 @@
 
 ``removal`` decides keep/remove per removable unit; ``shrinkage`` then decides a width per
 channel group that is still present, starting from the best removal student (as in N2N).
+``channels`` (drl-prune) decides a continuous keep ratio per channel group under a MACs
+budget; ``kernels`` then crops the kernels of the best channel student by variational
+pruning, one candidate per KL weight; ``quantization`` picks bit-widths for the best student
+of the stage before.
 Each candidate is appended to ``journal.jsonl`` as it finishes and each episode's policy is
 checkpointed, so ``resume=True`` continues an interrupted run without losing or repeating
 evaluated candidates: episode sampling is seeded by (seed, stage, episode), so the replayed
@@ -10,6 +14,7 @@ part of an interrupted episode draws the same genomes and finds them in the cach
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -25,7 +30,8 @@ from hwcompress.data.teachers import load_checkpoint, resolve_teacher
 from hwcompress.errors import HwCompressError
 from hwcompress.hardware import ConstraintMatrix, load_profile
 from hwcompress.search.candidate import Candidate
-from hwcompress.search.config import SearchConfig
+from hwcompress.search.config import STAGES, SearchConfig
+from hwcompress.search.ddpg import DDPGConfig, DDPGController, MacsBudget, macs_target
 from hwcompress.search.evaluate import (
     CandidateEvaluator,
     SearchContext,
@@ -35,7 +41,7 @@ from hwcompress.search.evaluate import (
 )
 from hwcompress.search.features import group_features, layer_features, unit_features
 from hwcompress.search.journal import Journal
-from hwcompress.search.methods import METHODS
+from hwcompress.search.methods import METHODS, StageController
 from hwcompress.search.policies import WIDTH_CHOICES
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.reward import RewardConfig
@@ -113,9 +119,44 @@ def _genome(
         return Genome(
             keep={n: bool(a) for n, a in zip(items, actions, strict=True)}, width=dict(base.width)
         )
+    if stage == "channels":  # continuous keep ratios, already snapped to whole channels
+        width = dict(base.width)
+        width.update({k: float(a) for k, a in zip(items, actions, strict=True) if a != 1.0})
+        return Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
     return Genome(
         keep=dict(base.keep),
         width={k: WIDTH_CHOICES[a] for k, a in zip(items, actions, strict=True)},
+    )
+
+
+def _macs_budget(matrix: ConstraintMatrix) -> float | None:
+    """The profile's MACs budget: the tightest row that reads MACs alone, if any."""
+    if "macs" not in matrix.metrics:
+        return None
+    col = matrix.metrics.index("macs")
+    budgets = [
+        float(matrix.b[i] / matrix.A[i, col])
+        for i in range(len(matrix.rows))
+        if matrix.A[i, col] > 0 and (matrix.A[i] != 0).sum() == 1
+    ]
+    return min(budgets) if budgets else None
+
+
+def _controller(
+    config: SearchConfig,
+    stage: str,
+    choices: tuple[float, ...],
+    ctx: SearchContext,
+    base: Genome,
+    items: list[str],
+) -> StageController:
+    """The stage's controller: the method's, or the DDPG agent for drl-prune's channels."""
+    if stage != "channels":
+        return METHODS[config.method](stage, choices)
+    agent = DDPGConfig()
+    target = macs_target(ctx.teacher_metrics["macs"], config.flops_target, _macs_budget(ctx.matrix))
+    return DDPGController(
+        MacsBudget(ctx.spec, base, items, target, agent.min_keep), agent, seed=config.seed
     )
 
 
@@ -296,11 +337,28 @@ def run_search(
                 if prev is not None
                 else student_state
             )
+        if stage == "kernels":
+            prev = stage_best.get(config.stages[si - 1]) if si else None
+            if prev is None:
+                reporter.message("kernels skipped: no float student to start from")
+                continue
+            best_k, out_of_time = _kernel_stage(
+                config, ctx, evaluator, journal, finished, prev, reporter, deadline
+            )
+            stage_best[stage] = best_k
+            base = Genome.from_dict(best_k.genome)
+            if out_of_time:
+                reporter.message(
+                    f"the {config.budget_minutes:g}-minute budget is spent; "
+                    "stopping (resume with --resume and a larger --budget-minutes)"
+                )
+                break
+            continue
         items, features = _stage_items(stage, spec, base, model)
         if not items:
             reporter.message(f"{stage}: nothing to decide for this teacher; skipped")
             continue
-        controller = METHODS[config.method](stage, choices)
+        controller = _controller(config, stage, choices, ctx, base, items)
         if stage in init_state:
             controller.load_state_dict({"policy": init_state[stage]["policy"]})
         done = sorted(ep for st, ep in finished if st == stage)
@@ -359,6 +417,89 @@ def run_search(
     return _finish(out, config, ctx, teacher_info, evaluator, stage_best, out_of_time)
 
 
+def _kernel_stage(
+    config: SearchConfig,
+    ctx: SearchContext,
+    evaluator: CandidateEvaluator,
+    journal: Journal,
+    finished: set[tuple[str, int]],
+    prev: Candidate,
+    reporter: SearchReporter,
+    deadline: float | None,
+) -> tuple[Candidate, bool]:
+    """Kernel-wise variational pruning of the previous stage's best student.
+
+    One episode per KL weight in ``config.kernel_betas``: fine-tune with information-dropout
+    noise on the kernel positions, crop the unimportant rows/columns (real surgery), then
+    evaluate the cropped student like any candidate (distil from its fine-tuned weights,
+    export, measure, reward). Finished episodes are in the journal and are not repeated.
+
+    Returns:
+        The stage's best (the previous student when no crop beats it) and whether the
+        time budget ran out.
+    """
+    from hwcompress.prune.kernel import KernelPruneConfig, variational_kernel_prune
+
+    stage = "kernels"
+    base = Genome.from_dict(prev.genome)
+    state = load_checkpoint(ctx.run_dir / prev.artifacts["weights"])["state_dict"]
+    start = build_student(ctx.teacher, structure_of(base), ctx.data.input_shape, spec=ctx.spec)
+    start.load_state_dict(state)
+    episodes = len(config.kernel_betas)
+    done = {ep for st, ep in finished if st == stage}
+    reporter.stage(stage, episodes, 1, min(set(range(episodes)) - done, default=episodes))
+    out_of_time = False
+    for ep, beta in enumerate(config.kernel_betas):
+        if ep in done:
+            continue
+        if deadline is not None and time.perf_counter() > deadline:
+            out_of_time = True
+            break
+        model = copy.deepcopy(start)
+        pruned = variational_kernel_prune(
+            model,
+            ctx.teacher,
+            ctx.data,
+            KernelPruneConfig(beta=beta, steps=config.kernel_steps, seed=config.seed + ep),
+            teacher_logits=ctx.teacher_logits,
+        )
+        kernel = dict(base.kernel)
+        for name, size in pruned.sizes.items():
+            if tuple(size) != tuple(ctx.spec.layer(name).kernel):
+                kernel[name] = list(size)
+        genome = Genome(keep=dict(base.keep), width=dict(base.width), kernel=kernel)
+        cached = evaluator.cached(genome) is not None
+        cand = evaluator.evaluate(
+            genome,
+            stage=stage,
+            episode=ep,
+            method=config.method,
+            episodes=episodes,
+            init_state=model.state_dict(),
+        )
+        if not cached:
+            journal.append({"type": "candidate", "candidate": cand.to_dict()})
+        reporter.candidate(cand, best_of(list(evaluator.cache.values())), cached)
+        journal.append(
+            {
+                "type": "episode",
+                "stage": stage,
+                "episode": ep,
+                "rewards": [cand.reward],
+                "mean_reward": cand.reward,
+                "loss": None,
+                "beta": beta,
+                "cropped": pruned.changed,
+            }
+        )
+        reporter.episode(stage, ep, cand.reward, best_of(list(evaluator.cache.values())))
+    mine = [c for c in evaluator.cache.values() if c.stage == stage]
+    best = best_of([*mine, prev]) or prev
+    if best is prev:
+        reporter.message("kernels: no cropped student beat the channel student; it carries on")
+    return best, out_of_time
+
+
 def _start_student(
     config: SearchConfig, ctx: SearchContext
 ) -> tuple[Genome, dict[str, torch.Tensor] | None]:
@@ -407,7 +548,7 @@ def _load_init_policy(path: str | None) -> dict[str, Any]:
     if isinstance(state, dict) and "policy" in state:
         stage = "removal" if any(k.startswith("lstm.") for k in state["policy"]) else "shrinkage"
         return {stage: state}
-    if isinstance(state, dict) and set(state) <= {"removal", "shrinkage", "quantization"}:
+    if isinstance(state, dict) and state and set(state) <= set(STAGES):
         return dict(state)
     raise HwCompressError(f"--init-policy {path}: not a policy checkpoint")
 
