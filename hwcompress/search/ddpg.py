@@ -60,7 +60,7 @@ class DDPGConfig:
     actor_lr: float = 1e-3
     critic_lr: float = 3e-3
     min_keep: float = 0.1
-    warmup: int = 8
+    warmup: int = 4
     noise: float = 0.5
     noise_decay: float = 0.9
     baseline_decay: float = 0.9
