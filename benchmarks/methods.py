@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import tempfile
@@ -44,7 +43,7 @@ def configs(args: argparse.Namespace, workdir: Path) -> list[tuple[str, SearchCo
     )
     budget = 2 * args.episodes * args.rollouts
     betas = tuple(float(b) for b in args.kernel_betas.split(","))
-    channel_episodes = max(1, math.ceil((budget - len(betas)) / args.rollouts))
+    channel_episodes = max(1, (budget - len(betas)) // args.rollouts)
     return [
         (
             "n2n",

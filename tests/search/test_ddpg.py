@@ -141,6 +141,13 @@ def test_drl_prune_pipeline_end_to_end(tiny_search):
     assert all(c["genome"]["width"] == k_best["width"] for c in quant)
     assert all(c["genome"].get("kernel", {}) == k_best.get("kernel", {}) for c in quant)
     assert result.best is not None and result.best.stage == "quantization"
+    # a cropped candidate rebuilds alone (as `hwcompress export` does), kernels included
+    from hwcompress.export.student import load_student
+
+    cropped = load_student(out / crop["artifacts"]["weights"])
+    convs = [m for m in cropped.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert {tuple(m.kernel_size) for m in convs} == {(1, 1)}
+    assert load_student(out).quantized
     # a resume of a finished run repeats nothing
     before = len(Journal(out / "journal.jsonl").candidates())
     run_search(load_search_config(out, {}), resume=True)
