@@ -104,7 +104,7 @@ def main() -> None:
             {
                 "method": method,
                 "candidates": len(result.candidates),
-                "stages": " → ".join(cfg.stages or ()),
+                "stages": " → ".join(cfg.stages),
                 "metrics": best.metrics if best else {},
                 "genome": best.genome if best else {},
                 "test": info["test_accuracy"] if info else float("nan"),

@@ -271,6 +271,8 @@ def search(
         "constraint_mode": constraint_mode,
         "student": student,
     }
+    if stages is not None and not given["stages"]:
+        raise HwCompressError("--stages: give at least one stage, e.g. removal,shrinkage")
     overrides = {k: v for k, v in given.items() if v is not None}
     config = load_search_config(out, overrides) if resume else SearchConfig(**overrides, out=out)
     try:

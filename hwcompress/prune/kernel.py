@@ -102,7 +102,7 @@ class KernelGate(nn.Module):
         noise = torch.exp(s * torch.randn((x.shape[0], *s.shape), device=x.device) - 0.5 * s * s)
         kh, kw = conv.kernel_size
         sh, sw = conv.stride
-        ph, pw = conv.padding  # type: ignore[misc]
+        ph, pw = _padding(conv)
         xp = F.pad(x, (pw, pw, ph, ph))
         h_out = (x.shape[2] + 2 * ph - kh) // sh + 1
         w_out = (x.shape[3] + 2 * pw - kw) // sw + 1
@@ -125,6 +125,13 @@ class KernelGate(nn.Module):
     def kl(self) -> torch.Tensor:
         """Information-dropout KL, ``−log σ`` per kernel position, summed over the layer."""
         return -torch.log(self.sigma).sum()
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, int]:
+    """The conv's numeric padding (gated convs never use string padding, see ``_prunable``)."""
+    ph, pw = conv.padding
+    assert isinstance(ph, int) and isinstance(pw, int)
+    return ph, pw
 
 
 def _prunable(conv: nn.Module) -> bool:
@@ -205,7 +212,7 @@ def crop_kernels(model: nn.Module, sizes: dict[str, tuple[int, int]]) -> dict[st
         if (nh, nw) == (kh, kw):
             continue
         dh, dw = (kh - nh) // 2, (kw - nw) // 2
-        ph, pw = conv.padding  # type: ignore[misc]
+        ph, pw = _padding(conv)
         if ph < dh or pw < dw:
             raise ValueError(f"'{name}': padding {conv.padding} too small to crop to {nh}×{nw}")
         new = nn.Conv2d(

@@ -44,7 +44,7 @@ class SearchConfig:
         dataset: Dataset name.
         data_dir: Folder of torchvision datasets.
         download: Allow downloading the dataset.
-        stages: Stages to run in order (None: the method's default, see
+        stages: Stages to run in order (empty: the method's default, see
             ``METHOD_DEFAULT_STAGES``).
         episodes: Policy updates per stage.
         rollouts: Candidates sampled per episode.
@@ -75,7 +75,7 @@ class SearchConfig:
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False
-    stages: tuple[str, ...] | None = None
+    stages: tuple[str, ...] = ()
     episodes: int = 6
     rollouts: int = 4
     budget_minutes: float | None = None
@@ -100,7 +100,7 @@ class SearchConfig:
                 f"--method: unknown method '{self.method}'; choose one of "
                 f"{', '.join(sorted(METHOD_STAGES))}"
             )
-        if self.stages is None:
+        if not self.stages:
             object.__setattr__(self, "stages", METHOD_DEFAULT_STAGES[self.method])
         object.__setattr__(self, "kernel_betas", tuple(float(b) for b in self.kernel_betas))
         allowed = METHOD_STAGES[self.method]
@@ -112,8 +112,6 @@ class SearchConfig:
                 )
         if list(self.stages) != sorted(self.stages, key=STAGES.index):
             raise HwCompressError(f"--stages: give stages in the order {','.join(allowed)}")
-        if not self.stages:
-            raise HwCompressError("--stages: give at least one stage")
         if not 0 < self.flops_target <= 1:
             raise HwCompressError(
                 f"--flops-target must be a fraction of the teacher's MACs in (0, 1], got "
@@ -141,7 +139,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
         d = asdict(self)
-        d["stages"] = list(self.stages or ())
+        d["stages"] = list(self.stages)
         d["kernel_betas"] = list(self.kernel_betas)
         return d
 

@@ -228,7 +228,10 @@ class DDPGController:
 
     def sample(self, features: torch.Tensor, generator: torch.Generator) -> AgentSample:
         """Walks the groups once; returns keep ratios that honour the MACs budget."""
-        cfg, chosen, states, raw = self.config, [], [], []
+        cfg = self.config
+        chosen: list[float] = []
+        states: list[torch.Tensor] = []
+        raw: list[float] = []
         prev = 1.0
         explore = self.rollouts < cfg.warmup
         for _ in self.budget.keys:
