@@ -26,7 +26,8 @@ from hwcompress.train import DistillConfig, TeacherLogits, TrainConfig, distill,
 
 RESULTS = Path(__file__).parent / "results"
 
-# (label, removed units, width of every shrinkable group)
+# (label, removed units, width of every shrinkable group — one factor, or one per group in
+# execution order)
 STUDENTS = {
     "digits": [
         ("remove 3 of 5 convs, widths ×0.5", ("features.3", "features.6", "features.7"), 0.5),
@@ -37,6 +38,16 @@ STUDENTS = {
         ("keep all convs, widths ×0.22", (), 0.22),
         ("remove the last conv, widths ×0.3", ("features.7",), 0.3),
         ("remove 3 of 5 convs, widths ×0.35", ("features.1", "features.4", "features.7"), 0.35),
+        (
+            "keep all convs, channels 16-16-16-16-20-20",
+            (),
+            (16 / 32, 16 / 32, 16 / 64, 16 / 64, 20 / 128, 20 / 128),
+        ),
+        (
+            "keep all convs, channels 12-12-16-16-24-20",
+            (),
+            (12 / 32, 12 / 32, 16 / 64, 16 / 64, 24 / 128, 20 / 128),
+        ),
     ],
 }
 SETTINGS = {
@@ -59,6 +70,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--epochs", type=int, default=None, help="override distillation epochs")
+    parser.add_argument(
+        "--kd-weight", type=float, default=None, help="add a soft-target term (T = 4)"
+    )
     parser.add_argument("--patience", type=int, default=None, help="override early-stop patience")
     parser.add_argument(
         "--students", default=None, help="comma-separated indices into the dataset's students"
@@ -69,7 +83,11 @@ def main() -> None:
         out = args.out_dir / f"distillation_{name}{args.tag}.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         train_cfg, distill_cfg, batch = SETTINGS[name]
-        overrides = {"epochs": args.epochs, "patience": args.patience}
+        overrides = {
+            "epochs": args.epochs,
+            "patience": args.patience,
+            "kd_weight": args.kd_weight,
+        }
         distill_cfg = replace(distill_cfg, **{k: v for k, v in overrides.items() if v is not None})
         students = STUDENTS[name]
         if args.students is not None:
@@ -99,9 +117,12 @@ def main() -> None:
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for label, removed, width in students:
-            genome = Genome(
-                keep=dict.fromkeys(removed, False), width={g.key: width for g in spec.shrinkable}
+            widths = (
+                dict(zip((g.key for g in spec.shrinkable), width, strict=True))
+                if isinstance(width, tuple)
+                else {g.key: width for g in spec.shrinkable}
             )
+            genome = Genome(keep=dict.fromkeys(removed, False), width=widths)
             student = build_student(model, genome, data.input_shape, spec=spec)
             n = sum(p.numel() for p in student.parameters())
             result = distill(student, model, data, distill_cfg, teacher_logits=logits)

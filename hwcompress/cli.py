@@ -210,6 +210,14 @@ def search(
             "(default: n2n)."
         ),
     ] = None,
+    final_epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Distil the float product this many more epochs on the whole training split "
+            "after the search (default: 0, off).",
+        ),
+    ] = None,
     flops_target: Annotated[
         float | None,
         typer.Option(
@@ -264,6 +272,7 @@ def search(
         "seed": seed,
         "method": method,
         "flops_target": flops_target,
+        "final_epochs": final_epochs,
         "init_policy": init_policy,
         "distill_epochs": distill_epochs,
         "train_limit": train_limit,

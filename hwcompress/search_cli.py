@@ -94,6 +94,13 @@ def render_result(console: Console, result: SearchResult) -> None:
         f"{result.teacher['val_accuracy']:.2%}",
         f"{b['val_accuracy']:.2%}" if b else "—",
     )
+    final = result.final_distillation
+    if final:
+        table.add_row(
+            f"val accuracy after {final['epochs']} more epochs",
+            "",
+            f"{final['val_accuracy']:.2%}",
+        )
     if best is not None:
         table.add_row("compression", "1×", f"{b['compression']:.1f}×")
         table.add_row("reward", "", f"{best.reward:.4f}")

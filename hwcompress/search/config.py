@@ -21,7 +21,7 @@ METHOD_DEFAULT_STAGES = {
     "drl-prune": ("channels", "kernels", "quantization"),
 }
 #: Settings that may differ when a run is resumed (they do not change its results).
-RESUMABLE_OVERRIDES = frozenset({"budget_minutes", "out"})
+RESUMABLE_OVERRIDES = frozenset({"budget_minutes", "out", "final_epochs"})
 
 
 def _same_profile(a: str, b: str) -> bool:
@@ -58,6 +58,9 @@ class SearchConfig:
         distill_epochs: Distillation epochs per candidate.
         distill_patience: Early-stopping patience per candidate.
         train_limit: Use at most this many training samples (quick runs).
+        final_epochs: After the search, distil the float product this many more epochs on
+            the whole training split (N2N trains its final student to convergence; the
+            candidates' short distillation only ranks them). 0: off.
         size_metric: ``params`` or ``weight_bytes`` for the compression reward.
         constraint_mode: ``hard`` (−1 when violated, as in N2N) or ``soft`` (scheduled penalty).
         latency_runs: Minimum timed runs per candidate (None: the profile's).
@@ -86,6 +89,7 @@ class SearchConfig:
     distill_epochs: int = 4
     distill_patience: int = 2
     train_limit: int | None = None
+    final_epochs: int = 0
     size_metric: str = "params"
     constraint_mode: str = "hard"
     latency_runs: int | None = 20
@@ -121,6 +125,8 @@ class SearchConfig:
             raise HwCompressError("kernel_betas: give one or more non-negative KL weights")
         if self.kernel_steps < 1:
             raise HwCompressError("kernel_steps must be at least 1")
+        if self.final_epochs < 0:
+            raise HwCompressError("--final-epochs must be 0 (off) or more")
         for name in ("episodes", "rollouts", "distill_epochs"):
             if getattr(self, name) < 1:
                 raise HwCompressError(f"--{name.replace('_', '-')} must be at least 1")

@@ -45,7 +45,7 @@ from hwcompress.search.methods import METHODS, StageController
 from hwcompress.search.policies import WIDTH_CHOICES
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.reward import RewardConfig
-from hwcompress.train import DistillConfig, TeacherLogits, evaluate
+from hwcompress.train import DistillConfig, TeacherLogits, distill, evaluate
 
 
 @dataclass
@@ -59,6 +59,7 @@ class SearchResult:
     candidates: list[Candidate] = field(default_factory=list)
     results_path: Path | None = None
     interrupted_by_budget: bool = False
+    final_distillation: dict[str, Any] | None = None
 
 
 def best_of(cands: list[Candidate]) -> Candidate | None:
@@ -565,6 +566,47 @@ def _save_final_policies(policies_dir: Path, stages: tuple[str, ...]) -> None:
         torch.save(final, policies_dir / "final.pt")
 
 
+def _final_distill(
+    config: SearchConfig, ctx: SearchContext, student: torch.nn.Module, onnx_path: Path
+) -> tuple[dict[str, Any], Any]:
+    """Distils the product ``config.final_epochs`` more epochs on the whole training split and
+    re-exports it; the candidate's own record keeps its search-time figures.
+
+    Returns:
+        What the fine-tune did, and the data it used.
+    """
+    from hwcompress.export import export_fp32
+
+    data = ctx.data
+    logits = ctx.teacher_logits
+    if config.train_limit is not None:
+        data = load_data(
+            DataConfig(
+                name=config.dataset,
+                data_dir=config.data_dir,
+                download=config.download,
+                seed=config.seed,
+            )
+        )
+        logits = TeacherLogits(ctx.teacher, data.train, seed=config.seed)
+    before = evaluate(student, data.val)
+    result = distill(
+        student,
+        ctx.teacher,
+        data,
+        DistillConfig(epochs=config.final_epochs, patience=config.final_epochs, seed=config.seed),
+        teacher_logits=logits,
+    )
+    export_fp32(student, data.input_shape, onnx_path)
+    return {
+        "epochs": config.final_epochs,
+        "train_samples": len(data.train.dataset),
+        "val_accuracy_before": before,
+        "val_accuracy": result.val_accuracy,
+        "seconds": result.seconds,
+    }, data
+
+
 def _finish(
     out: Path,
     config: SearchConfig,
@@ -587,6 +629,9 @@ def _finish(
         student = rebuild_candidate(
             teacher, genome, data.input_shape, ckpt["state_dict"], act_bits=act_bits
         )
+        final: dict[str, Any] | None = None
+        if config.final_epochs and not genome.weight_bits:
+            final, data = _final_distill(config, ctx, student, best_dir / "student.onnx")
         torch.save(
             {
                 "state_dict": student.state_dict(),
@@ -603,6 +648,7 @@ def _finish(
         best_info = {
             **best.to_dict(),
             "test_accuracy": evaluate(student, data.test),
+            "final_distillation": final,
             "constraints": matrix.report(best.metrics),
             "artifacts": {
                 **best.artifacts,
@@ -633,4 +679,5 @@ def _finish(
         candidates=candidates,
         results_path=path,
         interrupted_by_budget=out_of_time,
+        final_distillation=best_info["final_distillation"] if best_info else None,
     )

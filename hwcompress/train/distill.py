@@ -34,6 +34,9 @@ class DistillConfig:
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         ce_weight: λ, the weight of the cross-entropy term.
+        kd_weight: Weight of an optional soft-target term, ``T²·KL(p_t^T ‖ p_s^T)``
+            (Hinton et al.) beside the L2 on logits; 0 (default) is N2N's loss.
+        temperature: ``T`` of the soft-target term.
         patience: Epochs without validation improvement before stopping.
         seed: Seed of the shuffling.
     """
@@ -44,6 +47,8 @@ class DistillConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     ce_weight: float = 0.5
+    kd_weight: float = 0.0
+    temperature: float = 4.0
     patience: int = 4
     seed: int = 0
 
@@ -136,6 +141,15 @@ def distill(
         loss = F.mse_loss(z_s, z_t)
         if config.ce_weight:
             loss = loss + config.ce_weight * F.cross_entropy(z_s, y)
+        if config.kd_weight:
+            t = config.temperature
+            soft = F.kl_div(
+                F.log_softmax(z_s / t, dim=1),
+                F.log_softmax(z_t / t, dim=1),
+                log_target=True,
+                reduction="batchmean",
+            )
+            loss = loss + config.kd_weight * t * t * soft
         return loss
 
     def record(epoch: int, loss: float, acc: float) -> None:

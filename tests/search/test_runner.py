@@ -173,3 +173,19 @@ def test_quantization_is_skipped_on_a_float_only_device(tiny_search):
     )
     assert not [c for c in result.candidates if c.stage == "quantization"]
     assert any("runs no integer kernels" in m for m in messages)
+
+
+def test_final_distillation_uses_the_whole_training_split(tiny_search):
+    settings = {**tiny_search, "episodes": 1, "rollouts": 1}
+    run_search(SearchConfig(**settings))
+    # the final fine-tune may be added to a finished run by resuming it
+    result = run_search(load_search_config(settings["out"], {"final_epochs": 2}), resume=True)
+    final = result.final_distillation
+    assert final is not None and final["epochs"] == 2
+    assert final["train_samples"] > settings["train_limit"]
+    data = json.loads((result.out / "results.json").read_text())
+    assert data["best"]["final_distillation"] == final
+    from hwcompress.export.student import load_student
+
+    shipped = load_student(result.out)
+    assert sum(p.numel() for p in shipped.model.parameters()) == result.best.metrics["params"]
