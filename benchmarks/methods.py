@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--distill-epochs", type=int, default=2)
     parser.add_argument("--train-limit", type=int, default=10000)
     parser.add_argument("--flops-target", type=float, default=0.5)
-    parser.add_argument("--kernel-betas", default="0.3,1.0,3.0")
+    parser.add_argument("--kernel-betas", default="1.0,3.0,10.0")
     parser.add_argument("--kernel-steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)

@@ -94,7 +94,7 @@ class SearchConfig:
     constraint_mode: str = "hard"
     latency_runs: int | None = 20
     flops_target: float = 0.5
-    kernel_betas: tuple[float, ...] = (0.3, 1.0, 3.0)
+    kernel_betas: tuple[float, ...] = (1.0, 3.0, 10.0)
     kernel_steps: int = 600
     student: str | None = None
 
