@@ -54,7 +54,9 @@ SETTINGS = {
     "digits": (TrainConfig(epochs=30), DistillConfig(epochs=40, patience=8), 64),
     "fashion_mnist": (
         TrainConfig(epochs=12, patience=4),
-        DistillConfig(epochs=30, patience=8, lr=3e-3),
+        # the soft-target term (T = 4) adds ~0.2 points on the smallest students; the
+        # results files state the config each table was made with
+        DistillConfig(epochs=30, patience=8, lr=3e-3, kd_weight=1.0),
         128,
     ),
 }
