@@ -308,7 +308,6 @@ def run_search(
     started = time.perf_counter()
     config, out = _prepare_out(config, resume)
     ctx, teacher_info = prepare_context(config, out, reporter)
-    model, spec = ctx.teacher, ctx.spec
     journal = Journal(out / "journal.jsonl")
     (out / "candidates").mkdir(exist_ok=True)
     evaluator = CandidateEvaluator(ctx, known=journal.candidates())
@@ -321,6 +320,7 @@ def run_search(
     stage_best: dict[str, Candidate] = {}
     out_of_time = False
     for si, stage in enumerate(config.stages):
+        prev = stage_best.get(config.stages[si - 1]) if si else None
         choices: tuple[float, ...] = ()
         if stage == "quantization":
             choices, reason = quantization_choices(ctx.profile)
@@ -332,79 +332,34 @@ def run_search(
                 if 8 in ctx.profile.bits.activation
                 else min(b for b in ctx.profile.bits.activation if b <= 8)
             )
-            prev = stage_best.get(config.stages[si - 1]) if si else None
             ctx.base_state = (
                 load_checkpoint(out / prev.artifacts["weights"])["state_dict"]
                 if prev is not None
                 else student_state
             )
         if stage == "kernels":
-            prev = stage_best.get(config.stages[si - 1]) if si else None
             if prev is None:
                 reporter.message("kernels skipped: no float student to start from")
                 continue
-            best_k, out_of_time = _kernel_stage(
+            best, out_of_time = _kernel_stage(
                 config, ctx, evaluator, journal, finished, prev, reporter, deadline
             )
-            stage_best[stage] = best_k
-            base = Genome.from_dict(best_k.genome)
-            if out_of_time:
-                reporter.message(
-                    f"the {config.budget_minutes:g}-minute budget is spent; "
-                    "stopping (resume with --resume and a larger --budget-minutes)"
-                )
-                break
-            continue
-        items, features = _stage_items(stage, spec, base, model)
-        if not items:
-            reporter.message(f"{stage}: nothing to decide for this teacher; skipped")
-            continue
-        controller = _controller(config, stage, choices, ctx, base, items)
-        if stage in init_state:
-            controller.load_state_dict({"policy": init_state[stage]["policy"]})
-        done = sorted(ep for st, ep in finished if st == stage)
-        start_ep = done[-1] + 1 if done else 0
-        latest = policies_dir / f"{stage}_latest.pt"
-        if done and latest.is_file():
-            controller.load_state_dict(torch.load(latest, weights_only=True))
-        reporter.stage(stage, config.episodes, config.rollouts, start_ep)
-        for ep in range(start_ep, config.episodes):
-            if deadline is not None and time.perf_counter() > deadline:
-                out_of_time = True
-                break
-            gen = torch.Generator().manual_seed(config.seed * 1_000_003 + si * 10_007 + ep)
-            samples, rewards = [], []
-            for _ in range(config.rollouts):
-                sample = controller.sample(features, gen)
-                genome = _genome(stage, base, items, sample.actions, choices)
-                cached = evaluator.cached(genome) is not None
-                cand = evaluator.evaluate(
-                    genome, stage=stage, episode=ep, method=config.method, episodes=config.episodes
-                )
-                if not cached:
-                    journal.append({"type": "candidate", "candidate": cand.to_dict()})
-                samples.append(sample)
-                rewards.append(cand.reward)
-                reporter.candidate(cand, best_of(list(evaluator.cache.values())), cached)
-            loss = controller.update(samples, rewards)
-            state = controller.state_dict()
-            torch.save(state, policies_dir / f"{stage}_ep{ep}.pt")
-            torch.save(state, latest)
-            journal.append(
-                {
-                    "type": "episode",
-                    "stage": stage,
-                    "episode": ep,
-                    "rewards": rewards,
-                    "mean_reward": sum(rewards) / len(rewards),
-                    "loss": loss,
-                    "policy": f"policies/{stage}_ep{ep}.pt",
-                }
+        else:
+            best, out_of_time = _policy_stage(
+                stage,
+                si,
+                choices,
+                base,
+                config=config,
+                ctx=ctx,
+                evaluator=evaluator,
+                journal=journal,
+                finished=finished,
+                init_state=init_state,
+                policies_dir=policies_dir,
+                reporter=reporter,
+                deadline=deadline,
             )
-            reporter.episode(
-                stage, ep, sum(rewards) / len(rewards), best_of(list(evaluator.cache.values()))
-            )
-        best = best_of([c for c in evaluator.cache.values() if c.stage == stage])
         if best is not None:
             stage_best[stage] = best
             base = Genome.from_dict(best.genome)
@@ -416,6 +371,100 @@ def run_search(
             break
     _save_final_policies(policies_dir, config.stages)
     return _finish(out, config, ctx, teacher_info, evaluator, stage_best, out_of_time)
+
+
+def _evaluate_logged(
+    evaluator: CandidateEvaluator,
+    journal: Journal,
+    reporter: SearchReporter,
+    genome: Genome,
+    **kwargs: Any,
+) -> Candidate:
+    """Evaluates ``genome``; a new candidate is appended to the journal, every one reported."""
+    cached = evaluator.cached(genome) is not None
+    cand = evaluator.evaluate(genome, **kwargs)
+    if not cached:
+        journal.append({"type": "candidate", "candidate": cand.to_dict()})
+    reporter.candidate(cand, best_of(list(evaluator.cache.values())), cached)
+    return cand
+
+
+def _policy_stage(
+    stage: str,
+    si: int,
+    choices: tuple[float, ...],
+    base: Genome,
+    *,
+    config: SearchConfig,
+    ctx: SearchContext,
+    evaluator: CandidateEvaluator,
+    journal: Journal,
+    finished: set[tuple[str, int]],
+    init_state: dict[str, Any],
+    policies_dir: Path,
+    reporter: SearchReporter,
+    deadline: float | None,
+) -> tuple[Candidate | None, bool]:
+    """Episodes of rollouts from the stage's controller, each episode journaled and its
+    controller checkpointed; a resumed stage continues after its last finished episode.
+
+    Returns:
+        The stage's best candidate (None when nothing was evaluated) and whether the time
+        budget ran out.
+    """
+    items, features = _stage_items(stage, ctx.spec, base, ctx.teacher)
+    if not items:
+        reporter.message(f"{stage}: nothing to decide for this teacher; skipped")
+        return None, False
+    controller = _controller(config, stage, choices, ctx, base, items)
+    if stage in init_state:
+        controller.load_state_dict({"policy": init_state[stage]["policy"]})
+    done = sorted(ep for st, ep in finished if st == stage)
+    start_ep = done[-1] + 1 if done else 0
+    latest = policies_dir / f"{stage}_latest.pt"
+    if done and latest.is_file():
+        controller.load_state_dict(torch.load(latest, weights_only=True))
+    reporter.stage(stage, config.episodes, config.rollouts, start_ep)
+    out_of_time = False
+    for ep in range(start_ep, config.episodes):
+        if deadline is not None and time.perf_counter() > deadline:
+            out_of_time = True
+            break
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + si * 10_007 + ep)
+        samples, rewards = [], []
+        for _ in range(config.rollouts):
+            sample = controller.sample(features, gen)
+            cand = _evaluate_logged(
+                evaluator,
+                journal,
+                reporter,
+                _genome(stage, base, items, sample.actions, choices),
+                stage=stage,
+                episode=ep,
+                method=config.method,
+                episodes=config.episodes,
+            )
+            samples.append(sample)
+            rewards.append(cand.reward)
+        loss = controller.update(samples, rewards)
+        state = controller.state_dict()
+        torch.save(state, policies_dir / f"{stage}_ep{ep}.pt")
+        torch.save(state, latest)
+        journal.append(
+            {
+                "type": "episode",
+                "stage": stage,
+                "episode": ep,
+                "rewards": rewards,
+                "mean_reward": sum(rewards) / len(rewards),
+                "loss": loss,
+                "policy": f"policies/{stage}_ep{ep}.pt",
+            }
+        )
+        reporter.episode(
+            stage, ep, sum(rewards) / len(rewards), best_of(list(evaluator.cache.values()))
+        )
+    return best_of([c for c in evaluator.cache.values() if c.stage == stage]), out_of_time
 
 
 def _kernel_stage(
@@ -468,19 +517,17 @@ def _kernel_stage(
         for name, size in pruned.sizes.items():
             if tuple(size) != tuple(ctx.spec.layer(name).kernel):
                 kernel[name] = list(size)
-        genome = Genome(keep=dict(base.keep), width=dict(base.width), kernel=kernel)
-        cached = evaluator.cached(genome) is not None
-        cand = evaluator.evaluate(
-            genome,
+        cand = _evaluate_logged(
+            evaluator,
+            journal,
+            reporter,
+            Genome(keep=dict(base.keep), width=dict(base.width), kernel=kernel),
             stage=stage,
             episode=ep,
             method=config.method,
             episodes=episodes,
             init_state=model.state_dict(),
         )
-        if not cached:
-            journal.append({"type": "candidate", "candidate": cand.to_dict()})
-        reporter.candidate(cand, best_of(list(evaluator.cache.values())), cached)
         journal.append(
             {
                 "type": "episode",
