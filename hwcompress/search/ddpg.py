@@ -107,6 +107,16 @@ class Critic(nn.Module):
         return self.net(torch.cat([state, action.unsqueeze(-1)], dim=-1)).squeeze(-1)
 
 
+def with_widths(
+    base: Genome, keys: list[str], ratios: list[float], *, complete: bool = False
+) -> Genome:
+    """``base`` with the first ``len(ratios)`` of ``keys`` set to these keep ratios
+    (``complete``: one ratio per key is required)."""
+    width = dict(base.width)
+    width.update({k: float(r) for k, r in zip(keys, ratios, strict=complete) if r != 1.0})
+    return Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
+
+
 class MacsBudget:
     """Predicts MACs of partial genomes and clamps keep ratios so the target stays reachable.
 
@@ -150,9 +160,7 @@ class MacsBudget:
 
     def genome(self, ratios: list[float]) -> Genome:
         """The base genome with the first ``len(ratios)`` groups at these ratios."""
-        width = dict(self.base.width)
-        width.update({k: r for k, r in zip(self.keys, ratios, strict=False) if r != 1.0})
-        return Genome(keep=dict(self.base.keep), width=width, kernel=dict(self.base.kernel))
+        return with_widths(self.base, self.keys, ratios)
 
     def macs(self, ratios: list[float]) -> int:
         """Predicted MACs with the first groups at ``ratios`` and the rest untouched."""

@@ -31,7 +31,13 @@ from hwcompress.errors import HwCompressError
 from hwcompress.hardware import ConstraintMatrix, load_profile
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.config import STAGES, SearchConfig
-from hwcompress.search.ddpg import DDPGConfig, DDPGController, MacsBudget, macs_target
+from hwcompress.search.ddpg import (
+    DDPGConfig,
+    DDPGController,
+    MacsBudget,
+    macs_target,
+    with_widths,
+)
 from hwcompress.search.evaluate import (
     CandidateEvaluator,
     SearchContext,
@@ -121,9 +127,7 @@ def _genome(
             keep={n: bool(a) for n, a in zip(items, actions, strict=True)}, width=dict(base.width)
         )
     if stage == "channels":  # continuous keep ratios, already snapped to whole channels
-        width = dict(base.width)
-        width.update({k: float(a) for k, a in zip(items, actions, strict=True) if a != 1.0})
-        return Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
+        return with_widths(base, items, actions, complete=True)
     return Genome(
         keep=dict(base.keep),
         width={k: WIDTH_CHOICES[a] for k, a in zip(items, actions, strict=True)},
