@@ -116,6 +116,15 @@ def render_result(console: Console, result: SearchResult) -> None:
                 ("[green]" if slack >= 0 else "[red]") + human_metric(metric, slack),
             )
     console.print(table)
+    check = (result.best_info or {}).get("latency_check")
+    if check and "error" not in check:
+        console.print(
+            f"latency measured for real ({check['source']}): teacher {check['teacher_ms']:.4f} ms "
+            f"(table {check['teacher_predicted_ms']:.4f}), best {check['best_ms']:.4f} ms "
+            f"(table {check['best_predicted_ms']:.4f})"
+        )
+    elif check:
+        console.print(f"[yellow]latency could not be re-measured[/]: {check['error']}")
     if best is None:
         console.print("[red]no candidate could be evaluated; see the reasons in results.json[/]")
     elif not best.feasible:

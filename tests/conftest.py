@@ -77,3 +77,18 @@ def write_profile(tmp_path: Path) -> Callable[[dict], Path]:
 def teacher_cache(tmp_path_factory):
     """One cache of trained built-in teachers for the whole session."""
     return tmp_path_factory.mktemp("teacher-cache")
+
+
+@pytest.fixture
+def tiny_search(teacher_cache, monkeypatch, tmp_path):
+    """Settings for a search that takes seconds."""
+    monkeypatch.setenv("HWCOMPRESS_CACHE", str(teacher_cache))
+    return dict(
+        profile="x86_host",
+        episodes=2,
+        rollouts=2,
+        distill_epochs=1,
+        train_limit=300,
+        latency_runs=5,
+        out=str(tmp_path / "run"),
+    )

@@ -107,7 +107,26 @@ class RuntimeSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class LatencySpec:
-    """Where latency comes from and what it must stay under."""
+    """Where latency comes from and what it must stay under.
+
+    Attributes:
+        source: ``local`` (onnxruntime here), ``remote`` (a ``hwcompress serve`` benchmark
+            server on the board), ``table`` (predicted from a calibrated per-layer table) or
+            ``roofline`` (estimated from peak compute and bandwidth).
+        budget_ms: The latency budget, one row of the constraint matrix.
+        runs: Minimum timed runs per measurement.
+        warmup: Untimed runs first.
+        min_time_s: Minimum timed duration per measurement.
+        roofline_efficiency: Share of peak the kernels reach (``roofline`` source).
+        url: The benchmark server, e.g. ``http://192.168.1.20:8765`` (``remote`` source; for
+            ``table``, where ``hwcompress calibrate`` measures — this machine when unset).
+        token_env: The environment variable holding the server's bearer token.
+        timeout_s: Seconds one request to the server may take before it is retried.
+        retries: Retries after a network failure (exponential backoff) before the
+            candidate fails with the reason.
+        table: The calibrated table file (``table`` source), relative to the profile's folder;
+            default ``<profile name>.latency.json`` beside the profile.
+    """
 
     source: str = "local"
     budget_ms: float
@@ -115,6 +134,11 @@ class LatencySpec:
     warmup: int = 10
     min_time_s: float = 0.5
     roofline_efficiency: float = 1.0
+    url: str | None = None
+    token_env: str = "HWCOMPRESS_TOKEN"
+    timeout_s: float = 120.0
+    retries: int = 3
+    table: str | None = None
 
     def __post_init__(self) -> None:
         from hwcompress.measure.sources import LATENCY_SOURCES
@@ -135,6 +159,21 @@ class LatencySpec:
                 "must be in (0, 1]: the share of peak the kernels reach",
                 key="latency.roofline_efficiency",
             )
+        if self.source == "remote" and not self.url:
+            raise ProfileError(
+                "the remote source needs the benchmark server's address, e.g. "
+                "url: http://192.168.1.20:8765 (start it on the board with 'hwcompress serve')",
+                key="latency.url",
+            )
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ProfileError(
+                f"expected an http:// or https:// address, got {self.url!r}", key="latency.url"
+            )
+        if not self.token_env.strip():
+            raise ProfileError("name an environment variable", key="latency.token_env")
+        _positive(self.timeout_s, "latency.timeout_s", "number of seconds")
+        if self.retries < 0:
+            raise ProfileError("must not be negative", key="latency.retries")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,6 +260,20 @@ class DeviceProfile:
             if err.file is None and file is not None:
                 raise ProfileError(err.reason, file=file, key=err.key) from None
             raise
+
+    def latency_table_path(self) -> Path:
+        """Where the calibrated latency table of this profile lives.
+
+        ``latency.table`` when set (relative paths are taken from the profile's folder), else
+        ``<name>.latency.json`` beside the profile file; for a built-in profile, in the
+        current folder (the package's own folder is not the user's to write in).
+        """
+        builtin = self.path is None or Path(self.path).resolve().parent == BUILTIN_PROFILE_DIR
+        folder = Path.cwd() if builtin else Path(str(self.path)).parent
+        if self.latency.table:
+            table = Path(self.latency.table).expanduser()
+            return table if table.is_absolute() else folder / table
+        return folder / f"{self.name}.latency.json"
 
     def peak_ops_per_s(self, precision: str) -> float:
         """Peak ops/s for ``precision``, falling back to the fastest float figure given."""

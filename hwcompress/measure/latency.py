@@ -8,6 +8,7 @@ that silently runs float kernels is visible.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -87,6 +88,27 @@ class LatencyResult:
             "integer_kernels": self.integer_kernels,
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyResult:
+        """Inverse of :meth:`to_dict` (derived keys are ignored)."""
+        return cls(
+            median_ms=float(data["median_ms"]),
+            p90_ms=float(data["p90_ms"]),
+            min_ms=float(data["min_ms"]),
+            mean_ms=float(data["mean_ms"]),
+            stdev_ms=float(data["stdev_ms"]),
+            runs=int(data["runs"]),
+            source=str(data["source"]),
+            provider=str(data.get("provider", "")),
+            threads=int(data.get("threads", 0)),
+            kernels={str(k): int(v) for k, v in dict(data.get("kernels", {})).items()},
+            notes=tuple(str(n) for n in data.get("notes", ())),
+        )
+
+    def with_notes(self, *notes: str) -> LatencyResult:
+        """A copy with ``notes`` appended."""
+        return dataclasses.replace(self, notes=(*self.notes, *notes))
 
 
 def summarize(times_ms: list[float], **info: Any) -> LatencyResult:
@@ -175,10 +197,6 @@ def measure_local(
 ) -> LatencyResult:
     """Measures latency with onnxruntime on this machine, as the profile says.
 
-    Runs ``warmup`` untimed inferences, then times single inferences until at least ``runs``
-    were done *and* ``min_time_s`` passed (capped at ``max_runs``), which keeps the median
-    stable for tiny models.
-
     Args:
         onnx_path: The model.
         profile: Supplies providers, threads and the default run counts.
@@ -194,21 +212,63 @@ def measure_local(
         ModelError: If onnxruntime cannot load the model.
         LatencyError: If inference fails.
     """
+    spec = profile.latency
+    return measure_onnx(
+        onnx_path,
+        providers=profile.runtime.providers,
+        threads=profile.runtime.threads,
+        runs=spec.runs if runs is None else runs,
+        warmup=spec.warmup if warmup is None else warmup,
+        min_time_s=spec.min_time_s if min_time_s is None else min_time_s,
+        max_runs=max_runs,
+    )
+
+
+def measure_onnx(
+    onnx_path: str | Path,
+    *,
+    providers: tuple[str, ...] | list[str] = ("CPUExecutionProvider",),
+    threads: int = 1,
+    runs: int = 50,
+    warmup: int = 10,
+    min_time_s: float = 0.5,
+    max_runs: int = 5000,
+    source: str = "local",
+) -> LatencyResult:
+    """Measures latency with onnxruntime on this machine with explicit session settings.
+
+    Runs ``warmup`` untimed inferences, then times single inferences until at least ``runs``
+    were done *and* ``min_time_s`` passed (capped at ``max_runs``), which keeps the median
+    stable for tiny models. This is what both the ``local`` source and the benchmark server
+    (``hwcompress serve``) run.
+
+    Args:
+        onnx_path: The model.
+        providers: Execution providers in order of preference (the first available is used).
+        threads: Intra-op threads (capped at this machine's cores, with a note).
+        runs: Minimum timed runs.
+        warmup: Untimed runs first.
+        min_time_s: Minimum total timed duration.
+        max_runs: Upper bound on timed runs.
+        source: The ``source`` the result names.
+
+    Returns:
+        Latency statistics, the provider and threads used, and the kernels that ran.
+
+    Raises:
+        ModelError: If onnxruntime cannot load the model.
+        LatencyError: If inference fails.
+    """
     import onnxruntime as ort
 
     path = Path(onnx_path)
     if not path.is_file():
         raise ModelError(f"{path}: no such file; pass the path to an exported .onnx model")
-    spec = profile.latency
-    runs = spec.runs if runs is None else runs
-    warmup = spec.warmup if warmup is None else warmup
-    min_time_s = spec.min_time_s if min_time_s is None else min_time_s
-    provider, notes = choose_provider(profile.runtime.providers)
-    threads = profile.runtime.threads
+    provider, notes = choose_provider(tuple(providers))
     cores = os.cpu_count() or 1
     if threads > cores:
         notes.append(
-            f"the profile asks for {threads} threads; this machine has {cores} cores, "
+            f"{threads} threads were asked for; this machine has {cores} cores, "
             f"so {cores} were used (more would oversubscribe and distort timings)"
         )
         threads = cores
@@ -241,7 +301,7 @@ def measure_local(
         raise LatencyError(f"{path}: inference failed in onnxruntime ({err})") from None
     return summarize(
         times,
-        source="local",
+        source=source,
         provider=provider,
         threads=threads,
         kernels=kernels,

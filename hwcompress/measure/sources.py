@@ -1,8 +1,10 @@
 """Registry of latency sources: where a profile's latency figure comes from.
 
-``local`` runs onnxruntime on this machine; ``roofline`` estimates from the profile's peak
-compute and bandwidth (for devices that cannot run onnxruntime, such as an MCU). Later sources
-register themselves with :func:`register_latency_source`.
+``local`` runs onnxruntime on this machine; ``remote`` sends the model to a benchmark server
+on the board (``hwcompress serve``); ``table`` predicts from a per-layer table calibrated on
+the board (``hwcompress calibrate``); ``roofline`` estimates from the profile's peak compute
+and bandwidth (for devices that cannot run onnxruntime, such as an MCU). Others register
+themselves with :func:`register_latency_source`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,32 @@ def _roofline(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> Latency
             "not measured",
         ),
     )
+
+
+@register_latency_source("remote")
+def _remote(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
+    from hwcompress.serve.client import measure_remote
+
+    return measure_remote(onnx_path, profile, **kwargs)
+
+
+@register_latency_source("table")
+def _table(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
+    from hwcompress.measure.table import predict_latency
+
+    return predict_latency(onnx_path, profile)
+
+
+def measure_with(source: str, onnx_path: str | Path, profile: DeviceProfile, **kwargs: Any):
+    """Measures with a named source instead of the profile's own (e.g. a real measurement of
+    a candidate whose search used the ``table`` source)."""
+    return LATENCY_SOURCES[source](Path(onnx_path), profile, **kwargs)
+
+
+def real_source(profile: DeviceProfile) -> str:
+    """The source that really measures for this profile: ``remote`` when it names a
+    benchmark server, else ``local``."""
+    return "remote" if profile.latency.url else "local"
 
 
 def measure_latency(onnx_path: str | Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:

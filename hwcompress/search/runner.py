@@ -66,6 +66,7 @@ class SearchResult:
     results_path: Path | None = None
     interrupted_by_budget: bool = False
     final_distillation: dict[str, Any] | None = None
+    best_info: dict[str, Any] | None = None
 
 
 def best_of(cands: list[Candidate]) -> Candidate | None:
@@ -243,7 +244,7 @@ def prepare_context(
     (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
     latency_kwargs = (
         {"runs": config.latency_runs}
-        if (config.latency_runs is not None and profile.latency.source == "local")
+        if (config.latency_runs is not None and profile.latency.source in ("local", "remote"))
         else {}
     )
     reporter.message("measuring the teacher")
@@ -658,6 +659,34 @@ def _final_distill(
     }, data
 
 
+def _latency_check(
+    ctx: SearchContext, teacher_info: dict[str, Any], out: Path, onnx_path: Path, best: Candidate
+) -> dict[str, Any] | None:
+    """With the ``table`` source, measures the teacher and the product for real (on the board
+    when the profile names a server): the table's predictions beside the measurements."""
+    from hwcompress.measure.sources import measure_with, real_source
+
+    profile = ctx.profile
+    if profile.latency.source != "table":
+        return None
+    source = real_source(profile)
+    try:
+        teacher_ms = measure_with(source, out / "teacher.onnx", profile).median_ms
+        best_ms = measure_with(source, onnx_path, profile).median_ms
+    except HwCompressError as err:
+        return {"source": source, "error": str(err)}
+    teacher_pred = float(teacher_info["metrics"]["latency_ms"])
+    best_pred = float(best.metrics["latency_ms"])
+    return {
+        "source": source,
+        "teacher_ms": teacher_ms,
+        "teacher_predicted_ms": teacher_pred,
+        "best_ms": best_ms,
+        "best_predicted_ms": best_pred,
+        "speedup": teacher_ms / best_ms if best_ms > 0 else None,
+    }
+
+
 def _finish(
     out: Path,
     config: SearchConfig,
@@ -700,6 +729,9 @@ def _finish(
             **best.to_dict(),
             "test_accuracy": evaluate(student, data.test),
             "final_distillation": final,
+            "latency_check": _latency_check(
+                ctx, teacher_info, out, best_dir / "student.onnx", best
+            ),
             "constraints": matrix.report(best.metrics),
             "artifacts": {
                 **best.artifacts,
@@ -731,4 +763,5 @@ def _finish(
         results_path=path,
         interrupted_by_budget=out_of_time,
         final_distillation=best_info["final_distillation"] if best_info else None,
+        best_info=best_info,
     )

@@ -1,0 +1,653 @@
+"""A calibrated per-layer latency table: fast, offline latency predictions for the search.
+
+``hwcompress calibrate`` cuts ONNX models into *layers* — one compute op (Conv, Gemm, MatMul,
+a pool, an add) with the light ops that follow it alone (batch-norm, activation, pooling,
+flatten), which is also what onnxruntime fuses — and measures each distinct layer
+configuration on its own, as a one-layer ONNX model, with the real source (the board's
+benchmark server when the profile names one, else this machine). The table stores, per layer
+configuration, its latency minus the fixed cost of one ``session.run``.
+
+A model's predicted latency is that fixed cost plus the sum of its layers' entries. A layer
+configuration that is not in the table is predicted by a least-squares fit
+``ms ≈ a + b·MACs + c·elements`` over the entries of the same op sequence (or over all
+entries when its kind has fewer than three); the result's notes say how many were fitted.
+
+The layer configurations come from random students of the teacher (the candidates a search
+will produce), and calibration ends by checking predictions against full measurements of
+further random students: the share within ±10 % is stored in the table and reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hwcompress.errors import LatencyError, ModelError
+
+if TYPE_CHECKING:
+    from hwcompress.hardware.profile import DeviceProfile
+    from hwcompress.measure.latency import LatencyResult
+
+__all__ = [
+    "LatencyTable",
+    "Layer",
+    "calibrate",
+    "layers_of",
+    "predict_latency",
+]
+
+TABLE_FORMAT = 1
+#: Ops that do the heavy work; each starts a layer.
+HEAVY_OPS = frozenset(
+    {"Conv", "ConvTranspose", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul", "ConvInteger"}
+)
+#: Ops that join the layer before them when they are its output's only consumer.
+LIGHT_OPS = frozenset(
+    {
+        "Relu",
+        "Clip",
+        "LeakyRelu",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Tanh",
+        "BatchNormalization",
+        "Identity",
+        "Dropout",
+        "Flatten",
+        "Reshape",
+        "Squeeze",
+        "Unsqueeze",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "QuantizeLinear",
+        "DequantizeLinear",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of an ONNX model: a run of nodes and what it reads and writes.
+
+    Attributes:
+        key: Canonical description (op types, attributes, shapes): equal keys, equal work.
+        kind: The op sequence alone (for the fallback fit).
+        macs: Multiply-accumulates of the layer.
+        elements: Output elements of the layer.
+        nodes: Indices of the nodes in the graph.
+        inputs: Activation tensors read from outside the layer.
+        output: The tensor the layer writes.
+    """
+
+    key: str
+    kind: str
+    macs: int
+    elements: int
+    nodes: tuple[int, ...]
+    inputs: tuple[str, ...]
+    output: str
+
+
+def _attr_value(attr: Any) -> Any:
+    import onnx
+
+    value = onnx.helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, list | tuple):
+        return [v.decode(errors="replace") if isinstance(v, bytes) else v for v in value]
+    if isinstance(value, float | int | str):
+        return value
+    return str(type(value).__name__)
+
+
+def _graph_info(model: Any) -> tuple[Any, dict[str, tuple[int, ...]], dict[str, Any]]:
+    """Graph with the batch fixed to 1 and shapes inferred; shapes and initializers."""
+    from onnx import numpy_helper
+
+    from hwcompress.measure.onnx_graph import _fixed_batch
+
+    model = _fixed_batch(model)
+    graph = model.graph
+    shapes: dict[str, tuple[int, ...]] = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for name, arr in inits.items():
+        shapes[name] = tuple(arr.shape)
+    return model, shapes, inits
+
+
+def layers_of(model: Any) -> tuple[Any, list[Layer]]:
+    """Cuts an ONNX model into layers (see the module docstring).
+
+    Args:
+        model: An ``onnx.ModelProto``.
+
+    Returns:
+        The model with inferred shapes (batch 1) and its layers in execution order.
+
+    Raises:
+        ModelError: If a shape cannot be inferred.
+    """
+    from hwcompress.measure.counting import numel
+    from hwcompress.measure.onnx_graph import ONNX_MACS
+
+    model, shapes, inits = _graph_info(model)
+    graph = model.graph
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    outputs = {o.name for o in graph.output}
+    consts = set(inits) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    layers: list[Layer] = []
+    current: list[int] = []
+
+    def close() -> None:
+        if not current:
+            return
+        parts, macs, inputs = [], 0, []
+        produced: set[str] = set()
+        for i in current:
+            node = graph.node[i]
+            ins = [shapes.get(n) for n in node.input]
+            out = shapes.get(node.output[0]) if node.output else None
+            if out is None and node.op_type != "Constant":
+                raise ModelError(
+                    f"cannot infer the shape of '{node.output[0]}' ({node.op_type}); "
+                    "export with static input shapes"
+                )
+            rule = ONNX_MACS.get(node.op_type)
+            if rule is not None and out is not None:
+                macs += rule(node, ins, out, inits)
+            attrs = {a.name: _attr_value(a) for a in sorted(node.attribute, key=lambda a: a.name)}
+            parts.append([node.op_type, attrs, [list(s) if s is not None else None for s in ins]])
+            for n in node.input:
+                if n and n not in consts and n not in produced and n not in inputs:
+                    inputs.append(n)
+            produced.update(node.output)
+        last = graph.node[current[-1]].output[0]
+        layers.append(
+            Layer(
+                key=json.dumps(parts, sort_keys=True, separators=(",", ":")),
+                kind="+".join(p[0] for p in parts),
+                macs=int(macs),
+                elements=int(numel(shapes.get(last, ()))),
+                nodes=tuple(current),
+                inputs=tuple(inputs),
+                output=last,
+            )
+        )
+        current.clear()
+
+    for i, node in enumerate(graph.node):
+        if node.op_type == "Constant":
+            continue
+        act_in = [n for n in node.input if n and n not in consts]
+        joins = (
+            current
+            and node.op_type in LIGHT_OPS
+            and len(act_in) == 1
+            and act_in[0] == graph.node[current[-1]].output[0]
+            and consumers.get(act_in[0], 0) == 1
+            and act_in[0] not in outputs
+        )
+        if not joins:
+            close()
+        current.append(i)
+    close()
+    return model, layers
+
+
+def layer_model(model: Any, layer: Layer, shapes: dict[str, tuple[int, ...]]) -> Any:
+    """A one-layer ONNX model computing ``layer`` of ``model`` (its weights included)."""
+    import onnx
+    from onnx import helper
+
+    graph = model.graph
+    nodes = [graph.node[i] for i in layer.nodes]
+    used = {n for node in nodes for n in node.input}
+    inits = [t for t in graph.initializer if t.name in used]
+    const_nodes = [n for n in graph.node if n.op_type == "Constant" and set(n.output) & used]
+    elem = onnx.TensorProto.FLOAT
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*graph.input, *graph.value_info]}
+    inputs = [
+        helper.make_tensor_value_info(n, types.get(n, elem), list(shapes[n])) for n in layer.inputs
+    ]
+    out_type = {vi.name: vi.type.tensor_type.elem_type for vi in [*graph.value_info, *graph.output]}
+    outputs = [
+        helper.make_tensor_value_info(
+            layer.output, out_type.get(layer.output, elem), list(shapes[layer.output])
+        )
+    ]
+    g = helper.make_graph([*const_nodes, *nodes], "layer", inputs, outputs, inits)
+    m = helper.make_model(g, opset_imports=list(model.opset_import))
+    m.ir_version = model.ir_version
+    return m
+
+
+def _shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    return _graph_info(model)[1]
+
+
+def _empty_model(opset: Any, ir_version: int) -> Any:
+    """The smallest model: one Identity on a single float (the fixed cost of a run)."""
+    import onnx
+    from onnx import helper
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "empty", [x], [y])
+    m = helper.make_model(g, opset_imports=list(opset))
+    m.ir_version = ir_version
+    return m
+
+
+@dataclass
+class LatencyTable:
+    """Per-layer latencies of one device.
+
+    Attributes:
+        base_ms: The fixed cost of one ``session.run``.
+        intercept_ms: With :attr:`slope`, the correction fitted on whole calibration models:
+            ``predicted = intercept_ms + slope · Σ layer ms`` (a layer measured alone also pays
+            for fetching its output, which a layer inside a model does not). ``None``:
+            ``base_ms + Σ layer ms``.
+        entries: Per layer key: ``{"ms", "kind", "macs", "elements"}``.
+        meta: Where and how it was calibrated (profile, source, onnxruntime, check result).
+    """
+
+    base_ms: float
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    intercept_ms: float | None = None
+    slope: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (the JSON file)."""
+        return {
+            "format": TABLE_FORMAT,
+            "base_ms": self.base_ms,
+            "intercept_ms": self.intercept_ms,
+            "slope": self.slope,
+            "meta": self.meta,
+            "entries": self.entries,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Writes the table as JSON (atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        """Reads a table written by :meth:`save`.
+
+        Raises:
+            LatencyError: If the file is missing or not a latency table.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise LatencyError(
+                f"{path}: no latency table; run 'hwcompress calibrate --profile ...' first "
+                "(or set latency.table in the profile to the file)"
+            )
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != TABLE_FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, expected {TABLE_FORMAT}")
+            intercept = data.get("intercept_ms")
+            table = cls(
+                float(data["base_ms"]),
+                dict(data["entries"]),
+                dict(data.get("meta", {})),
+                None if intercept is None else float(intercept),
+                float(data.get("slope", 1.0)),
+            )
+            for entry in table.entries.values():
+                float(entry["ms"]), int(entry["macs"]), int(entry["elements"]), str(entry["kind"])
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise LatencyError(
+                f"{path}: not a latency table ({err}); run 'hwcompress calibrate' again"
+            ) from None
+        return table
+
+    def _fit(self, kind: str | None) -> Callable[[int, int], float] | None:
+        import numpy as np
+
+        rows = [e for e in self.entries.values() if kind is None or e["kind"] == kind]
+        if len(rows) < 3:
+            return None
+        a = np.array([[1.0, e["macs"] / 1e6, e["elements"] / 1e4] for e in rows])
+        b = np.array([e["ms"] for e in rows])
+        coef, *_ = np.linalg.lstsq(a, b, rcond=None)
+        return lambda macs, elements: float(coef @ np.array([1.0, macs / 1e6, elements / 1e4]))
+
+    def predict(self, layers: Sequence[Layer]) -> tuple[float, int]:
+        """Predicted milliseconds of a model made of ``layers``, and how many were fitted.
+
+        Raises:
+            LatencyError: If the table is empty.
+        """
+        total, fitted = self.layer_sum(layers)
+        if self.intercept_ms is None:
+            return self.base_ms + total, fitted
+        return self.intercept_ms + self.slope * total, fitted
+
+    def layer_sum(self, layers: Sequence[Layer]) -> tuple[float, int]:
+        """The sum of the layers' entries (fitted where missing), and how many were fitted.
+
+        Raises:
+            LatencyError: If the table is empty.
+        """
+        if not self.entries:
+            raise LatencyError("the latency table is empty; run 'hwcompress calibrate' again")
+        total, fitted = 0.0, 0
+        fits: dict[str | None, Callable[[int, int], float] | None] = {}
+        for layer in layers:
+            entry = self.entries.get(layer.key)
+            if entry is not None:
+                total += entry["ms"]
+                continue
+            fitted += 1
+            for kind in (layer.kind, None):
+                if kind not in fits:
+                    fits[kind] = self._fit(kind)
+                if fits[kind] is not None:
+                    total += max(0.0, fits[kind](layer.macs, layer.elements))  # type: ignore[misc]
+                    break
+            else:
+                total += sum(e["ms"] for e in self.entries.values()) / len(self.entries)
+        return total, fitted
+
+
+_LOADED: dict[str, tuple[float, LatencyTable]] = {}
+
+
+def load_table(path: Path) -> LatencyTable:
+    """Loads a table, reusing the parsed copy while the file is unchanged."""
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        mtime = -1.0
+    hit = _LOADED.get(str(path))
+    if hit is None or hit[0] != mtime:
+        hit = (mtime, LatencyTable.load(path))
+        _LOADED[str(path)] = hit
+    return hit[1]
+
+
+def predict_latency(onnx_path: str | Path, profile: DeviceProfile) -> LatencyResult:
+    """The ``table`` latency source: predicts ``onnx_path``'s latency from the profile's table.
+
+    Raises:
+        LatencyError: If there is no table.
+        ModelError: If the model cannot be read.
+    """
+    from hwcompress.measure.latency import LatencyResult
+    from hwcompress.measure.onnx_graph import load_onnx
+
+    path = profile.latency_table_path()
+    table = load_table(path)
+    _, layers = layers_of(load_onnx(onnx_path))
+    ms, fitted = table.predict(layers)
+    note = f"predicted from the latency table {path} ({len(layers) - fitted}/{len(layers)} layers "
+    note += "looked up" + (f", {fitted} fitted)" if fitted else ")")
+    return LatencyResult(
+        median_ms=ms,
+        p90_ms=ms,
+        min_ms=ms,
+        mean_ms=ms,
+        stdev_ms=0.0,
+        runs=0,
+        source="table",
+        provider=str(table.meta.get("provider", "")),
+        threads=int(table.meta.get("threads", 0)),
+        notes=(note,),
+    )
+
+
+def random_students(
+    teacher: Any,
+    input_shape: Sequence[int],
+    n: int,
+    *,
+    seed: int = 0,
+    widths: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    keep_prob: float = 0.7,
+) -> list[tuple[Any, Any]]:
+    """``n`` random students of ``teacher`` (the kind a search produces), with their genomes.
+
+    Each removable unit is kept with probability ``keep_prob`` and each shrinkable group gets a
+    width drawn from ``widths``; genomes that cannot be built are skipped.
+    """
+    import torch
+
+    from hwcompress.arch import Genome, build_spec, build_student
+    from hwcompress.errors import GenomeError
+
+    spec = build_spec(teacher, input_shape)
+    gen = torch.Generator().manual_seed(seed)
+    out: list[tuple[Any, Any]] = []
+    seen: set[str] = set()
+    for _ in range(20 * n):
+        if len(out) >= n:
+            break
+        keep = {u.name: bool(torch.rand((), generator=gen) < keep_prob) for u in spec.removable}
+        width = {
+            g.key: float(widths[int(torch.randint(len(widths), (), generator=gen))])
+            for g in spec.shrinkable
+        }
+        genome = Genome(keep=keep, width=width)
+        if genome.key() in seen:
+            continue
+        seen.add(genome.key())
+        try:
+            out.append((build_student(teacher, genome, input_shape, spec=spec), genome))
+        except GenomeError:
+            continue
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrateConfig:
+    """Settings of :func:`calibrate`.
+
+    Attributes:
+        students: Random students whose layers are measured.
+        check: Further random students measured whole to check the predictions.
+        seed: Seed of the students.
+        runs: Minimum timed runs per measurement (default: the profile's).
+        min_time_s: Minimum timed duration per measurement (default: the profile's).
+    """
+
+    students: int = 20
+    check: int = 10
+    seed: int = 0
+    runs: int | None = None
+    min_time_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return dataclasses.asdict(self)
+
+
+def calibrate(
+    teacher: Any,
+    input_shape: Sequence[int],
+    profile: DeviceProfile,
+    config: CalibrateConfig | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[LatencyTable, list[dict[str, Any]]]:
+    """Builds the profile's latency table from random students of ``teacher``.
+
+    Measures with the profile's real source (``remote`` when ``latency.url`` is set, else
+    ``local``), then checks predictions on ``config.check`` other students.
+
+    Args:
+        teacher: The teacher module (weights do not matter for fp32 latency).
+        input_shape: Input shape of one batch, e.g. ``(1, 1, 28, 28)``.
+        profile: The device.
+        config: Settings.
+        progress: Receives one line per step.
+
+    Returns:
+        The table (not yet saved) and the check rows (``predicted_ms``, ``measured_ms``,
+        ``error``).
+    """
+    import onnx
+
+    from hwcompress.export.onnx import export_fp32
+    from hwcompress.measure.sources import measure_with, real_source
+
+    config = config or CalibrateConfig()
+    say = progress or (lambda _msg: None)
+    source = real_source(profile)
+    kwargs: dict[str, Any] = {}
+    if config.runs is not None:
+        kwargs["runs"] = config.runs
+    if config.min_time_s is not None:
+        kwargs["min_time_s"] = config.min_time_s
+    students = random_students(
+        teacher, input_shape, config.students + config.check, seed=config.seed
+    )
+    calib, held_out = students[: config.students], students[config.students :]
+    entries: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="hwcompress-calibrate-") as tmp:
+        tmp_path = Path(tmp)
+        first = export_fp32(teacher, input_shape, tmp_path / "teacher.onnx")
+        teacher_model = onnx.load(str(first))
+        empty = tmp_path / "empty.onnx"
+        onnx.save(_empty_model(teacher_model.opset_import, teacher_model.ir_version), empty)
+        base = measure_with(source, empty, profile, **kwargs)
+        say(f"fixed cost of one run: {base.median_ms:.4f} ms ({source})")
+        models = [("teacher", teacher_model)]
+        for i, (student, _genome) in enumerate(calib):
+            p = export_fp32(student, input_shape, tmp_path / f"student{i}.onnx")
+            models.append((f"student {i}", onnx.load(str(p))))
+        whole: list[tuple[list[Layer], float]] = []
+        for label, model in models:
+            inferred, layers = layers_of(model)
+            shapes = _shapes(model)
+            new = [layer for layer in layers if layer.key not in entries]
+            for layer in new:
+                path = tmp_path / f"layer{len(entries)}.onnx"
+                onnx.save(layer_model(inferred, layer, shapes), path)
+                ms = measure_with(source, path, profile, **kwargs).median_ms
+                entries[layer.key] = {
+                    "ms": max(0.0, ms - base.median_ms),
+                    "kind": layer.kind,
+                    "macs": layer.macs,
+                    "elements": layer.elements,
+                }
+            path = tmp_path / "whole.onnx"
+            onnx.save(model, path)
+            whole.append((layers, measure_with(source, path, profile, **kwargs).median_ms))
+            say(
+                f"{label}: {whole[-1][1]:.4f} ms, {len(layers)} layers, {len(new)} new "
+                f"(table: {len(entries)})"
+            )
+        table = LatencyTable(
+            base.median_ms,
+            entries,
+            {
+                "profile": profile.name,
+                "source": source,
+                "url": profile.latency.url if source == "remote" else None,
+                "provider": base.provider,
+                "threads": base.threads,
+                "input_shape": list(input_shape),
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "config": config.to_dict(),
+            },
+        )
+        table.intercept_ms, table.slope = _fit_correction(table, whole)
+        rows = check_table(table, [s for s, _ in held_out], input_shape, profile, tmp_path, kwargs)
+        for row in rows:
+            say(
+                f"check: predicted {row['predicted_ms']:.4f} ms, measured "
+                f"{row['measured_ms']:.4f} ms ({row['error']:+.1%})"
+            )
+    table.meta["check"] = summary(rows)
+    return table, rows
+
+
+def _fit_correction(
+    table: LatencyTable, whole: Sequence[tuple[list[Layer], float]]
+) -> tuple[float | None, float]:
+    """Least-squares ``measured ≈ a + b·Σ layer ms`` over whole calibration models."""
+    import numpy as np
+
+    if len(whole) < 3:
+        return None, 1.0
+    sums = np.array([table.layer_sum(layers)[0] for layers, _ in whole])
+    measured = np.array([ms for _, ms in whole])
+    a = np.stack([np.ones_like(sums), sums], axis=1)
+    (intercept, slope), *_ = np.linalg.lstsq(a, measured, rcond=None)
+    if not (math.isfinite(intercept) and math.isfinite(slope)) or slope <= 0:
+        return None, 1.0
+    return float(intercept), float(slope)
+
+
+def check_table(
+    table: LatencyTable,
+    models: Sequence[Any],
+    input_shape: Sequence[int],
+    profile: DeviceProfile,
+    folder: Path,
+    kwargs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Predicts and really measures each model; one row per model."""
+    import onnx
+
+    from hwcompress.export.onnx import export_fp32
+    from hwcompress.measure.sources import measure_with, real_source
+
+    rows = []
+    for i, model in enumerate(models):
+        p = export_fp32(model, input_shape, folder / f"check{i}.onnx")
+        _, layers = layers_of(onnx.load(str(p)))
+        predicted, fitted = table.predict(layers)
+        measured = measure_with(real_source(profile), p, profile, **(kwargs or {})).median_ms
+        rows.append(
+            {
+                "predicted_ms": predicted,
+                "measured_ms": measured,
+                "error": predicted / measured - 1 if measured > 0 else math.inf,
+                "layers": len(layers),
+                "fitted": fitted,
+            }
+        )
+    return rows
+
+
+def summary(rows: Sequence[dict[str, Any]], tolerance: float = 0.10) -> dict[str, Any]:
+    """Share of predictions within ``tolerance`` of the measurement, and error statistics."""
+    if not rows:
+        return {"models": 0}
+    errors = sorted(abs(r["error"]) for r in rows)
+    return {
+        "models": len(rows),
+        "tolerance": tolerance,
+        "within": sum(e <= tolerance for e in errors) / len(errors),
+        "median_abs_error": errors[len(errors) // 2],
+        "max_abs_error": errors[-1],
+    }

@@ -1,0 +1,133 @@
+"""The per-layer latency table: cutting models into layers, calibration, the table source."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+from hwcompress.errors import LatencyError
+from hwcompress.export import export_fp32
+from hwcompress.hardware import load_profile
+from hwcompress.measure.sources import measure_latency
+from hwcompress.measure.table import (
+    CalibrateConfig,
+    LatencyTable,
+    calibrate,
+    layer_model,
+    layers_of,
+    random_students,
+)
+from hwcompress.measure.table import _shapes as table_shapes
+from hwcompress.models import build_builtin
+from hwcompress.models.builtin import SmallVGG
+
+SHAPE = (1, 1, 8, 8)
+
+
+def _run(model, feed):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feed)[0]
+
+
+@pytest.mark.parametrize("name", ["vgg", "resnet"])
+def test_layers_partition_the_graph_and_run_alone(name, tmp_path):
+    model = onnx.load(str(export_fp32(build_builtin(name).eval(), SHAPE, tmp_path / "m.onnx")))
+    inferred, layers = layers_of(model)
+    nodes = [i for layer in layers for i in layer.nodes]
+    real = [i for i, n in enumerate(inferred.graph.node) if n.op_type != "Constant"]
+    assert sorted(nodes) == real  # every node in exactly one layer
+    assert any(layer.kind.startswith("Conv+") for layer in layers)  # light ops join
+    shapes = table_shapes(model)
+    # running the layers one by one reproduces the whole model
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    values = {model.graph.input[0].name: x}
+    for layer in layers:
+        sub = layer_model(inferred, layer, shapes)
+        onnx.checker.check_model(sub)
+        values[layer.output] = _run(sub, {n: values[n] for n in layer.inputs})
+    whole = _run(model, {model.graph.input[0].name: x})
+    np.testing.assert_allclose(values[model.graph.output[0].name], whole, rtol=1e-4, atol=1e-5)
+
+
+def test_equal_layers_have_equal_keys_and_widths_change_them():
+    teacher = build_builtin("vgg").eval()
+    students = random_students(teacher, SHAPE, 4, seed=1)
+    assert len(students) == 4 and len({g.key() for _, g in students}) == 4
+
+
+@pytest.fixture(scope="module")
+def table_and_rows():
+    teacher = build_builtin("vgg").eval()
+    profile = load_profile("x86_host")
+    cfg = CalibrateConfig(students=3, check=2, runs=5, min_time_s=0.01)
+    return calibrate(teacher, SHAPE, profile, cfg)
+
+
+def test_calibrate_builds_a_checked_table(table_and_rows, tmp_path):
+    table, rows = table_and_rows
+    assert table.base_ms > 0 and len(table.entries) >= 10
+    assert all(e["ms"] >= 0 and e["macs"] >= 0 for e in table.entries.values())
+    assert len(rows) == 2 and all(r["predicted_ms"] > 0 and r["measured_ms"] > 0 for r in rows)
+    assert table.meta["check"]["models"] == 2 and 0 <= table.meta["check"]["within"] <= 1
+    assert table.meta["source"] == "local"
+    again = LatencyTable.load(table.save(tmp_path / "t.json"))
+    assert again.entries == table.entries and again.slope == table.slope
+
+
+def test_the_table_source_predicts_and_unknown_layers_are_fitted(
+    table_and_rows, profile_data, write_profile, tmp_path
+):
+    table, _ = table_and_rows
+    profile_data["latency"] = {"source": "table", "budget_ms": 10, "table": "dev.latency.json"}
+    profile = load_profile(write_profile(profile_data))
+    assert profile.latency_table_path() == tmp_path / "dev.latency.json"
+    with pytest.raises(LatencyError, match="hwcompress calibrate"):
+        measure_latency(
+            export_fp32(build_builtin("vgg").eval(), SHAPE, tmp_path / "t.onnx"), profile
+        )
+    table.save(profile.latency_table_path())
+    known = measure_latency(tmp_path / "t.onnx", profile)  # the teacher: every layer known
+    assert known.source == "table" and known.median_ms > 0 and "fitted" not in known.notes[0]
+    # a model of other widths: its layers are not in the table, they are fitted
+    other = export_fp32(SmallVGG(widths=(5, 7, 9, 11, 13, 15)).eval(), SHAPE, tmp_path / "o.onnx")
+    fitted = measure_latency(other, profile)
+    assert fitted.median_ms > 0 and "fitted" in fitted.notes[0]
+    (tmp_path / "dev.latency.json").write_text(json.dumps({"format": 1, "entries": 3}))
+    with pytest.raises(LatencyError, match="not a latency table"):
+        measure_latency(tmp_path / "t.onnx", profile)
+
+
+def test_calibrate_command_writes_the_table_beside_the_profile(profile_data, write_profile):
+    from hwcompress.cli import app
+
+    profile_data["latency"]["runs"] = 5
+    profile_data["latency"]["min_time_s"] = 0.01
+    path = write_profile(profile_data, "board.yaml")
+    res = CliRunner().invoke(
+        app, ["calibrate", "--profile", str(path), "--students", "2", "--check", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    table = Path(path).parent / f"{profile_data['name']}.latency.json"
+    assert table.is_file() and "within ±10%" in res.output
+    assert LatencyTable.load(table).meta["check"]["models"] == 1
+
+
+def test_search_with_the_table_source_re_measures_the_best(
+    tiny_search, table_and_rows, profile_data, write_profile
+):
+    from hwcompress.search import SearchConfig, run_search
+
+    table, _ = table_and_rows
+    profile_data["latency"] = {"source": "table", "budget_ms": 10, "runs": 5, "min_time_s": 0.01}
+    path = write_profile(profile_data, "tabled.yaml")
+    table.save(load_profile(path).latency_table_path())
+    result = run_search(SearchConfig(**{**tiny_search, "profile": str(path)}))
+    assert all(c.metrics.get("latency_ms", 1) > 0 for c in result.candidates)
+    check = json.loads(result.results_path.read_text())["best"]["latency_check"]
+    assert check["source"] == "local" and check["best_ms"] > 0 and check["teacher_ms"] > 0
