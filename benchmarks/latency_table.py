@@ -12,6 +12,7 @@ Usage: python benchmarks/latency_table.py [--teacher vgg|resnet] [--input-shape 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import time
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--save-table", type=Path, default=None, help="also write the table")
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.input_shape.split(","))
     profile = load_profile(args.profile)
@@ -46,6 +48,9 @@ def main() -> None:
         progress=lambda m: print(m, flush=True),
     )
     wall = time.perf_counter() - t0
+    if args.save_table:
+        table.save(args.save_table)
+        args.save_table.with_suffix(".check.json").write_text(json.dumps(rows))
     chk = table.meta["check"]
     errors = [r["error"] for r in rows]
     out = args.out or RESULTS / f"latency_table_{args.teacher}_{shape[2]}x{shape[3]}.md"
@@ -56,9 +61,9 @@ def main() -> None:
         f"{table.meta['provider']}, {table.meta['threads']} thread(s)). Machine: "
         f"{platform.machine()}, {platform.processor() or 'CPU'}, CPU only.",
         f"Calibration: {args.students} random students (+ the teacher) cut into "
-        f"{len(table.entries)} distinct layers, each measured alone; correction fitted on the "
-        f"whole calibration models: predicted = {table.intercept_ms or table.base_ms:.4f} ms + "
-        f"{table.slope:.3f} · Σ layer ms. Calibration + check took {wall:.0f} s.",
+        f"{len(table.entries)} distinct layers, each measured alone; predicted = "
+        f"{table.base_ms:.4f} ms (one empty run) + Σ layer ms; a layer not in the table is "
+        f"fitted from its kind's entries. Calibration + check took {wall:.0f} s.",
         "",
         f"**{chk['within']:.0%} of {chk['models']} predictions within ±10 %** "
         f"(target ≥ 90 %); median |error| {chk['median_abs_error']:.1%}, worst "

@@ -218,6 +218,27 @@ def search(
             "after the search (default: 0, off).",
         ),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="Where candidates train: serial, process (local workers) or ray "
+            "(default: serial). Latency is always measured one model at a time.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Workers for process/ray (default: 2).")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (default: a local instance).")
+    ] = None,
+    kd_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Weight of the soft-target (T=4) term in every distillation (default: 0, "
+            "N2N's L2 on logits alone).",
+        ),
+    ] = None,
     flops_target: Annotated[
         float | None,
         typer.Option(
@@ -273,6 +294,10 @@ def search(
         "method": method,
         "flops_target": flops_target,
         "final_epochs": final_epochs,
+        "kd_weight": kd_weight,
+        "executor": executor,
+        "workers": workers,
+        "ray_address": ray_address,
         "init_policy": init_policy,
         "distill_epochs": distill_epochs,
         "train_limit": train_limit,
@@ -394,6 +419,17 @@ def calibrate(
             "use it with 'latency: {source: table}' in the profile"
             + (f" (and table: {path})" if out is not None else "")
         )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="The --out folder of a search run.")],
+) -> None:
+    """Write an HTML report (plots embedded) and a Markdown summary of a search run."""
+    from hwcompress.report import write_report
+
+    rep = write_report(run_dir)
+    console.print(f"report: {rep.html} (summary: {rep.markdown})")
 
 
 @app.command("export")

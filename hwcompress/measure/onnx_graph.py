@@ -183,7 +183,10 @@ def clipped_bits(graph: Any, inits: dict[str, Any]) -> dict[str, int]:
             continue
         levels = int(inits[hi].max()) - int(inits[lo].min()) + 1
         if levels >= 2:
-            bits[src] = min(max(1, math.ceil(math.log2(levels))), 8 * inits[src].dtype.itemsize)
+            b = min(max(1, math.ceil(math.log2(levels))), 8 * inits[src].dtype.itemsize)
+            # a 7-bit range is how 8-bit weights are exported (x86 saturation, see
+            # hwcompress.quant.convert.MAX_WEIGHT_RANGE_BITS): they are 8-bit weights
+            bits[src] = 8 if b == 7 else b
     return bits
 
 

@@ -262,10 +262,6 @@ class LatencyTable:
 
     Attributes:
         base_ms: The fixed cost of one ``session.run``.
-        intercept_ms: With :attr:`slope`, the correction fitted on whole calibration models:
-            ``predicted = intercept_ms + slope · Σ layer ms`` (a layer measured alone also pays
-            for fetching its output, which a layer inside a model does not). ``None``:
-            ``base_ms + Σ layer ms``.
         entries: Per layer key: ``{"ms", "kind", "macs", "elements"}``.
         meta: Where and how it was calibrated (profile, source, onnxruntime, check result).
     """
@@ -273,16 +269,12 @@ class LatencyTable:
     base_ms: float
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    intercept_ms: float | None = None
-    slope: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (the JSON file)."""
         return {
             "format": TABLE_FORMAT,
             "base_ms": self.base_ms,
-            "intercept_ms": self.intercept_ms,
-            "slope": self.slope,
             "meta": self.meta,
             "entries": self.entries,
         }
@@ -313,14 +305,7 @@ class LatencyTable:
             data = json.loads(path.read_text())
             if data.get("format") != TABLE_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}, expected {TABLE_FORMAT}")
-            intercept = data.get("intercept_ms")
-            table = cls(
-                float(data["base_ms"]),
-                dict(data["entries"]),
-                dict(data.get("meta", {})),
-                None if intercept is None else float(intercept),
-                float(data.get("slope", 1.0)),
-            )
+            table = cls(float(data["base_ms"]), dict(data["entries"]), dict(data.get("meta", {})))
             for entry in table.entries.values():
                 float(entry["ms"]), int(entry["macs"]), int(entry["elements"]), str(entry["kind"])
         except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -347,9 +332,7 @@ class LatencyTable:
             LatencyError: If the table is empty.
         """
         total, fitted = self.layer_sum(layers)
-        if self.intercept_ms is None:
-            return self.base_ms + total, fitted
-        return self.intercept_ms + self.slope * total, fitted
+        return self.base_ms + total, fitted
 
     def layer_sum(self, layers: Sequence[Layer]) -> tuple[float, int]:
         """The sum of the layers' entries (fitted where missing), and how many were fitted.
@@ -579,7 +562,9 @@ def calibrate(
                 "config": config.to_dict(),
             },
         )
-        table.intercept_ms, table.slope = _fit_correction(table, whole)
+        table.meta["calibration_models"] = [
+            {"keys": [la.key for la in layers], "ms": ms} for layers, ms in whole
+        ]
         rows = check_table(table, [s for s, _ in held_out], input_shape, profile, tmp_path, kwargs)
         for row in rows:
             say(
@@ -588,23 +573,6 @@ def calibrate(
             )
     table.meta["check"] = summary(rows)
     return table, rows
-
-
-def _fit_correction(
-    table: LatencyTable, whole: Sequence[tuple[list[Layer], float]]
-) -> tuple[float | None, float]:
-    """Least-squares ``measured ≈ a + b·Σ layer ms`` over whole calibration models."""
-    import numpy as np
-
-    if len(whole) < 3:
-        return None, 1.0
-    sums = np.array([table.layer_sum(layers)[0] for layers, _ in whole])
-    measured = np.array([ms for _, ms in whole])
-    a = np.stack([np.ones_like(sums), sums], axis=1)
-    (intercept, slope), *_ = np.linalg.lstsq(a, measured, rcond=None)
-    if not (math.isfinite(intercept) and math.isfinite(slope)) or slope <= 0:
-        return None, 1.0
-    return float(intercept), float(slope)
 
 
 def check_table(
@@ -629,6 +597,7 @@ def check_table(
         measured = measure_with(real_source(profile), p, profile, **(kwargs or {})).median_ms
         rows.append(
             {
+                "layer_info": [[la.key, la.kind, la.macs, la.elements] for la in layers],
                 "predicted_ms": predicted,
                 "measured_ms": measured,
                 "error": predicted / measured - 1 if measured > 0 else math.inf,

@@ -8,6 +8,7 @@ from hwcompress.prune.kernel import (
     detach_gates,
     kernel_masks,
     kl_term,
+    variational_fine_tune,
     variational_kernel_prune,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "detach_gates",
     "kernel_masks",
     "kl_term",
+    "variational_fine_tune",
     "variational_kernel_prune",
 ]

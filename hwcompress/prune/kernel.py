@@ -15,6 +15,8 @@ whose σ ends above ``prune_sigma`` are unimportant.
 Surgery is real: a layer whose off-centre rows (or columns) are all unimportant gets a kernel
 cropped to its centre row (column), and its padding is reduced by the same amount on both
 sides so every output keeps its shape. The centre position is always kept (1×1 at least).
+On real data the σ maps are often too even for any band to pass the threshold; the noise
+still ranks them, and ``share`` drops that fraction of the bands with the most noise.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "detach_gates",
     "kernel_masks",
     "kl_term",
+    "variational_fine_tune",
     "variational_kernel_prune",
 ]
 
@@ -172,23 +175,52 @@ def kl_term(gates: dict[str, KernelGate]) -> torch.Tensor:
     return torch.stack([g.kl() for g in gates.values()]).sum() if gates else torch.zeros(())
 
 
-def kernel_masks(gates: dict[str, KernelGate], prune_sigma: float) -> dict[str, tuple[int, int]]:
-    """The kernel size each gated layer keeps: an off-centre row (column) band is dropped only
-    when every position in it is unimportant (σ > ``prune_sigma``).
+def kernel_masks(
+    gates: dict[str, KernelGate] | dict[str, torch.Tensor],
+    prune_sigma: float,
+    share: float = 0.0,
+) -> dict[str, tuple[int, int]]:
+    """The kernel size each gated layer keeps.
+
+    A layer's off-centre rows form one *band* (dropping it leaves the centre row), its
+    off-centre columns another. A band is dropped when every position in it is unimportant
+    (σ > ``prune_sigma``) and, with ``share`` > 0, also when it is among the ``share`` of all
+    bands with the highest mean σ: information dropout ranks positions by how much noise the
+    network tolerates there even when none reaches the cap.
+
+    Args:
+        gates: The gates, or their σ maps ``(kh, kw)``, by layer name.
+        prune_sigma: σ above which a position is unimportant.
+        share: Fraction of all bands dropped by rank (0: by the threshold alone).
 
     Returns:
         The new ``(kh, kw)`` per layer name (equal to the old size where nothing is pruned).
     """
-    sizes: dict[str, tuple[int, int]] = {}
-    for name, gate in gates.items():
-        unimportant = (gate.sigma > prune_sigma).detach()
-        kh, kw = unimportant.shape
+    sigmas = {
+        name: (g.sigma if isinstance(g, KernelGate) else torch.as_tensor(g)).detach()
+        for name, g in gates.items()
+    }
+    bands: list[tuple[float, str, int]] = []  # (mean σ, layer, axis)
+    drop: set[tuple[str, int]] = set()
+    for name, sigma in sigmas.items():
+        kh, kw = sigma.shape
         ch, cw = kh // 2, kw // 2
-        rows_off = torch.cat([unimportant[:ch], unimportant[ch + 1 :]])
-        cols_off = torch.cat([unimportant[:, :cw], unimportant[:, cw + 1 :]], dim=1)
-        new_h = 1 if rows_off.numel() and bool(rows_off.all()) else kh
-        new_w = 1 if cols_off.numel() and bool(cols_off.all()) else kw
-        sizes[name] = (new_h, new_w)
+        off = (
+            torch.cat([sigma[:ch], sigma[ch + 1 :]]),
+            torch.cat([sigma[:, :cw], sigma[:, cw + 1 :]], dim=1),
+        )
+        for axis, band in enumerate(off):
+            if band.numel():
+                bands.append((float(band.mean()), name, axis))
+                if bool((band > prune_sigma).all()):
+                    drop.add((name, axis))
+    if share > 0 and bands:
+        ranked = sorted(bands, key=lambda b: -b[0])
+        drop.update((name, axis) for _, name, axis in ranked[: round(share * len(bands))])
+    sizes: dict[str, tuple[int, int]] = {}
+    for name, sigma in sigmas.items():
+        kh, kw = sigma.shape
+        sizes[name] = (1 if (name, 0) in drop else kh, 1 if (name, 1) in drop else kw)
     return sizes
 
 
@@ -246,32 +278,28 @@ class KernelPruneResult:
     params_after: int
 
 
-def variational_kernel_prune(
+def variational_fine_tune(
     model: nn.Module,
     teacher: nn.Module,
     data: Any,
     config: KernelPruneConfig | None = None,
     *,
     teacher_logits: Any = None,
-) -> KernelPruneResult:
-    """Fine-tunes ``model`` with information-dropout noise on its kernels, then crops them.
+) -> dict[str, list[list[float]]]:
+    """Fine-tunes ``model`` with information-dropout noise on its kernel positions.
 
     The fine-tune distils from ``teacher`` (L2 on logits + cross-entropy) plus the scaled KL
-    term. ``model`` is modified in place: it ends with smaller kernels where positions were
-    unimportant, no gates, in eval mode. Distil it again afterwards to recover accuracy.
+    term. ``model`` keeps its fine-tuned weights and plain convolutions (the gates are
+    removed) and is left in eval mode; nothing is cropped yet (see :func:`kernel_masks` and
+    :func:`crop_kernels`).
 
-    Args:
-        model: A float student (any module whose convs can be replaced by name).
-        teacher: The teacher whose logits are matched.
-        data: A :class:`~hwcompress.data.DataBundle`.
-        config: Settings.
-        teacher_logits: Shared :class:`~hwcompress.train.TeacherLogits`.
+    Returns:
+        The learned σ map of every gated layer.
     """
     from hwcompress.train.distill import TeacherLogits
 
     config = config or KernelPruneConfig()
     torch.manual_seed(config.seed)
-    params_before = sum(p.numel() for p in model.parameters())
     gates = attach_gates(model, config.sigma_max)
     cached = teacher_logits or TeacherLogits(teacher, data.train, seed=config.seed)
     n_positions = max(1, sum(g.rho.numel() for g in gates.values()))
@@ -297,9 +325,37 @@ def variational_kernel_prune(
             if step >= config.steps:
                 break
     model.eval()
-    sizes = kernel_masks(gates, config.prune_sigma)
     sigma = {n: g.sigma.detach().tolist() for n, g in gates.items()}
     detach_gates(model)
+    return sigma
+
+
+def variational_kernel_prune(
+    model: nn.Module,
+    teacher: nn.Module,
+    data: Any,
+    config: KernelPruneConfig | None = None,
+    *,
+    teacher_logits: Any = None,
+    share: float = 0.0,
+) -> KernelPruneResult:
+    """Fine-tunes ``model`` with information-dropout noise on its kernels, then crops them.
+
+    ``model`` is modified in place: it ends with smaller kernels where positions were
+    unimportant, no gates, in eval mode. Distil it again afterwards to recover accuracy.
+
+    Args:
+        model: A float student (any module whose convs can be replaced by name).
+        teacher: The teacher whose logits are matched.
+        data: A :class:`~hwcompress.data.DataBundle`.
+        config: Settings.
+        teacher_logits: Shared :class:`~hwcompress.train.TeacherLogits`.
+        share: Also drop this fraction of kernel bands by σ rank (:func:`kernel_masks`).
+    """
+    config = config or KernelPruneConfig()
+    params_before = sum(p.numel() for p in model.parameters())
+    sigma = variational_fine_tune(model, teacher, data, config, teacher_logits=teacher_logits)
+    sizes = kernel_masks({n: torch.tensor(v) for n, v in sigma.items()}, config.prune_sigma, share)
     changed = crop_kernels(model, sizes)
     return KernelPruneResult(
         sizes=sizes,

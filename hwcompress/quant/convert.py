@@ -56,6 +56,10 @@ def _act_quant(bits: int) -> dict[str, Any]:
     return {"quant": Int8ActPerTensorFloat, "bit_width": bits}
 
 
+#: The widest weight range produced (see the comment in :func:`quantize_model`).
+MAX_WEIGHT_RANGE_BITS = 7
+
+
 def quantize_model(
     model: nn.Module,
     *,
@@ -72,6 +76,9 @@ def quantize_model(
         act_bits: Input/output activation bit-width per conv/linear module name.
         default_weight_bits: For layers absent from ``weight_bits``.
         default_act_bits: For layers absent from ``act_bits``.
+
+    8-bit weights are stored in int8 with a 7-bit range (:data:`MAX_WEIGHT_RANGE_BITS`): x86
+    CPUs sum pairs of u8×s8 products in 16 bits, which saturates with full-range weights.
 
     Returns:
         The quantized model; run :func:`calibrate` (or QAT) before using it.
@@ -103,7 +110,10 @@ def quantize_model(
         common = dict(
             bias=True,
             weight_quant=Int8WeightPerTensorFloat,
-            weight_bit_width=wb,
+            # 8-bit weights keep a 7-bit range: x86 integer kernels (u8×s8 pairs summed in
+            # 16 bits) saturate with full-range weights and the export stops agreeing with
+            # PyTorch (onnxruntime's "reduce_range"; measured: 97.9 % → 100 % top-1 parity).
+            weight_bit_width=min(wb, MAX_WEIGHT_RANGE_BITS),
             bias_quant=Int32Bias,
             input_quant=Int8ActPerTensorFloat,
             input_bit_width=ab,

@@ -21,7 +21,17 @@ METHOD_DEFAULT_STAGES = {
     "drl-prune": ("channels", "kernels", "quantization"),
 }
 #: Settings that may differ when a run is resumed (they do not change its results).
-RESUMABLE_OVERRIDES = frozenset({"budget_minutes", "out", "final_epochs"})
+RESUMABLE_OVERRIDES = frozenset(
+    {
+        "budget_minutes",
+        "out",
+        "final_epochs",
+        "executor",
+        "workers",
+        "ray_address",
+        "worker_threads",
+    }
+)
 
 
 def _same_profile(a: str, b: str) -> bool:
@@ -61,15 +71,26 @@ class SearchConfig:
         final_epochs: After the search, distil the float product this many more epochs on
             the whole training split (N2N trains its final student to convergence; the
             candidates' short distillation only ranks them). 0: off.
+        kd_weight: Weight of the soft-target term (``T²·KL`` at T = 4) beside the L2 on logits,
+            in every distillation of the run and the final one. 0: N2N's L2 alone.
         size_metric: ``params`` or ``weight_bytes`` for the compression reward.
         constraint_mode: ``hard`` (−1 when violated, as in N2N) or ``soft`` (scheduled penalty).
         latency_runs: Minimum timed runs per candidate (None: the profile's).
         flops_target: The drl-prune channel agent keeps every student within this fraction
             of the teacher's MACs (and within the profile's MACs budget, if any).
-        kernel_betas: KL weights tried by the kernel stage, one candidate each.
+        kernel_betas: KL weights tried by the kernel stage, one variational fine-tune each.
+        kernel_shares: For each fine-tune, one candidate per share: the kernel bands whose σ
+            passes the threshold are cropped, plus this share of all bands by σ rank.
         kernel_steps: Optimiser steps of each variational kernel fine-tune.
         student: A float student checkpoint of an earlier run to quantize (only with the
             quantization stage alone): its structure and weights replace the teacher's.
+        executor: Where an episode's candidates are trained: ``serial`` (here, one by one),
+            ``process`` (local worker processes) or ``ray`` (Ray actors). Latency is always
+            measured here, one model at a time. Does not change the results' meaning; may
+            change on ``--resume``.
+        workers: Worker processes or actors (``process``, ``ray``).
+        ray_address: Ray cluster to join (``ray``; default: a local instance).
+        worker_threads: Torch threads per worker (default: the cores shared out).
     """
 
     profile: str
@@ -90,13 +111,19 @@ class SearchConfig:
     distill_patience: int = 2
     train_limit: int | None = None
     final_epochs: int = 0
+    kd_weight: float = 0.0
     size_metric: str = "params"
     constraint_mode: str = "hard"
     latency_runs: int | None = 20
     flops_target: float = 0.5
-    kernel_betas: tuple[float, ...] = (1.0, 3.0, 10.0)
+    kernel_betas: tuple[float, ...] = (1.0, 10.0)
+    kernel_shares: tuple[float, ...] = (0.0, 0.25, 0.5)
     kernel_steps: int = 600
     student: str | None = None
+    executor: str = "serial"
+    workers: int = 2
+    ray_address: str | None = None
+    worker_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_STAGES:
@@ -107,6 +134,7 @@ class SearchConfig:
         if not self.stages:
             object.__setattr__(self, "stages", METHOD_DEFAULT_STAGES[self.method])
         object.__setattr__(self, "kernel_betas", tuple(float(b) for b in self.kernel_betas))
+        object.__setattr__(self, "kernel_shares", tuple(float(b) for b in self.kernel_shares))
         allowed = METHOD_STAGES[self.method]
         for stage in self.stages:
             if stage not in allowed:
@@ -123,8 +151,12 @@ class SearchConfig:
             )
         if not self.kernel_betas or any(b < 0 for b in self.kernel_betas):
             raise HwCompressError("kernel_betas: give one or more non-negative KL weights")
+        if not self.kernel_shares or any(not 0 <= b <= 1 for b in self.kernel_shares):
+            raise HwCompressError("kernel_shares: give one or more shares in [0, 1]")
         if self.kernel_steps < 1:
             raise HwCompressError("kernel_steps must be at least 1")
+        if not self.kd_weight >= 0:
+            raise HwCompressError(f"kd_weight must be ≥ 0 (got {self.kd_weight})")
         if self.final_epochs < 0:
             raise HwCompressError("--final-epochs must be 0 (off) or more")
         for name in ("episodes", "rollouts", "distill_epochs"):
@@ -139,6 +171,14 @@ class SearchConfig:
                 "--student: a searched student can only be quantized; pass --stages "
                 "quantization (removal and shrinkage start from the teacher)"
             )
+        from hwcompress.search.executors import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise HwCompressError(
+                f"--executor must be one of {', '.join(EXECUTORS)} (got {self.executor!r})"
+            )
+        if self.workers < 1 or (self.worker_threads is not None and self.worker_threads < 1):
+            raise HwCompressError("--workers and worker threads must be at least 1")
         if self.constraint_mode not in ("hard", "soft"):
             raise HwCompressError("--constraint-mode must be hard or soft")
 
@@ -147,6 +187,7 @@ class SearchConfig:
         d = asdict(self)
         d["stages"] = list(self.stages)
         d["kernel_betas"] = list(self.kernel_betas)
+        d["kernel_shares"] = list(self.kernel_shares)
         return d
 
     @classmethod
@@ -157,7 +198,7 @@ class SearchConfig:
         if unknown:
             raise HwCompressError(f"unknown search settings: {', '.join(sorted(unknown))}")
         data = dict(data)
-        for key in ("stages", "kernel_betas"):
+        for key in ("stages", "kernel_betas", "kernel_shares"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)

@@ -135,8 +135,29 @@ class CandidateEvaluator:
         key = genome.key()
         if key in self.cache:
             return self.cache[key]
+        cand = self.prepare(
+            genome, stage=stage, episode=episode, method=method, init_state=init_state
+        )
+        return self.finish(cand, episodes=episodes)
+
+    def prepare(
+        self,
+        genome: Genome,
+        *,
+        stage: str,
+        episode: int,
+        method: str,
+        init_state: dict[str, torch.Tensor] | None = None,
+    ) -> Candidate:
+        """The part of an evaluation that may run anywhere, in parallel with others: build,
+        distil (or quantize and fine-tune), export, save, static metrics and accuracy.
+
+        Returns:
+            The candidate without latency and reward (``status == "failed"`` with the reason
+            when it could not be built, trained or exported). :meth:`finish` completes it.
+        """
         ctx = self.ctx
-        cid = genome_id(key)
+        cid = genome_id(genome.key())
         cand = Candidate(
             id=cid, stage=stage, episode=episode, method=method, genome=genome.to_dict()
         )
@@ -146,17 +167,10 @@ class CandidateEvaluator:
         rel_pt = Path("candidates") / f"{cid}.pt"
         try:
             student = build_student(ctx.teacher, structure_of(genome), shape, spec=ctx.spec)
-            reward_config = ctx.reward_config
-            if stage in STAGE_SIZE_METRIC:
-                reward_config = replace(reward_config, size_metric=STAGE_SIZE_METRIC[stage])
             if init_state is not None and not genome.weight_bits:
                 student.load_state_dict(init_state)
             if genome.weight_bits:
-                model, metrics, kernels, accuracy = self._quantized(
-                    student, genome, ctx.run_dir / rel_onnx
-                )
-                # quantized students count size in weight bytes at the chosen bits
-                reward_config = replace(reward_config, size_metric="weight_bytes")
+                model, metrics, accuracy = self._quantized(student, genome, ctx.run_dir / rel_onnx)
             else:
                 accuracy = distill(
                     student,
@@ -165,9 +179,8 @@ class CandidateEvaluator:
                     ctx.distill_config,
                     teacher_logits=ctx.teacher_logits,
                 ).val_accuracy
-                metrics, kernels = measure_model(
-                    student, shape, ctx.run_dir / rel_onnx, ctx.profile, **ctx.latency_kwargs
-                )
+                metrics = analyze_module(student, shape).metrics()
+                export_fp32(student, shape, ctx.run_dir / rel_onnx)
                 model = student
             meta = {
                 **ctx.student_meta,
@@ -180,37 +193,71 @@ class CandidateEvaluator:
                 ctx.run_dir / rel_pt,
             )
             metrics["val_accuracy"] = accuracy
-            metrics["compression"] = ctx.teacher_metrics["params"] / max(metrics["params"], 1)
-            metrics["weight_compression"] = ctx.teacher_metrics["weight_bytes"] / max(
-                metrics["weight_bytes"], 1
-            )
-            r, feasible = reward(
-                metrics,
-                ctx.teacher_metrics,
-                accuracy,
-                ctx.teacher_accuracy,
-                ctx.matrix,
-                reward_config,
-                episode=episode,
-                episodes=episodes,
-            )
-            cand.metrics, cand.kernels, cand.reward, cand.feasible = metrics, kernels, r, feasible
-            cand.slack = dict(
-                zip(ctx.matrix.rows, map(float, ctx.matrix.slack(metrics)), strict=True)
-            )
+            cand.metrics = metrics
             cand.artifacts = {"onnx": str(rel_onnx), "weights": str(rel_pt)}
         except (HwCompressError, RuntimeError, MemoryError, ValueError) as err:
-            cand.status = "failed"
-            cand.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            cand.reward = -1.0
+            _failed(cand, err)
         cand.seconds = time.perf_counter() - start
-        self.cache[key] = cand
+        return cand
+
+    def finish(self, cand: Candidate, *, episodes: int = 1) -> Candidate:
+        """Measures a prepared candidate's latency and scores it; caches the result.
+
+        Measurements run here, one at a time, in the process that owns the device (or on the
+        board through the remote source), so parallel training never disturbs a timing.
+        """
+        ctx = self.ctx
+        start = time.perf_counter()
+        genome = Genome.from_dict(cand.genome)
+        if cand.status == "ok":
+            try:
+                lat = measure_latency(
+                    ctx.run_dir / cand.artifacts["onnx"], ctx.profile, **ctx.latency_kwargs
+                )
+                metrics = {**cand.metrics, "latency_ms": lat.median_ms}
+                reward_config = ctx.reward_config
+                if cand.stage in STAGE_SIZE_METRIC:
+                    reward_config = replace(
+                        reward_config, size_metric=STAGE_SIZE_METRIC[cand.stage]
+                    )
+                if genome.weight_bits:
+                    # quantized students count size in weight bytes at the chosen bits
+                    reward_config = replace(reward_config, size_metric="weight_bytes")
+                metrics["compression"] = ctx.teacher_metrics["params"] / max(metrics["params"], 1)
+                metrics["weight_compression"] = ctx.teacher_metrics["weight_bytes"] / max(
+                    metrics["weight_bytes"], 1
+                )
+                r, feasible = reward(
+                    metrics,
+                    ctx.teacher_metrics,
+                    metrics["val_accuracy"],
+                    ctx.teacher_accuracy,
+                    ctx.matrix,
+                    reward_config,
+                    episode=cand.episode,
+                    episodes=episodes,
+                )
+                cand.metrics, cand.kernels, cand.reward, cand.feasible = (
+                    metrics,
+                    lat.kernels,
+                    r,
+                    feasible,
+                )
+                cand.slack = dict(
+                    zip(ctx.matrix.rows, map(float, ctx.matrix.slack(metrics)), strict=True)
+                )
+            except (HwCompressError, RuntimeError, MemoryError, ValueError) as err:
+                _failed(cand, err)
+        if cand.status != "ok":
+            cand.reward = -1.0
+        cand.seconds += time.perf_counter() - start
+        self.cache[genome.key()] = cand
         return cand
 
     def _quantized(
         self, student: nn.Module, genome: Genome, onnx_path: Path
-    ) -> tuple[nn.Module, dict[str, float], dict[str, int], float]:
-        """Quantize → calibrate → QAT by distillation → QCDQ export → parity → measure."""
+    ) -> tuple[nn.Module, dict[str, float], float]:
+        """Quantize → calibrate → QAT by distillation → QCDQ export → parity check."""
         from hwcompress.quant.convert import calibrate, quantize_model
         from hwcompress.quant.export import check_parity, export_qcdq
 
@@ -225,6 +272,11 @@ class CandidateEvaluator:
         ).val_accuracy
         export_qcdq(q, shape, onnx_path)
         check_parity(q, onnx_path, ctx.data.val)
-        lat = measure_latency(onnx_path, ctx.profile, **ctx.latency_kwargs)
         stats = analyze_module(student, shape, weight_bits=genome.weight_bits)
-        return q, {**stats.metrics(), "latency_ms": lat.median_ms}, lat.kernels, accuracy
+        return q, stats.metrics(), accuracy
+
+
+def _failed(cand: Candidate, err: BaseException) -> None:
+    cand.status = "failed"
+    cand.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    cand.reward = -1.0

@@ -18,6 +18,7 @@ import copy
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,7 +272,10 @@ def prepare_context(
         teacher_metrics=t_metrics,
         teacher_accuracy=t_acc,
         distill_config=DistillConfig(
-            epochs=config.distill_epochs, patience=config.distill_patience, seed=config.seed
+            epochs=config.distill_epochs,
+            patience=config.distill_patience,
+            seed=config.seed,
+            kd_weight=config.kd_weight,
         ),
         reward_config=RewardConfig(
             size_metric=config.size_metric, constraint_mode=config.constraint_mode
@@ -324,6 +328,57 @@ def run_search(
     base, student_state = _start_student(config, ctx)
     stage_best: dict[str, Candidate] = {}
     out_of_time = False
+    executor = None
+    if config.executor != "serial":
+        from hwcompress.search.executors import make_executor
+
+        executor = make_executor(
+            config.executor, config.workers, config.ray_address, config.worker_threads
+        )
+        reporter.message(f"starting {config.workers} {config.executor} workers")
+        executor.start(ctx)
+    try:
+        out_of_time = _run_stages(
+            config,
+            ctx,
+            out,
+            evaluator,
+            journal,
+            finished,
+            init_state,
+            policies_dir,
+            base,
+            student_state,
+            stage_best,
+            reporter,
+            deadline,
+            executor,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
+    _save_final_policies(policies_dir, config.stages)
+    return _finish(out, config, ctx, teacher_info, evaluator, stage_best, out_of_time)
+
+
+def _run_stages(
+    config: SearchConfig,
+    ctx: SearchContext,
+    out: Path,
+    evaluator: CandidateEvaluator,
+    journal: Journal,
+    finished: set[tuple[str, int]],
+    init_state: dict[str, Any],
+    policies_dir: Path,
+    base: Genome,
+    student_state: dict[str, Any] | None,
+    stage_best: dict[str, Candidate],
+    reporter: SearchReporter,
+    deadline: float | None,
+    executor: Any,
+) -> bool:
+    """Runs the stages in order; returns whether the time budget ran out."""
+    out_of_time = False
     for si, stage in enumerate(config.stages):
         prev = stage_best.get(config.stages[si - 1]) if si else None
         choices: tuple[float, ...] = ()
@@ -364,6 +419,7 @@ def run_search(
                 policies_dir=policies_dir,
                 reporter=reporter,
                 deadline=deadline,
+                executor=executor,
             )
         if best is not None:
             stage_best[stage] = best
@@ -374,8 +430,7 @@ def run_search(
                 "stopping (resume with --resume and a larger --budget-minutes)"
             )
             break
-    _save_final_policies(policies_dir, config.stages)
-    return _finish(out, config, ctx, teacher_info, evaluator, stage_best, out_of_time)
+    return out_of_time
 
 
 def _evaluate_logged(
@@ -394,6 +449,44 @@ def _evaluate_logged(
     return cand
 
 
+def _evaluate_batch(
+    executor: Any,
+    evaluator: CandidateEvaluator,
+    journal: Journal,
+    reporter: SearchReporter,
+    genomes: list[Genome],
+    *,
+    ctx: SearchContext,
+    stage: str,
+    episode: int,
+    method: str,
+    episodes: int,
+) -> list[Candidate]:
+    """Evaluates one episode's rollouts: one by one here, or trained together on the
+    executor's workers and then measured here one at a time (journaled in rollout order)."""
+    kwargs = {"stage": stage, "episode": episode, "method": method, "episodes": episodes}
+    if executor is None:
+        return [_evaluate_logged(evaluator, journal, reporter, g, **kwargs) for g in genomes]
+    from hwcompress.search.executors import Job
+
+    todo: dict[str, Job] = {}
+    for g in genomes:
+        if evaluator.cached(g) is None and g.key() not in todo:
+            todo[g.key()] = Job(g.to_dict(), stage, episode, method, ctx.base_state, ctx.act_bits)
+    fresh: set[str] = set()
+    for key, cand in zip(todo, executor.prepare(list(todo.values())), strict=True):
+        cand = evaluator.finish(cand, episodes=episodes)
+        journal.append({"type": "candidate", "candidate": cand.to_dict()})
+        fresh.add(key)
+    out = []
+    for g in genomes:
+        cand = evaluator.cache[g.key()]
+        reporter.candidate(cand, best_of(list(evaluator.cache.values())), g.key() not in fresh)
+        fresh.discard(g.key())
+        out.append(cand)
+    return out
+
+
 def _policy_stage(
     stage: str,
     si: int,
@@ -409,6 +502,7 @@ def _policy_stage(
     policies_dir: Path,
     reporter: SearchReporter,
     deadline: float | None,
+    executor: Any = None,
 ) -> tuple[Candidate | None, bool]:
     """Episodes of rollouts from the stage's controller, each episode journaled and its
     controller checkpointed; a resumed stage continues after its last finished episode.
@@ -436,21 +530,20 @@ def _policy_stage(
             out_of_time = True
             break
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + si * 10_007 + ep)
-        samples, rewards = [], []
-        for _ in range(config.rollouts):
-            sample = controller.sample(features, gen)
-            cand = _evaluate_logged(
-                evaluator,
-                journal,
-                reporter,
-                _genome(stage, base, items, sample.actions, choices),
-                stage=stage,
-                episode=ep,
-                method=config.method,
-                episodes=config.episodes,
-            )
-            samples.append(sample)
-            rewards.append(cand.reward)
+        samples = [controller.sample(features, gen) for _ in range(config.rollouts)]
+        cands = _evaluate_batch(
+            executor,
+            evaluator,
+            journal,
+            reporter,
+            [_genome(stage, base, items, s.actions, choices) for s in samples],
+            ctx=ctx,
+            stage=stage,
+            episode=ep,
+            method=config.method,
+            episodes=config.episodes,
+        )
+        rewards = [c.reward for c in cands]
         loss = controller.update(samples, rewards)
         state = controller.state_dict()
         torch.save(state, policies_dir / f"{stage}_ep{ep}.pt")
@@ -484,68 +577,89 @@ def _kernel_stage(
 ) -> tuple[Candidate, bool]:
     """Kernel-wise variational pruning of the previous stage's best student.
 
-    One episode per KL weight in ``config.kernel_betas``: fine-tune with information-dropout
-    noise on the kernel positions, crop the unimportant rows/columns (real surgery), then
-    evaluate the cropped student like any candidate (distil from its fine-tuned weights,
-    export, measure, reward). Finished episodes are in the journal and are not repeated.
+    For each KL weight in ``config.kernel_betas``, one fine-tune with information-dropout
+    noise on the kernel positions; then one episode per share in ``config.kernel_shares``:
+    crop the bands the σ maps call unimportant (by the threshold, plus that share of the
+    noisiest bands), real surgery, then evaluate the cropped student like any candidate
+    (distil from its fine-tuned weights, export, measure, reward). Finished episodes are in
+    the journal and are not repeated (a fine-tune is redone, identically, only when one of
+    its episodes is missing).
 
     Returns:
         The stage's best (the previous student when no crop beats it) and whether the
         time budget ran out.
     """
-    from hwcompress.prune.kernel import KernelPruneConfig, variational_kernel_prune
+    from hwcompress.prune.kernel import (
+        KernelPruneConfig,
+        crop_kernels,
+        kernel_masks,
+        variational_fine_tune,
+    )
 
     stage = "kernels"
     base = Genome.from_dict(prev.genome)
     state = load_checkpoint(ctx.run_dir / prev.artifacts["weights"])["state_dict"]
     start = build_student(ctx.teacher, structure_of(base), ctx.data.input_shape, spec=ctx.spec)
     start.load_state_dict(state)
-    episodes = len(config.kernel_betas)
+    shares = config.kernel_shares
+    episodes = len(config.kernel_betas) * len(shares)
     done = {ep for st, ep in finished if st == stage}
     reporter.stage(stage, episodes, 1, min(set(range(episodes)) - done, default=episodes))
     out_of_time = False
-    for ep, beta in enumerate(config.kernel_betas):
-        if ep in done:
+    for bi, beta in enumerate(config.kernel_betas):
+        todo = [si for si in range(len(shares)) if bi * len(shares) + si not in done]
+        if not todo:
             continue
         if deadline is not None and time.perf_counter() > deadline:
             out_of_time = True
             break
-        model = copy.deepcopy(start)
-        pruned = variational_kernel_prune(
-            model,
-            ctx.teacher,
-            ctx.data,
-            KernelPruneConfig(beta=beta, steps=config.kernel_steps, seed=config.seed + ep),
-            teacher_logits=ctx.teacher_logits,
+        prune_config = KernelPruneConfig(
+            beta=beta, steps=config.kernel_steps, seed=config.seed + bi
         )
-        kernel = dict(base.kernel)
-        for name, size in pruned.sizes.items():
-            if tuple(size) != tuple(ctx.spec.layer(name).kernel):
-                kernel[name] = list(size)
-        cand = _evaluate_logged(
-            evaluator,
-            journal,
-            reporter,
-            Genome(keep=dict(base.keep), width=dict(base.width), kernel=kernel),
-            stage=stage,
-            episode=ep,
-            method=config.method,
-            episodes=episodes,
-            init_state=model.state_dict(),
+        tuned = copy.deepcopy(start)
+        sigma = variational_fine_tune(
+            tuned, ctx.teacher, ctx.data, prune_config, teacher_logits=ctx.teacher_logits
         )
-        journal.append(
-            {
-                "type": "episode",
-                "stage": stage,
-                "episode": ep,
-                "rewards": [cand.reward],
-                "mean_reward": cand.reward,
-                "loss": None,
-                "beta": beta,
-                "cropped": pruned.changed,
-            }
-        )
-        reporter.episode(stage, ep, cand.reward, best_of(list(evaluator.cache.values())))
+        maps = {n: torch.tensor(v) for n, v in sigma.items()}
+        for si in todo:
+            ep = bi * len(shares) + si
+            if deadline is not None and time.perf_counter() > deadline:
+                out_of_time = True
+                break
+            model = copy.deepcopy(tuned)
+            sizes = kernel_masks(maps, prune_config.prune_sigma, shares[si])
+            cropped = crop_kernels(model, sizes)
+            kernel = dict(base.kernel)
+            for name, size in sizes.items():
+                if tuple(size) != tuple(ctx.spec.layer(name).kernel):
+                    kernel[name] = list(size)
+            cand = _evaluate_logged(
+                evaluator,
+                journal,
+                reporter,
+                Genome(keep=dict(base.keep), width=dict(base.width), kernel=kernel),
+                stage=stage,
+                episode=ep,
+                method=config.method,
+                episodes=episodes,
+                init_state=model.state_dict(),
+            )
+            journal.append(
+                {
+                    "type": "episode",
+                    "stage": stage,
+                    "episode": ep,
+                    "rewards": [cand.reward],
+                    "mean_reward": cand.reward,
+                    "loss": None,
+                    "beta": beta,
+                    "share": shares[si],
+                    "cropped": cropped,
+                }
+            )
+            reporter.episode(stage, ep, cand.reward, best_of(list(evaluator.cache.values())))
+        if out_of_time:
+            break
     mine = [c for c in evaluator.cache.values() if c.stage == stage]
     best = best_of([*mine, prev]) or prev
     if best is prev:
@@ -646,7 +760,12 @@ def _final_distill(
         student,
         ctx.teacher,
         data,
-        DistillConfig(epochs=config.final_epochs, patience=config.final_epochs, seed=config.seed),
+        DistillConfig(
+            epochs=config.final_epochs,
+            patience=config.final_epochs,
+            seed=config.seed,
+            kd_weight=config.kd_weight,
+        ),
         teacher_logits=logits,
     )
     export_fp32(student, data.input_shape, onnx_path)
@@ -685,6 +804,16 @@ def _latency_check(
         "best_predicted_ms": best_pred,
         "speedup": teacher_ms / best_ms if best_ms > 0 else None,
     }
+
+
+def _write_report(out: Path) -> None:
+    """The HTML report of the run; a failure to draw it never loses the run's results."""
+    from hwcompress.report import write_report
+
+    try:
+        write_report(out)
+    except Exception as err:
+        warnings.warn(f"the report of {out} could not be written: {err}", stacklevel=2)
 
 
 def _finish(
@@ -754,6 +883,7 @@ def _finish(
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(path)
+    _write_report(out)
     return SearchResult(
         out=out,
         teacher=teacher_info,

@@ -77,7 +77,7 @@ def test_calibrate_builds_a_checked_table(table_and_rows, tmp_path):
     assert table.meta["check"]["models"] == 2 and 0 <= table.meta["check"]["within"] <= 1
     assert table.meta["source"] == "local"
     again = LatencyTable.load(table.save(tmp_path / "t.json"))
-    assert again.entries == table.entries and again.slope == table.slope
+    assert again.entries == table.entries and again.base_ms == table.base_ms
 
 
 def test_the_table_source_predicts_and_unknown_layers_are_fitted(

@@ -74,6 +74,11 @@ def test_masks_need_a_whole_band_unimportant():
         gates["2"].rho.fill_(5.0)
         gates["2"].rho[2, 2] = -5.0  # only the centre matters: 5×5 → 1×1
     assert kernel_masks(gates, 0.5) == {"0": (3, 3), "2": (1, 1)}
+    # by rank: the left-column band of "0" is the noisiest after "2"'s two bands
+    assert kernel_masks(gates, 0.5, share=0.75) == {"0": (3, 1), "2": (1, 1)}
+    # no σ passes a threshold of 2: the noisiest quarter of the bands goes (rows of "2")
+    assert kernel_masks(gates, 2.0, share=0.25) == {"0": (3, 3), "2": (1, 5)}
+    assert kernel_masks({n: g.sigma for n, g in gates.items()}, 0.5) == kernel_masks(gates, 0.5)
     detach_gates(net)
     assert isinstance(net[0], nn.Conv2d)
 

@@ -106,6 +106,7 @@ def test_drl_prune_pipeline_end_to_end(tiny_search):
         "rollouts": 2,
         "flops_target": 0.4,
         "kernel_betas": (0.0, 1e5),  # nothing cropped, then every kernel unimportant
+        "kernel_shares": (0.0, 0.5),  # the threshold alone, then half the bands by σ rank
         "kernel_steps": 250,
     }
     result = run_search(SearchConfig(**settings))
@@ -122,8 +123,12 @@ def test_drl_prune_pipeline_end_to_end(tiny_search):
         assert c["metrics"]["macs"] <= 0.4 * teacher_macs + 1e-6
     # the kernel stage cropped the channel student's kernels for real
     kernels = [c for c in cands if c["stage"] == "kernels"]
-    assert len(kernels) == 1 and kernels[0]["status"] == "ok", kernels
-    crop = kernels[0]
+    assert len(kernels) == 2 and all(c["status"] == "ok" for c in kernels), kernels
+    # β = 0 crops nothing by the threshold, but half the bands by rank: a partial crop
+    (partial,) = [c for c in kernels if c["episode"] == 1]
+    sizes = list(partial["genome"]["kernel"].values())
+    assert sizes and any(v != [1, 1] for v in sizes)
+    (crop,) = [c for c in kernels if c["episode"] == 2]
     assert crop["genome"]["kernel"] and all(v == [1, 1] for v in crop["genome"]["kernel"].values())
     assert crop["genome"]["width"] == data["stages"]["channels"]["genome"]["width"]
     graph = onnx.load(str(out / crop["artifacts"]["onnx"])).graph

@@ -1,0 +1,284 @@
+"""``hwcompress report RUN_DIR``: a self-contained HTML page and a Markdown summary of a run.
+
+The page shows the device profile and its constraints, the teacher against each stage's best
+student and the product, Pareto plots of accuracy against latency and against weight bytes
+over every candidate (feasible and not), the reward curve, the product's architecture layer by
+layer (kept or removed, width, kernel, bits) and the onnxruntime kernels that ran. The plots are
+PNG files in ``RUN_DIR/report/`` and are also embedded in the page, so it can be mailed alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwcompress.errors import HwCompressError
+
+__all__ = ["Report", "write_report"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """The files a report wrote."""
+
+    html: Path
+    markdown: Path
+    images: tuple[Path, ...]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HwCompressError(
+            f"{path}: missing; pass the --out folder of a finished 'hwcompress search' run"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HwCompressError(f"{path}: not valid JSON ({err})") from None
+
+
+def _fmt(metric: str, value: Any) -> str:
+    from hwcompress.fmt import human_bytes, human_count
+
+    if value is None:
+        return "—"
+    if metric.endswith("bytes"):
+        return human_bytes(value)
+    if metric in ("params", "macs"):
+        return human_count(value)
+    if metric == "latency_ms":
+        return f"{value:.4f} ms"
+    if metric in ("val_accuracy", "test_accuracy"):
+        return f"{100 * value:.2f}%"
+    if metric in ("compression", "weight_compression"):
+        return f"{value:.1f}×"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+ROWS = (
+    ("params", "parameters"),
+    ("weight_bytes", "weight bytes"),
+    ("macs", "MACs"),
+    ("peak_activation_bytes", "peak activation memory"),
+    ("latency_ms", "latency"),
+    ("val_accuracy", "validation accuracy"),
+    ("compression", "compression (parameters)"),
+)
+
+
+def _architecture(spec: dict[str, Any], genome: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per conv/linear layer of the teacher: what the product keeps of it."""
+    keep, width = genome.get("keep", {}), genome.get("width", {})
+    kernel, bits = genome.get("kernel", {}), genome.get("weight_bits", {})
+    rows = []
+    for layer in spec["layers"]:
+        if layer["kind"] not in ("conv", "dwconv", "gconv", "linear"):
+            continue
+        removed = layer.get("unit") is not None and keep.get(layer["unit"], True) is False
+        factor = width.get(layer["out_group"], 1.0)
+        out = layer["out_channels"]
+        rows.append(
+            {
+                "layer": layer["name"],
+                "kind": layer["kind"],
+                "teacher": f"{layer['in_channels']}→{out}, "
+                + "×".join(map(str, layer.get("kernel", [1]))),
+                "kept": not removed,
+                "width": "—" if removed else f"{factor:g} ({max(1, round(factor * out))} ch)",
+                "kernel": "—"
+                if removed
+                else "×".join(map(str, kernel.get(layer["name"], layer.get("kernel", [1])))),
+                "bits": "—" if removed else str(bits.get(layer["name"], 32)),
+            }
+        )
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1000px;
+color:#222;line-height:1.4}h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em;
+border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left}.ok{color:#1a7f37}.bad{color:#c62828}
+figure{margin:1em 0}figcaption{font-size:.85em;color:#555}img{max-width:100%}
+"""
+
+
+def write_report(run_dir: str | Path) -> Report:
+    """Writes ``RUN_DIR/report/index.html``, ``summary.md`` and the PNG plots.
+
+    Raises:
+        HwCompressError: If ``run_dir`` is not a finished search run.
+    """
+    from hwcompress.report.plots import pareto_plot, reward_plot
+    from hwcompress.search.journal import Journal
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise HwCompressError(f"{run}: no such folder; pass the --out folder of a search run")
+    results = _read_json(run / "results.json")
+    config = _read_json(run / "config.json") if (run / "config.json").is_file() else {}
+    spec = _read_json(run / "spec.json") if (run / "spec.json").is_file() else {"layers": []}
+    episodes = Journal(run / "journal.jsonl").episodes()
+    out = run / "report"
+    out.mkdir(exist_ok=True)
+    teacher, best = results["teacher"], results.get("best")
+    candidates = results.get("candidates", [])
+    images = (
+        pareto_plot(
+            candidates, teacher, best, "latency_ms", "latency (ms)", out / "pareto_latency.png"
+        ),
+        pareto_plot(
+            candidates,
+            teacher,
+            best,
+            "weight_bytes",
+            "weight bytes",
+            out / "pareto_weight_bytes.png",
+            log_x=True,
+        ),
+        reward_plot(episodes, out / "reward_curve.png"),
+    )
+    captions = (
+        "Validation accuracy against onnxruntime latency, every candidate",
+        "Validation accuracy against weight bytes (log scale), every candidate",
+        "Mean reward per episode",
+    )
+
+    # profile and constraints
+    profile_rows = [
+        [r["name"], r.get("description", ""), _fmt(r.get("metric") or "", r.get("bound"))]
+        for r in teacher.get("constraints", [])
+    ]
+    # teacher vs stage bests vs product
+    columns = [("teacher", teacher.get("metrics", {}) | {"val_accuracy": teacher["val_accuracy"]})]
+    for stage, cand in results.get("stages", {}).items():
+        columns.append((f"best {stage}", cand.get("metrics", {})))
+    if best is not None:
+        columns.append(("product", best.get("metrics", {})))
+    compare = [[label, *(_fmt(key, col.get(key)) for _, col in columns)] for key, label in ROWS]
+    if best is not None and best.get("test_accuracy") is not None:
+        compare.append(
+            [
+                "test accuracy",
+                _fmt("test_accuracy", teacher.get("test_accuracy")),
+                *(["—"] * (len(columns) - 2)),
+                _fmt("test_accuracy", best["test_accuracy"]),
+            ]
+        )
+    arch = _architecture(spec, best["genome"]) if best else []
+    arch_rows = [
+        [
+            a["layer"],
+            a["kind"],
+            a["teacher"],
+            "kept" if a["kept"] else "removed",
+            a["width"],
+            a["kernel"],
+            a["bits"],
+        ]
+        for a in arch
+    ]
+    arch_header = ["layer", "kind", "teacher", "kept", "width", "kernel", "weight bits"]
+    kernels = (best or {}).get("kernels", {})
+    kernel_rows = [[k, str(n)] for k, n in sorted(kernels.items())]
+    slack_rows = [
+        [
+            r["name"],
+            _fmt(r.get("metric") or "", r.get("value")),
+            _fmt(r.get("metric") or "", r.get("bound")),
+            "ok" if r.get("slack", 0) >= 0 else "VIOLATED",
+        ]
+        for r in (best or {}).get("constraints", [])
+    ]
+    n_ok = sum(c.get("status") == "ok" for c in candidates)
+    n_feasible = sum(bool(c.get("feasible")) for c in candidates)
+    headline = (
+        f"{len(candidates)} candidates ({n_ok} evaluated, {n_feasible} feasible), method "
+        f"{results.get('method', 'n2n')}, seed {results.get('seed')}, profile "
+        f"{results.get('profile')}"
+    )
+    if best is not None:
+        headline += (
+            f". Product: {_fmt('compression', best['metrics'].get('compression'))} fewer "
+            f"parameters, {_fmt('val_accuracy', best['metrics'].get('val_accuracy'))} validation "
+            f"accuracy (teacher {_fmt('val_accuracy', teacher['val_accuracy'])}), latency "
+            f"{_fmt('latency_ms', best['metrics'].get('latency_ms'))} (teacher "
+            f"{_fmt('latency_ms', teacher.get('metrics', {}).get('latency_ms'))})."
+        )
+
+    def figure(img: Path, caption: str) -> str:
+        data = base64.b64encode(img.read_bytes()).decode()
+        return (
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}" '
+            f'data-file="{img.name}"><figcaption>{html.escape(caption)} '
+            f'(<a href="{img.name}">{img.name}</a>)</figcaption></figure>'
+        )
+
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>hwcompress report — "
+        f"{html.escape(str(results.get('profile')))}</title><style>{_CSS}</style></head><body>",
+        "<h1>hwcompress search report</h1>",
+        f"<p>{html.escape(headline)}</p>",
+        "<h2>Device profile and constraints (A·x ≤ b)</h2>",
+        _table(["row", "constraint", "bound"], profile_rows),
+        "<h2>Teacher, each stage's best and the product</h2>",
+        _table(["", *(label for label, _ in columns)], compare),
+        "<h2>Constraint slack of the product</h2>",
+        _table(["row", "value", "bound", ""], slack_rows) if slack_rows else "<p>—</p>",
+        "<h2>Pareto plots</h2>",
+        figure(images[0], captions[0]),
+        figure(images[1], captions[1]),
+        "<h2>Reward per episode</h2>",
+        figure(images[2], captions[2]),
+        "<h2>The product's architecture, layer by layer</h2>",
+        _table(arch_header, arch_rows) if arch_rows else "<p>—</p>",
+        "<h2>onnxruntime kernels that ran (product)</h2>",
+        _table(["kernel", "count"], kernel_rows) if kernel_rows else "<p>—</p>",
+        "<h2>Settings</h2>",
+        f"<pre>{html.escape(json.dumps(config, indent=1))}</pre>",
+        "</body></html>",
+    ]
+    page = out / "index.html"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    md = [
+        "# hwcompress search report",
+        "",
+        headline,
+        "",
+        "## Teacher, each stage's best and the product",
+        "",
+        _md_table(["", *(label for label, _ in columns)], compare),
+        "",
+        "## The product's architecture",
+        "",
+        _md_table(arch_header, arch_rows) if arch_rows else "—",
+        "",
+        "## Plots",
+        "",
+        *(f"![{c}]({img.name})" for img, c in zip(images, captions, strict=True)),
+        "",
+    ]
+    summary = out / "summary.md"
+    summary.write_text("\n".join(md), encoding="utf-8")
+    return Report(page, summary, images)

@@ -1,0 +1,39 @@
+"""The run report: written at the end of every search, and by ``hwcompress report``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from hwcompress.cli import app
+from hwcompress.search import SearchConfig, run_search
+
+
+def test_search_writes_a_report_whose_images_exist(tiny_search):
+    run_search(SearchConfig(**tiny_search))
+    report = Path(tiny_search["out"]) / "report"
+    page = (report / "index.html").read_text()
+    names = {"pareto_latency.png", "pareto_weight_bytes.png", "reward_curve.png"}
+    for name in names:
+        png = report / name
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'data-file="{name}"' in page and f'href="{name}"' in page
+    # the images are embedded too: the page stands alone
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', page)) == 3
+    for section in ("Device profile", "Pareto", "architecture", "kernels", "product"):
+        assert section in page
+    assert "removed" in page or "kept" in page  # the per-layer table
+    summary = (report / "summary.md").read_text()
+    assert "| parameters |" in summary and "![" in summary
+
+
+def test_report_command(tiny_search, tmp_path):
+    run_search(SearchConfig(**tiny_search))
+    (Path(tiny_search["out"]) / "report" / "index.html").unlink()
+    res = CliRunner().invoke(app, ["report", tiny_search["out"]])
+    assert res.exit_code == 0, res.output
+    assert (Path(tiny_search["out"]) / "report" / "index.html").is_file()
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "--out folder" in res.output
