@@ -29,11 +29,43 @@ def test_search_writes_a_report_whose_images_exist(tiny_search):
     assert "| parameters |" in summary and "![" in summary
 
 
-def test_report_command(tiny_search, tmp_path):
+def test_report_command(tiny_search, tmp_path, monkeypatch, capsys):
+    from tests.test_cli import run_main
+
     run_search(SearchConfig(**tiny_search))
     (Path(tiny_search["out"]) / "report" / "index.html").unlink()
     res = CliRunner().invoke(app, ["report", tiny_search["out"]])
     assert res.exit_code == 0, res.output
     assert (Path(tiny_search["out"]) / "report" / "index.html").is_file()
-    res = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
-    assert res.exit_code == 2 and "--out folder" in res.output
+    code, _, err = run_main(monkeypatch, capsys, "report", str(tmp_path / "nothing"))
+    assert code == 2 and "--out folder" in err
+
+
+def test_the_page_renders_in_a_headless_browser(tiny_search, tmp_path):
+    import shutil
+    import subprocess
+
+    import pytest
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    run_search(SearchConfig(**tiny_search))
+    page = Path(tiny_search["out"]) / "report" / "index.html"
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            browser,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1100,2400",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a page, not a blank
