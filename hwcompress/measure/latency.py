@@ -106,6 +106,21 @@ class LatencyResult:
             notes=tuple(str(n) for n in data.get("notes", ())),
         )
 
+    @classmethod
+    def estimate(cls, ms: float, source: str, *notes: str, **info: Any) -> LatencyResult:
+        """A single estimated figure (no runs), e.g. from the roofline or a latency table."""
+        return cls(
+            median_ms=ms,
+            p90_ms=ms,
+            min_ms=ms,
+            mean_ms=ms,
+            stdev_ms=0.0,
+            runs=0,
+            source=source,
+            notes=notes,
+            **info,
+        )
+
     def with_notes(self, *notes: str) -> LatencyResult:
         """A copy with ``notes`` appended."""
         return dataclasses.replace(self, notes=(*self.notes, *notes))

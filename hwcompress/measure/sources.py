@@ -48,19 +48,11 @@ def _roofline(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> Latency
     precision = "int8" if max(profile.bits.weight) <= 8 else "fp32"
     est = roofline(stats, profile, precision)
     ms = est.floor_ms
-    return LatencyResult(
-        median_ms=ms,
-        p90_ms=ms,
-        min_ms=ms,
-        mean_ms=ms,
-        stdev_ms=0.0,
-        runs=0,
-        source="roofline",
-        notes=(
-            f"estimated from the {precision} roofline ({est.bound}-bound, "
-            f"efficiency {profile.latency.roofline_efficiency:g}); "
-            "not measured",
-        ),
+    return LatencyResult.estimate(
+        ms,
+        "roofline",
+        f"estimated from the {precision} roofline ({est.bound}-bound, "
+        f"efficiency {profile.latency.roofline_efficiency:g}); not measured",
     )
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwcompress.errors import LatencyError, ModelError
+from hwcompress.measure.onnx_graph import ALIAS_OPS
 
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
@@ -48,31 +49,9 @@ TABLE_FORMAT = 1
 HEAVY_OPS = frozenset(
     {"Conv", "ConvTranspose", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul", "ConvInteger"}
 )
-#: Ops that join the layer before them when they are its output's only consumer.
-LIGHT_OPS = frozenset(
-    {
-        "Relu",
-        "Clip",
-        "LeakyRelu",
-        "Sigmoid",
-        "HardSigmoid",
-        "HardSwish",
-        "Tanh",
-        "BatchNormalization",
-        "Identity",
-        "Dropout",
-        "Flatten",
-        "Reshape",
-        "Squeeze",
-        "Unsqueeze",
-        "MaxPool",
-        "AveragePool",
-        "GlobalAveragePool",
-        "GlobalMaxPool",
-        "QuantizeLinear",
-        "DequantizeLinear",
-    }
-)
+#: Ops that join the layer before them when they are its output's only consumer: those that
+#: reuse their input's buffer, and pooling.
+LIGHT_OPS = ALIAS_OPS | {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 
 
 @dataclass(frozen=True)
@@ -393,17 +372,12 @@ def predict_latency(onnx_path: str | Path, profile: DeviceProfile) -> LatencyRes
     ms, fitted = table.predict(layers)
     note = f"predicted from the latency table {path} ({len(layers) - fitted}/{len(layers)} layers "
     note += "looked up" + (f", {fitted} fitted)" if fitted else ")")
-    return LatencyResult(
-        median_ms=ms,
-        p90_ms=ms,
-        min_ms=ms,
-        mean_ms=ms,
-        stdev_ms=0.0,
-        runs=0,
-        source="table",
+    return LatencyResult.estimate(
+        ms,
+        "table",
+        note,
         provider=str(table.meta.get("provider", "")),
         threads=int(table.meta.get("threads", 0)),
-        notes=(note,),
     )
 
 
