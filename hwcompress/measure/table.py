@@ -45,10 +45,6 @@ __all__ = [
 ]
 
 TABLE_FORMAT = 1
-#: Ops that do the heavy work; each starts a layer.
-HEAVY_OPS = frozenset(
-    {"Conv", "ConvTranspose", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul", "ConvInteger"}
-)
 #: Ops that join the layer before them when they are its output's only consumer: those that
 #: reuse their input's buffer, and pooling.
 LIGHT_OPS = ALIAS_OPS | {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
@@ -98,11 +94,7 @@ def _graph_info(model: Any) -> tuple[Any, dict[str, tuple[int, ...]], dict[str, 
 
     model = _fixed_batch(model)
     graph = model.graph
-    shapes: dict[str, tuple[int, ...]] = {}
-    for vi in [*graph.input, *graph.value_info, *graph.output]:
-        tt = vi.type.tensor_type
-        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
-            shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
+    shapes = _value_shapes(graph)
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for name, arr in inits.items():
         shapes[name] = tuple(arr.shape)
@@ -191,12 +183,28 @@ def layers_of(model: Any) -> tuple[Any, list[Layer]]:
     return model, layers
 
 
-def layer_model(model: Any, layer: Layer, shapes: dict[str, tuple[int, ...]]) -> Any:
-    """A one-layer ONNX model computing ``layer`` of ``model`` (its weights included)."""
+def _value_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
+    """The static shapes of a graph's inputs, intermediate values and outputs."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
+    return shapes
+
+
+def layer_model(model: Any, layer: Layer) -> Any:
+    """A one-layer ONNX model computing ``layer`` of ``model`` (its weights included).
+
+    Args:
+        model: The model with inferred shapes, as :func:`layers_of` returns it.
+        layer: One of its layers.
+    """
     import onnx
     from onnx import helper
 
     graph = model.graph
+    shapes = _value_shapes(graph)
     nodes = [graph.node[i] for i in layer.nodes]
     used = {n for node in nodes for n in node.input}
     inits = [t for t in graph.initializer if t.name in used]
@@ -216,10 +224,6 @@ def layer_model(model: Any, layer: Layer, shapes: dict[str, tuple[int, ...]]) ->
     m = helper.make_model(g, opset_imports=list(model.opset_import))
     m.ir_version = model.ir_version
     return m
-
-
-def _shapes(model: Any) -> dict[str, tuple[int, ...]]:
-    return _graph_info(model)[1]
 
 
 def _empty_model(opset: Any, ir_version: int) -> Any:
@@ -500,14 +504,12 @@ def calibrate(
         for i, (student, _genome) in enumerate(calib):
             p = export_fp32(student, input_shape, tmp_path / f"student{i}.onnx")
             models.append((f"student {i}", onnx.load(str(p))))
-        whole: list[tuple[list[Layer], float]] = []
         for label, model in models:
             inferred, layers = layers_of(model)
-            shapes = _shapes(model)
             new = [layer for layer in layers if layer.key not in entries]
             for layer in new:
                 path = tmp_path / f"layer{len(entries)}.onnx"
-                onnx.save(layer_model(inferred, layer, shapes), path)
+                onnx.save(layer_model(inferred, layer), path)
                 ms = measure_with(source, path, profile, **kwargs).median_ms
                 entries[layer.key] = {
                     "ms": max(0.0, ms - base.median_ms),
@@ -515,13 +517,7 @@ def calibrate(
                     "macs": layer.macs,
                     "elements": layer.elements,
                 }
-            path = tmp_path / "whole.onnx"
-            onnx.save(model, path)
-            whole.append((layers, measure_with(source, path, profile, **kwargs).median_ms))
-            say(
-                f"{label}: {whole[-1][1]:.4f} ms, {len(layers)} layers, {len(new)} new "
-                f"(table: {len(entries)})"
-            )
+            say(f"{label}: {len(layers)} layers, {len(new)} new (table: {len(entries)})")
         table = LatencyTable(
             base.median_ms,
             entries,
@@ -536,9 +532,6 @@ def calibrate(
                 "config": config.to_dict(),
             },
         )
-        table.meta["calibration_models"] = [
-            {"keys": [la.key for la in layers], "ms": ms} for layers, ms in whole
-        ]
         rows = check_table(table, [s for s, _ in held_out], input_shape, profile, tmp_path, kwargs)
         for row in rows:
             say(

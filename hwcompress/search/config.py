@@ -173,9 +173,9 @@ class SearchConfig:
             )
         from hwcompress.search.executors import EXECUTORS
 
-        if self.executor not in EXECUTORS:
+        if self.executor != "serial" and self.executor not in EXECUTORS:
             raise HwCompressError(
-                f"--executor must be one of {', '.join(EXECUTORS)} (got {self.executor!r})"
+                f"--executor must be one of serial, {', '.join(EXECUTORS)} (got {self.executor!r})"
             )
         if self.workers < 1 or (self.worker_threads is not None and self.worker_threads < 1):
             raise HwCompressError("--workers and worker threads must be at least 1")

@@ -248,8 +248,6 @@ class CandidateEvaluator:
                 )
             except (HwCompressError, RuntimeError, MemoryError, ValueError) as err:
                 _failed(cand, err)
-        if cand.status != "ok":
-            cand.reward = -1.0
         cand.seconds += time.perf_counter() - start
         self.cache[genome.key()] = cand
         return cand

@@ -40,7 +40,6 @@ __all__ = [
     "Job",
     "ProcessExecutor",
     "RayExecutor",
-    "SerialExecutor",
     "make_executor",
 ]
 
@@ -129,38 +128,6 @@ def _died(job: Job, why: str) -> Candidate:
         reason=f"WorkerDied: {why}, twice; the candidate was retried once",
         reward=-1.0,
     )
-
-
-class SerialExecutor:
-    """Everything in this process, one candidate after another (the default)."""
-
-    name = "serial"
-    workers = 1
-
-    def start(self, ctx: SearchContext) -> None:
-        from hwcompress.search.evaluate import CandidateEvaluator
-
-        self._evaluator = CandidateEvaluator(ctx)
-
-    def prepare(self, jobs: list[Job]) -> list[Candidate]:
-        from hwcompress.arch import Genome
-
-        out = []
-        for job in jobs:
-            ctx = self._evaluator.ctx
-            ctx.base_state, ctx.act_bits = job.base_state, job.act_bits
-            out.append(
-                self._evaluator.prepare(
-                    Genome.from_dict(job.genome),
-                    stage=job.stage,
-                    episode=job.episode,
-                    method=job.method,
-                )
-            )
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 def _process_main(conn: Connection, ctx_blob: bytes, threads: int) -> None:
@@ -370,9 +337,9 @@ class RayExecutor:
             self._started_ray = False
 
 
-#: Executor factories by name: (workers, ray address, threads) -> executor.
+#: Parallel executor factories by name: (workers, ray address, threads) -> executor. The
+#: default, ``serial``, is no executor: the runner evaluates candidates itself.
 EXECUTORS: dict[str, Callable[[int, str | None, int | None], Executor]] = {
-    "serial": lambda workers, address, threads: SerialExecutor(),
     "process": lambda workers, address, threads: ProcessExecutor(workers, threads),
     "ray": lambda workers, address, threads: RayExecutor(workers, address, threads),
 }

@@ -89,7 +89,7 @@ class RemoteClient:
                         f"the benchmark server at {self.url} answered {err.code}: {message}"
                     ) from None
                 reason = f"HTTP {err.code}: {message}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
+            except OSError as err:  # URLError, timeouts, refused or reset connections
                 reason = str(getattr(err, "reason", err))
             except json.JSONDecodeError:
                 reason = "the answer was not JSON (is this a hwcompress benchmark server?)"

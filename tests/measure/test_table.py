@@ -23,7 +23,6 @@ from hwcompress.measure.table import (
     layers_of,
     random_students,
 )
-from hwcompress.measure.table import _shapes as table_shapes
 from hwcompress.models import build_builtin
 from hwcompress.models.builtin import SmallVGG
 
@@ -43,12 +42,11 @@ def test_layers_partition_the_graph_and_run_alone(name, tmp_path):
     real = [i for i, n in enumerate(inferred.graph.node) if n.op_type != "Constant"]
     assert sorted(nodes) == real  # every node in exactly one layer
     assert any(layer.kind.startswith("Conv+") for layer in layers)  # light ops join
-    shapes = table_shapes(model)
     # running the layers one by one reproduces the whole model
     x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
     values = {model.graph.input[0].name: x}
     for layer in layers:
-        sub = layer_model(inferred, layer, shapes)
+        sub = layer_model(inferred, layer)
         onnx.checker.check_model(sub)
         values[layer.output] = _run(sub, {n: values[n] for n in layer.inputs})
     whole = _run(model, {model.graph.input[0].name: x})
