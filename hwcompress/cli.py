@@ -272,6 +272,33 @@ def search(
             help="Quantize this float student (a run folder or .pt) with --stages quantization."
         ),
     ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A target as METRIC=VALUE, repeatable: params=10x, weight_bytes=64KiB, "
+            "macs=2M, latency_ms=0.5. Adds rows to the profile's constraints; the reward "
+            "becomes accuracy among students that meet them.",
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Seed ladder: comma-separated parameter reductions tried first with uniform "
+            "width scaling and global L1 pruning (default: 2,4,8,16,32; 'none': no seeds).",
+        ),
+    ] = None,
+    carry: Annotated[
+        int | None,
+        typer.Option(min=1, help="Best structures shrinkage starts from (default: 3)."),
+    ] = None,
+    promote_epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Extra distillation epochs for the best quarter of each episode and the "
+            "product's contenders (default: 8; 0: off).",
+        ),
+    ] = None,
 ) -> None:
     """Search for a student that fits the device (N2N: removal, then shrinkage; or drl-prune)."""
     from hwcompress.search import SearchConfig, load_search_config, run_search
@@ -304,6 +331,10 @@ def search(
         "size_metric": size_metric,
         "constraint_mode": constraint_mode,
         "student": student,
+        "target": tuple(target) if target else None,
+        "seed_ratios": _seed_ladder(seeds) if seeds is not None else None,
+        "carry": carry,
+        "promote_epochs": promote_epochs,
     }
     if stages is not None and not given["stages"]:
         raise HwCompressError("--stages: give at least one stage, e.g. removal,shrinkage")
@@ -320,6 +351,18 @@ def search(
         )
         raise typer.Exit(130) from None
     render_result(console, result)
+
+
+def _seed_ladder(text: str) -> tuple[float, ...]:
+    """``--seeds``: ``2,4,8`` or ``none``."""
+    if text.strip().lower() in ("none", "0", ""):
+        return ()
+    try:
+        return tuple(float(x.rstrip("xX")) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise HwCompressError(
+            f"--seeds: cannot read {text!r}; give reductions such as 2,4,8,16,32 or 'none'"
+        ) from None
 
 
 @app.command()

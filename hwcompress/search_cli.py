@@ -49,6 +49,11 @@ class RichSearchReporter(SearchReporter):
         )
         self.episodes = episodes
 
+    def seeds(self, stage: str, count: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, visible=False)
+        self.task = self.progress.add_task(f"{stage}: seeds", total=count, best="")
+
     def candidate(self, cand: Candidate, best: Candidate | None, cached: bool) -> None:
         self.progress.update(self.task, advance=1, best=_best_text(best))
 
@@ -116,6 +121,13 @@ def render_result(console: Console, result: SearchResult) -> None:
                 ("[green]" if slack >= 0 else "[red]") + human_metric(metric, slack),
             )
     console.print(table)
+    chosen = (result.best_info or {}).get("chosen")
+    if best is not None and chosen:
+        label = f" ({best.label})" if best.label else ""
+        console.print(
+            f"product from the {best.stage} stage, {best.method}{label}, trained to fidelity "
+            f"{best.fidelity}: {chosen['reason']}"
+        )
     check = (result.best_info or {}).get("latency_check")
     if check and "error" not in check:
         console.print(

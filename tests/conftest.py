@@ -90,5 +90,7 @@ def tiny_search(teacher_cache, monkeypatch, tmp_path):
         distill_epochs=1,
         train_limit=300,
         latency_runs=5,
+        seed_ratios=(4.0, 16.0),
+        promote_epochs=1,
         out=str(tmp_path / "run"),
     )

@@ -136,12 +136,17 @@ def test_search_command_end_to_end_and_resume_conflict(monkeypatch, capsys, tmp_
         "1",
         "--train-limit",
         "200",
+        "--seeds",
+        "4,16",
+        "--target",
+        "params=4x",
         "--out",
         str(out),
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Teacher vs best student" in result.output and "slack latency_budget" in result.output
+    assert "slack target_params" in result.output and "product from" in result.output
     assert (out / "results.json").is_file()
     code, _, err = run_main(monkeypatch, capsys, *args)
     assert code == 2 and "--resume" in err
@@ -196,3 +201,22 @@ def test_search_bad_options(monkeypatch, capsys, tmp_path):
         "--resume",
     )
     assert code == 2 and "holds no run" in err
+    for option, value, words in (
+        ("--target", "flops=3x", "name one of"),
+        ("--target", "params=0.5x", "≥ 1"),
+        ("--seeds", "four", "--seeds"),
+        ("--seeds", "0.5", "seed_ratios"),
+    ):
+        code, out, err = run_main(
+            monkeypatch,
+            capsys,
+            "search",
+            "--profile",
+            "x86_host",
+            option,
+            value,
+            "--out",
+            str(tmp_path / "t"),
+        )
+        assert code == 2 and words in err and "Traceback" not in err + out, err
+        assert not (tmp_path / "t" / "config.json").exists()

@@ -226,6 +226,18 @@ def write_report(run_dir: str | Path) -> Report:
             f"{_fmt('latency_ms', best['metrics'].get('latency_ms'))} (teacher "
             f"{_fmt('latency_ms', teacher.get('metrics', {}).get('latency_ms'))})."
         )
+        chosen = best.get("chosen") or {}
+        if chosen.get("reason"):
+            origin = f"{best['stage']} stage, {best['method']}"
+            if best.get("label"):
+                origin += f" ({best['label']})"
+            headline += f" It comes from the {origin}: {chosen['reason']}."
+    n_seeds = sum(c.get("method") == "baseline" for c in candidates)
+    if n_seeds:
+        headline += (
+            f" {n_seeds} seeds (uniform width scaling and global L1 pruning, every layer kept; "
+            "uniform bit-widths) were evaluated before any policy sample."
+        )
 
     def figure(img: Path, caption: str) -> str:
         data = base64.b64encode(img.read_bytes()).decode()

@@ -42,11 +42,15 @@ def pareto_plot(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     ok = [c for c in candidates if c.get("status") == "ok" and metric in c.get("metrics", {})]
-    stages = sorted({c["stage"] for c in ok})
+
+    def group(c: dict[str, Any]) -> str:
+        return "seeds" if c.get("method") == "baseline" else str(c["stage"])
+
+    stages = sorted({group(c) for c in ok})
     colours = plt.get_cmap("tab10")
     for i, stage in enumerate(stages):
-        feas = [c for c in ok if c["stage"] == stage and c["feasible"]]
-        infeas = [c for c in ok if c["stage"] == stage and not c["feasible"]]
+        feas = [c for c in ok if group(c) == stage and c["feasible"]]
+        infeas = [c for c in ok if group(c) == stage and not c["feasible"]]
         ax.scatter(
             [c["metrics"][metric] for c in feas],
             [100 * c["metrics"]["val_accuracy"] for c in feas],

@@ -32,6 +32,10 @@ class Candidate:
         artifacts: Paths (relative to the run folder) of the ONNX model and the weights.
         kernels: onnxruntime kernels that ran.
         seconds: Wall time of the evaluation.
+        fidelity: How far it was trained: 1 after the short proxy distillation, 2 after the
+            longer one the best of its episode (or the product's contenders) receive.
+        label: What proposed it beyond the stage, e.g. ``uniform 8x`` for a seed.
+        history: Validation accuracy and reward at each fidelity reached, lowest first.
     """
 
     id: str
@@ -48,6 +52,9 @@ class Candidate:
     artifacts: dict[str, str] = field(default_factory=dict)
     kernels: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    fidelity: int = 1
+    label: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -57,3 +64,10 @@ class Candidate:
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
         """Inverse of :meth:`to_dict`."""
         return cls(**data)
+
+    def reward_at(self, fidelity: int) -> float:
+        """The reward it had at ``fidelity`` (its current one when it never was there)."""
+        for rec in self.history:
+            if rec.get("fidelity") == fidelity:
+                return float(rec["reward"])
+        return self.reward

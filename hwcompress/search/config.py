@@ -91,6 +91,16 @@ class SearchConfig:
         workers: Worker processes or actors (``process``, ``ray``).
         ray_address: Ray cluster to join (``ray``; default: a local instance).
         worker_threads: Torch threads per worker (default: the cores shared out).
+        target: Targets as ``METRIC=VALUE`` (``params=10x``, ``weight_bytes=64KiB``,
+            ``macs=2M``, ``latency_ms=0.5``): extra rows of ``A·x ≤ b``, and the reward
+            becomes accuracy subject to the constraints. Empty: N2N's reward.
+        seed_ratios: The seeds' ladder of parameter reductions (uniform width scaling and
+            global L1 channel pruning, every layer kept). Empty: no seeds.
+        carry: How many of the run's best structures the shrinkage stage starts from.
+        promote_fraction: Share of each episode's rollouts trained longer.
+        promote_epochs: Extra distillation epochs of a promoted candidate (0: off).
+        contenders: The run's leading students brought to the top fidelity before the
+            product is chosen.
     """
 
     profile: str
@@ -124,6 +134,12 @@ class SearchConfig:
     workers: int = 2
     ray_address: str | None = None
     worker_threads: int | None = None
+    target: tuple[str, ...] = ()
+    seed_ratios: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)
+    carry: int = 3
+    promote_fraction: float = 0.25
+    promote_epochs: int = 8
+    contenders: int = 3
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_STAGES:
@@ -135,6 +151,22 @@ class SearchConfig:
             object.__setattr__(self, "stages", METHOD_DEFAULT_STAGES[self.method])
         object.__setattr__(self, "kernel_betas", tuple(float(b) for b in self.kernel_betas))
         object.__setattr__(self, "kernel_shares", tuple(float(b) for b in self.kernel_shares))
+        object.__setattr__(self, "seed_ratios", tuple(float(r) for r in self.seed_ratios))
+        object.__setattr__(self, "target", tuple(str(t) for t in self.target))
+        from hwcompress.search.target import parse_target
+
+        for text in self.target:
+            parse_target(text)
+        if any(not r >= 1 for r in self.seed_ratios):
+            raise HwCompressError("seed_ratios: give reduction factors ≥ 1, e.g. 2,4,8,16,32")
+        if self.carry < 1 or self.contenders < 1:
+            raise HwCompressError("carry and contenders must be at least 1")
+        if not 0 <= self.promote_fraction <= 1:
+            raise HwCompressError(
+                f"promote_fraction must be a share in [0, 1], got {self.promote_fraction}"
+            )
+        if self.promote_epochs < 0:
+            raise HwCompressError("promote_epochs must be 0 (off) or more")
         allowed = METHOD_STAGES[self.method]
         for stage in self.stages:
             if stage not in allowed:
@@ -188,6 +220,8 @@ class SearchConfig:
         d["stages"] = list(self.stages)
         d["kernel_betas"] = list(self.kernel_betas)
         d["kernel_shares"] = list(self.kernel_shares)
+        d["seed_ratios"] = list(self.seed_ratios)
+        d["target"] = list(self.target)
         return d
 
     @classmethod
@@ -198,7 +232,7 @@ class SearchConfig:
         if unknown:
             raise HwCompressError(f"unknown search settings: {', '.join(sorted(unknown))}")
         data = dict(data)
-        for key in ("stages", "kernel_betas", "kernel_shares"):
+        for key in ("stages", "kernel_betas", "kernel_shares", "seed_ratios", "target"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)

@@ -214,43 +214,109 @@ class CandidateEvaluator:
                 lat = measure_latency(
                     ctx.run_dir / cand.artifacts["onnx"], ctx.profile, **ctx.latency_kwargs
                 )
-                metrics = {**cand.metrics, "latency_ms": lat.median_ms}
-                reward_config = ctx.reward_config
-                if cand.stage in STAGE_SIZE_METRIC:
-                    reward_config = replace(
-                        reward_config, size_metric=STAGE_SIZE_METRIC[cand.stage]
-                    )
-                if genome.weight_bits:
-                    # quantized students count size in weight bytes at the chosen bits
-                    reward_config = replace(reward_config, size_metric="weight_bytes")
-                metrics["compression"] = ctx.teacher_metrics["params"] / max(metrics["params"], 1)
-                metrics["weight_compression"] = ctx.teacher_metrics["weight_bytes"] / max(
-                    metrics["weight_bytes"], 1
-                )
-                r, feasible = reward(
-                    metrics,
-                    ctx.teacher_metrics,
-                    metrics["val_accuracy"],
-                    ctx.teacher_accuracy,
-                    ctx.matrix,
-                    reward_config,
-                    episode=cand.episode,
-                    episodes=episodes,
-                )
-                cand.metrics, cand.kernels, cand.reward, cand.feasible = (
-                    metrics,
-                    lat.kernels,
-                    r,
-                    feasible,
-                )
-                cand.slack = dict(
-                    zip(ctx.matrix.rows, map(float, ctx.matrix.slack(metrics)), strict=True)
-                )
+                cand.metrics = {**cand.metrics, "latency_ms": lat.median_ms}
+                cand.kernels = lat.kernels
+                self.score(cand, episodes=episodes)
             except (HwCompressError, RuntimeError, MemoryError, ValueError) as err:
                 _failed(cand, err)
         cand.seconds += time.perf_counter() - start
         self.cache[genome.key()] = cand
         return cand
+
+    def score(self, cand: Candidate, *, episodes: int = 1) -> None:
+        """Sets the reward, feasibility, slack and compression of a measured candidate, and
+        records them in its history at its fidelity."""
+        ctx = self.ctx
+        genome = Genome.from_dict(cand.genome)
+        metrics = cand.metrics
+        reward_config = ctx.reward_config
+        if cand.stage in STAGE_SIZE_METRIC:
+            reward_config = replace(reward_config, size_metric=STAGE_SIZE_METRIC[cand.stage])
+        if genome.weight_bits:
+            # quantized students count size in weight bytes at the chosen bits
+            reward_config = replace(reward_config, size_metric="weight_bytes")
+        metrics["compression"] = ctx.teacher_metrics["params"] / max(metrics["params"], 1)
+        metrics["weight_compression"] = ctx.teacher_metrics["weight_bytes"] / max(
+            metrics["weight_bytes"], 1
+        )
+        cand.reward, cand.feasible = reward(
+            metrics,
+            ctx.teacher_metrics,
+            metrics["val_accuracy"],
+            ctx.teacher_accuracy,
+            ctx.matrix,
+            reward_config,
+            episode=cand.episode,
+            episodes=episodes,
+        )
+        cand.slack = dict(zip(ctx.matrix.rows, map(float, ctx.matrix.slack(metrics)), strict=True))
+        cand.history = [h for h in cand.history if h["fidelity"] < cand.fidelity]
+        cand.history.append(
+            {
+                "fidelity": cand.fidelity,
+                "val_accuracy": metrics["val_accuracy"],
+                "reward": cand.reward,
+            }
+        )
+
+    def refine(self, cand: Candidate, epochs: int, *, episodes: int = 1) -> Candidate:
+        """Trains an evaluated candidate ``epochs`` more (distillation, or QAT for a quantized
+        one) from its saved weights: the next fidelity. Its architecture and so its latency
+        are unchanged; accuracy, reward and artifacts are replaced (new files, the old ones
+        stay). A failure leaves the candidate as it was.
+
+        Returns:
+            The refined candidate (also cached).
+        """
+        from hwcompress.data.teachers import load_checkpoint
+
+        if cand.status != "ok":
+            return cand
+        ctx = self.ctx
+        start = time.perf_counter()
+        genome = Genome.from_dict(cand.genome)
+        shape = ctx.data.input_shape
+        level = cand.fidelity + 1
+        rel_onnx = Path("candidates") / f"{cand.id}-f{level}.onnx"
+        rel_pt = Path("candidates") / f"{cand.id}-f{level}.pt"
+        try:
+            ckpt = load_checkpoint(ctx.run_dir / cand.artifacts["weights"])
+            model = rebuild_candidate(
+                ctx.teacher,
+                genome,
+                shape,
+                ckpt["state_dict"],
+                spec=ctx.spec,
+                act_bits=int(ckpt.get("meta", {}).get("act_bits", ctx.act_bits)),
+            )
+            config = replace(ctx.distill_config, epochs=epochs, patience=epochs)
+            accuracy = distill(
+                model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
+            ).val_accuracy
+            if genome.weight_bits:
+                from hwcompress.quant.export import check_parity, export_qcdq
+
+                export_qcdq(model, shape, ctx.run_dir / rel_onnx)
+                check_parity(model, ctx.run_dir / rel_onnx, ctx.data.val)
+            else:
+                export_fp32(model, shape, ctx.run_dir / rel_onnx)
+            torch.save(
+                {"state_dict": model.state_dict(), "genome": cand.genome, "meta": ckpt["meta"]},
+                ctx.run_dir / rel_pt,
+            )
+        except (HwCompressError, RuntimeError, MemoryError, ValueError, KeyError):
+            return cand
+        new = replace(
+            cand,
+            metrics={**cand.metrics, "val_accuracy": accuracy},
+            artifacts={**cand.artifacts, "onnx": str(rel_onnx), "weights": str(rel_pt)},
+            fidelity=level,
+            history=list(cand.history),
+        )
+        self.score(new, episodes=episodes)
+        new.seconds += time.perf_counter() - start
+        self.cache[genome.key()] = new
+        return new
 
     def _quantized(
         self, student: nn.Module, genome: Genome, onnx_path: Path

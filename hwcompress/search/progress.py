@@ -14,6 +14,9 @@ class SearchReporter:
     def stage(self, stage: str, episodes: int, rollouts: int, start_episode: int) -> None:
         """A stage starts (``start_episode`` > 0 when resuming)."""
 
+    def seeds(self, stage: str, count: int) -> None:
+        """A stage evaluates ``count`` seeds before its episodes."""
+
     def candidate(self, cand: Candidate, best: Candidate | None, cached: bool) -> None:
         """A candidate was evaluated (or taken from the cache)."""
 

@@ -12,6 +12,11 @@ Constraints ``A·x ≤ b`` from the device profile:
   (:meth:`ConstraintMatrix.penalty`) and ``λ`` grows linearly from ``penalty_start`` in the
   first episode to ``penalty_end`` in the last, so early exploration may cross a budget but
   the final policy is pushed firmly inside it. The result is clipped at −1.
+
+Objectives: ``n2n`` (default) is ``Rc · Ra`` above. ``accuracy`` is AMC's resource-constrained
+mode, used when the user states a target (``--target params=10x``): the targets are rows of
+``A·x ≤ b``, a feasible student's reward is ``Ra`` alone (any size within the budget is as
+good as another) and an infeasible one gets the penalty of the constraint mode.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ SIZE_METRICS = ("params", "weight_bytes", "macs")
 #: (Zhan et al.), so they count multiply-accumulates.
 STAGE_SIZE_METRIC = {"quantization": "weight_bytes", "channels": "macs", "kernels": "macs"}
 CONSTRAINT_MODES = ("hard", "soft")
+OBJECTIVES = ("n2n", "accuracy")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,8 +43,11 @@ class RewardConfig:
     constraint_mode: str = "hard"
     penalty_start: float = 0.5
     penalty_end: float = 4.0
+    objective: str = "n2n"
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}")
         if self.size_metric not in SIZE_METRICS:
             raise ValueError(f"size_metric must be one of {SIZE_METRICS}")
         if self.constraint_mode not in CONSTRAINT_MODES:
@@ -51,7 +60,7 @@ class RewardConfig:
 
 def penalty_weight(config: RewardConfig, episode: int, episodes: int) -> float:
     """λ(t) of the soft mode: linear from ``penalty_start`` to ``penalty_end``."""
-    frac = episode / max(episodes - 1, 1)
+    frac = max(episode, 0) / max(episodes - 1, 1)
     return config.penalty_start + (config.penalty_end - config.penalty_start) * min(frac, 1.0)
 
 
@@ -87,9 +96,11 @@ def reward(
     Returns:
         The reward and whether the student satisfies every constraint.
     """
-    rc = compression_reward(student[config.size_metric], teacher[config.size_metric])
     ra = acc_student / acc_teacher if acc_teacher > 0 else 0.0
-    r = rc * ra
+    if config.objective == "accuracy":
+        r = ra
+    else:
+        r = compression_reward(student[config.size_metric], teacher[config.size_metric]) * ra
     feasible = matrix.feasible(student)
     if not feasible:
         if config.constraint_mode == "hard":

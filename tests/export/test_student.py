@@ -150,7 +150,10 @@ def test_search_quantizes_a_given_float_student(run, tmp_path, monkeypatch, teac
         out=str(tmp_path / "q"),
     )
     result = run_search(SearchConfig(**settings))
-    (cand,) = result.candidates
+    (cand,) = [c for c in result.candidates if c.method != "baseline"]
+    seeds = [c for c in result.candidates if c.method == "baseline"]
+    assert sorted(c.label for c in seeds) == ["uniform int4", "uniform int8"]
+    assert all(c.genome["keep"] == float_genome["keep"] for c in seeds)
     assert cand.status == "ok", cand.reason
     assert cand.genome["keep"] == float_genome["keep"]
     assert set(cand.genome["weight_bits"].values()) <= {4, 8}  # the MCU's integer widths

@@ -114,7 +114,9 @@ def test_drl_prune_pipeline_end_to_end(tiny_search):
     data = json.loads((out / "results.json").read_text())
     assert data["method"] == "drl-prune"
     cands = data["candidates"]
-    assert cands and all(c["method"] == "drl-prune" for c in cands)
+    assert cands and all(c["method"] in ("drl-prune", "baseline") for c in cands)
+    seeds = [c for c in cands if c["method"] == "baseline"]
+    assert {c["stage"] for c in seeds} == {"channels", "quantization"}
     teacher_macs = data["teacher"]["metrics"]["macs"]
     channels = [c for c in cands if c["stage"] == "channels"]
     assert len(channels) >= 2
@@ -127,9 +129,10 @@ def test_drl_prune_pipeline_end_to_end(tiny_search):
     # β = 0 crops nothing by the threshold, but half the bands by rank: a partial crop
     (partial,) = [c for c in kernels if c["episode"] == 1]
     sizes = list(partial["genome"]["kernel"].values())
-    assert sizes and any(v != [1, 1] for v in sizes)
     (crop,) = [c for c in kernels if c["episode"] == 2]
     assert crop["genome"]["kernel"] and all(v == [1, 1] for v in crop["genome"]["kernel"].values())
+    # some kernels cropped, not all of them to 1×1 (or not every conv cropped)
+    assert sizes and (any(v != [1, 1] for v in sizes) or len(sizes) < len(crop["genome"]["kernel"]))
     assert crop["genome"]["width"] == data["stages"]["channels"]["genome"]["width"]
     graph = onnx.load(str(out / crop["artifacts"]["onnx"])).graph
     shapes = {

@@ -52,3 +52,25 @@ def test_soft_penalty_follows_its_schedule(matrix):
     assert late == pytest.approx(0.99 - 4.0 * 0.2)
     very_slow = {**slow, "latency_ms": 100.0}
     assert reward(very_slow, TEACHER, 1.0, 1.0, matrix, cfg, episode=4, episodes=5)[0] == -1
+
+
+def test_accuracy_objective_ranks_feasible_students_by_accuracy_alone(matrix):
+    from hwcompress.search.target import parse_target, with_targets
+
+    m = with_targets(matrix, (parse_target("params=10x"),), TEACHER)  # params ≤ 100
+    config = RewardConfig(objective="accuracy")
+    small = {**TEACHER, "params": 50, "weight_bytes": 200}
+    at_budget = {**TEACHER, "params": 100, "weight_bytes": 400}
+    # any size within the target is as good as another: accuracy decides
+    assert reward(small, TEACHER, 0.9, 1.0, m, config) == (pytest.approx(0.9), True)
+    assert reward(at_budget, TEACHER, 0.95, 1.0, m, config) == (pytest.approx(0.95), True)
+    # over the target: the paper's −1 (hard) or a penalty of the relative violation (soft)
+    over = {**TEACHER, "params": 150, "weight_bytes": 600}
+    assert reward(over, TEACHER, 0.99, 1.0, m, config) == (-1.0, False)
+    soft = RewardConfig(objective="accuracy", constraint_mode="soft", penalty_start=2.0)
+    r, ok = reward(over, TEACHER, 0.99, 1.0, m, soft, episode=0, episodes=3)
+    assert not ok and r == pytest.approx(0.99 - 2.0 * 0.5)
+    # the default objective still rewards compression
+    assert reward(small, TEACHER, 0.9, 1.0, m, RewardConfig())[0] == pytest.approx(
+        compression_reward(50, 1000) * 0.9
+    )

@@ -32,19 +32,37 @@ def test_tiny_search_end_to_end(tiny_search):
             assert (out / cand["artifacts"]["onnx"]).is_file()
             assert cand["metrics"]["latency_ms"] > 0
     best = data["best"]
-    # The product is the last stage's best: the highest feasible reward of that stage.
-    last = [c for c in data["candidates"] if c["stage"] == "shrinkage" and c["feasible"]]
-    assert best["id"] == data["stages"]["shrinkage"]["id"]
-    assert best["reward"] == max(c["reward"] for c in last)
+    # The product is the best feasible student of the whole run by one score (Rc·Ra in
+    # parameters), never a later stage's worse one, and the run says why it was chosen.
+    t = data["teacher"]
+
+    def score(c):
+        c_ = 1 - c["metrics"]["params"] / t["metrics"]["params"]
+        return c_ * (2 - c_) * c["metrics"]["val_accuracy"] / t["val_accuracy"]
+
+    feasible = [c for c in data["candidates"] if c["status"] == "ok" and c["feasible"]]
+    assert score(best) == pytest.approx(max(score(c) for c in feasible))
+    assert all(score(best) >= score(c) for c in data["stages"].values())
+    assert best["chosen"]["stage"] == best["stage"] and best["chosen"]["reason"]
+    assert best["fidelity"] == 2  # the product's contenders were trained longer
     assert (out / "best" / "student.onnx").is_file()
     meta = load_checkpoint(out / "best" / "student.pt")["meta"]
     assert meta["genome"] == best["genome"]
     assert set(data["stages"]) == {"removal", "shrinkage"}
     assert (out / "config.json").is_file() and (out / "policies" / "final.pt").is_file()
-    # shrinkage starts from the best removal student
-    removal_best = Genome.from_dict(data["stages"]["removal"]["genome"])
+    # seeds (every layer kept, uniform and global-L1 widths) are journaled first
+    records = [r["candidate"] for r in Journal(out / "journal.jsonl").records()[:4]]
+    assert all(r["method"] == "baseline" and r["episode"] == -1 for r in records)
+    assert {r["label"] for r in records} == {"uniform 4x", "uniform 16x", "l1 4x", "l1 16x"}
+    assert all(not any(v is False for v in r["genome"]["keep"].values()) for r in records)
+    # shrinkage starts from the run's best structures (removal judged after shrinking)
+    removal = [c for c in data["candidates"] if c["stage"] == "removal" and c["feasible"]]
+    structures = {
+        json.dumps({k: v for k, v in c["genome"]["keep"].items() if not v}) for c in removal
+    }
     shrink = [c for c in data["candidates"] if c["stage"] == "shrinkage"]
-    assert all(c["genome"]["keep"] == removal_best.keep for c in shrink)
+    for c in shrink:
+        assert json.dumps({k: v for k, v in c["genome"]["keep"].items() if not v}) in structures
 
 
 def test_same_seed_same_genomes(tiny_search, tmp_path):
@@ -82,7 +100,7 @@ def test_resume_after_kill_loses_and_repeats_nothing(tiny_search, tmp_path):
     assert 3 <= len(before) < len(reference.candidates)
     resumed = run_search(load_search_config(out, {}), resume=True)
     after = journal.candidates()
-    ids = [c.id for c in after]
+    ids = [(c.id, c.fidelity) for c in after]
     assert len(ids) == len(set(ids)), "a candidate was evaluated twice"
     assert [c.id for c in after[: len(before)]] == [c.id for c in before]
     assert sorted(c.id for c in resumed.candidates) == sorted(c.id for c in reference.candidates)
@@ -91,7 +109,7 @@ def test_resume_after_kill_loses_and_repeats_nothing(tiny_search, tmp_path):
 def test_random_baseline_and_policy_transfer(tiny_search, tmp_path):
     random_run = run_search(SearchConfig(**{**tiny_search, "method": "random"}))
     assert random_run.best is not None
-    assert all(c.method == "random" for c in random_run.candidates)
+    assert {c.method for c in random_run.candidates} == {"random", "baseline"}
     source = run_search(SearchConfig(**{**tiny_search, "out": str(tmp_path / "src")}))
     final = source.out / "policies" / "final.pt"
     state = torch.load(final, weights_only=True)
@@ -137,14 +155,26 @@ def test_quantization_stage_ships_an_integer_student(tiny_search):
     )
     quant = [c for c in result.candidates if c.stage == "quantization"]
     assert quant and all(c.status == "ok" for c in quant), [c.reason for c in quant]
-    shrink_best = result.stages["shrinkage"]
+    # it quantizes one of the run's float students (its best when the stage started)
+    structure = {k: quant[0].genome[k] for k in ("keep", "width", "kernel")}
+    (float_best,) = [
+        c
+        for c in result.candidates
+        if not c.genome["weight_bits"] and {k: c.genome[k] for k in structure} == structure
+    ]
+    seeds = [c for c in quant if c.method == "baseline"]
+    assert sorted(c.label for c in seeds) == [
+        "uniform int2",
+        "uniform int4",
+        "uniform int6",
+        "uniform int8",
+    ]
     for c in quant:
         bits = c.genome["weight_bits"]
         assert bits and set(bits.values()) <= {2, 4, 6, 8}  # x86_host's integer widths
         assert "classifier" in bits
-        assert c.metrics["weight_bytes"] < shrink_best.metrics["weight_bytes"]
+        assert c.metrics["weight_bytes"] < float_best.metrics["weight_bytes"]
         assert any(k.endswith("QLinearConv") for k in c.kernels)
-        assert c.genome["keep"] == shrink_best.genome["keep"]
     best = result.best
     assert best.stage == "quantization"
     assert load(result.out / "best" / "student.pt")["meta"]["quantized"] is True
@@ -189,3 +219,45 @@ def test_final_distillation_uses_the_whole_training_split(tiny_search):
 
     shipped = load_student(result.out)
     assert sum(p.numel() for p in shipped.model.parameters()) == result.best.metrics["params"]
+
+
+def test_a_budget_is_shared_so_every_stage_runs(tiny_search):
+    settings = {
+        **tiny_search,
+        "episodes": 200,  # far more than the budget allows
+        "rollouts": 4,
+        "method": "random",  # keeps proposing new students (a policy soon repeats cached ones)
+        "budget_minutes": 1.0,
+        "stages": ("removal", "shrinkage", "quantization"),
+    }
+    result = run_search(SearchConfig(**settings))
+    data = json.loads((result.out / "results.json").read_text())
+    assert data["stopped_by_budget"] is True
+    plan = data["budget"]["plan_s"]
+    assert list(plan) == ["removal", "shrinkage", "quantization"]
+    assert sum(plan.values()) == pytest.approx(60.0)
+    stages = {c.stage for c in result.candidates if c.method != "baseline"}
+    assert stages == {"removal", "shrinkage", "quantization"}
+    assert any(c.stage == "quantization" and c.status == "ok" for c in result.candidates)
+    episodes = Journal(result.out / "journal.jsonl").episodes()
+    assert len(episodes) < 3 * 200
+
+
+def test_target_mode_ranks_by_accuracy_within_the_target(tiny_search):
+    result = run_search(SearchConfig(**{**tiny_search, "target": ("params=8x",)}))
+    data = json.loads((result.out / "results.json").read_text())
+    teacher = data["teacher"]
+    bound = teacher["metrics"]["params"] / 8
+    assert data["target"] == ["params=8x"]
+    best = data["best"]
+    assert best["feasible"] and best["metrics"]["params"] <= bound
+    assert "target_params" in best["slack"]
+    # the reward is the accuracy ratio; the product the most accurate feasible student
+    assert best["reward"] == pytest.approx(
+        best["metrics"]["val_accuracy"] / teacher["val_accuracy"]
+    )
+    feasible = [c for c in data["candidates"] if c["status"] == "ok" and c["feasible"]]
+    assert best["metrics"]["val_accuracy"] == max(c["metrics"]["val_accuracy"] for c in feasible)
+    # proposals are clamped into the target, so every student the policies propose fits it
+    proposed = [c for c in data["candidates"] if c["method"] == "n2n" and c["status"] == "ok"]
+    assert proposed and all(c["metrics"]["params"] <= bound for c in proposed)

@@ -1,0 +1,68 @@
+"""Multi-fidelity evaluation: successive halving inside each episode.
+
+Every candidate gets the short proxy distillation (fidelity 1). After an episode, the best
+``fraction`` of its rollouts, ranked by their proxy reward, are trained ``epochs`` more from
+their own weights (fidelity 2), and their reward is recomputed. The policy learns from the
+highest-fidelity reward each rollout reached, and the product is chosen among the run's best
+students after its contenders have all reached the highest fidelity
+(:func:`hwcompress.search.product.select_product`).
+
+Which candidates are promoted depends only on their proxy rewards, so a resumed run promotes
+the same ones, and a candidate already promoted (its record is in the journal) is not again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from hwcompress.search.candidate import Candidate
+from hwcompress.search.evaluate import CandidateEvaluator
+
+#: The fidelity a run's best students reach when promotion is on.
+TOP_FIDELITY = 2
+
+
+def promote(
+    evaluator: CandidateEvaluator,
+    cands: list[Candidate],
+    *,
+    fraction: float,
+    epochs: int,
+    episodes: int,
+    record: Callable[[Candidate], None],
+) -> list[Candidate]:
+    """Refines the best ``fraction`` of ``cands`` (at least one) to the next fidelity.
+
+    Args:
+        evaluator: The run's evaluator (it caches the refined candidates).
+        cands: One episode's rollouts, in rollout order (repeats allowed).
+        fraction: Share of the rollouts promoted.
+        epochs: Extra distillation epochs of a promotion; 0 turns promotion off.
+        episodes: Episodes of the stage (the soft penalty's schedule).
+        record: Called with each newly refined candidate (to journal it).
+
+    Returns:
+        ``cands`` with each promoted candidate replaced by its refined record.
+    """
+    if epochs <= 0 or fraction <= 0:
+        return cands
+    unique = {c.id: c for c in cands if c.status == "ok" and c.reward_at(1) > -1.0}
+    ranked = sorted(unique.values(), key=lambda c: (-c.reward_at(1), c.id))
+    chosen = ranked[: max(1, math.ceil(fraction * len(cands)))]
+    refined = {}
+    for cand in chosen:
+        if cand.fidelity >= TOP_FIDELITY:
+            refined[cand.id] = cand
+            continue
+        new = evaluator.refine(cand, epochs, episodes=episodes)
+        if new is not cand:
+            record(new)
+        refined[cand.id] = new
+    return [refined.get(c.id, evaluator.cache.get(_key(c), c)) for c in cands]
+
+
+def _key(cand: Candidate) -> str:
+    from hwcompress.arch import Genome
+
+    return Genome.from_dict(cand.genome).key()

@@ -1,0 +1,223 @@
+"""The end of a run: the product chosen, distilled further if asked, saved with its test
+accuracy and constraint report; ``results.json`` and the report written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwcompress.arch import Genome
+from hwcompress.data import DataConfig, load_data
+from hwcompress.data.teachers import load_checkpoint
+from hwcompress.errors import HwCompressError
+from hwcompress.search.candidate import Candidate
+from hwcompress.search.config import SearchConfig
+from hwcompress.search.evaluate import SearchContext, rebuild_candidate
+from hwcompress.train import DistillConfig, TeacherLogits, distill, evaluate
+
+
+@dataclass
+class SearchResult:
+    """The outcome of a run (also written as ``results.json``)."""
+
+    out: Path
+    teacher: dict[str, Any]
+    best: Candidate | None
+    stages: dict[str, Candidate]
+    candidates: list[Candidate] = field(default_factory=list)
+    results_path: Path | None = None
+    interrupted_by_budget: bool = False
+    final_distillation: dict[str, Any] | None = None
+    best_info: dict[str, Any] | None = None
+
+
+def final_distill(
+    config: SearchConfig, ctx: SearchContext, student: torch.nn.Module, onnx_path: Path
+) -> tuple[dict[str, Any], Any]:
+    """Distils the product ``config.final_epochs`` more epochs on the whole training split and
+    re-exports it; the candidate's own record keeps its search-time figures.
+
+    Returns:
+        What the fine-tune did, and the data it used.
+    """
+    from hwcompress.export import export_fp32
+
+    data = ctx.data
+    logits = ctx.teacher_logits
+    if config.train_limit is not None:
+        data = load_data(
+            DataConfig(
+                name=config.dataset,
+                data_dir=config.data_dir,
+                download=config.download,
+                seed=config.seed,
+            )
+        )
+        logits = TeacherLogits(ctx.teacher, data.train, seed=config.seed)
+    before = evaluate(student, data.val)
+    result = distill(
+        student,
+        ctx.teacher,
+        data,
+        DistillConfig(
+            epochs=config.final_epochs,
+            patience=config.final_epochs,
+            seed=config.seed,
+            kd_weight=config.kd_weight,
+        ),
+        teacher_logits=logits,
+    )
+    export_fp32(student, data.input_shape, onnx_path)
+    return {
+        "epochs": config.final_epochs,
+        "train_samples": len(data.train.dataset),
+        "val_accuracy_before": before,
+        "val_accuracy": result.val_accuracy,
+        "seconds": result.seconds,
+    }, data
+
+
+def latency_check(
+    ctx: SearchContext, teacher_info: dict[str, Any], out: Path, onnx_path: Path, best: Candidate
+) -> dict[str, Any] | None:
+    """With the ``table`` source, measures the teacher and the product for real (on the board
+    when the profile names a server): the table's predictions beside the measurements."""
+    from hwcompress.measure.sources import measure_with, real_source
+
+    profile = ctx.profile
+    if profile.latency.source != "table":
+        return None
+    source = real_source(profile)
+    try:
+        teacher_ms = measure_with(source, out / "teacher.onnx", profile).median_ms
+        best_ms = measure_with(source, onnx_path, profile).median_ms
+    except HwCompressError as err:
+        return {"source": source, "error": str(err)}
+    teacher_pred = float(teacher_info["metrics"]["latency_ms"])
+    best_pred = float(best.metrics["latency_ms"])
+    return {
+        "source": source,
+        "teacher_ms": teacher_ms,
+        "teacher_predicted_ms": teacher_pred,
+        "best_ms": best_ms,
+        "best_predicted_ms": best_pred,
+        "speedup": teacher_ms / best_ms if best_ms > 0 else None,
+    }
+
+
+def write_report(out: Path) -> None:
+    """The HTML report of the run; a failure to draw it never loses the run's results."""
+    from hwcompress.report import write_report as render
+
+    try:
+        render(out)
+    except Exception as err:
+        warnings.warn(f"the report of {out} could not be written: {err}", stacklevel=2)
+
+
+def finish_run(
+    out: Path,
+    config: SearchConfig,
+    ctx: SearchContext,
+    teacher_info: dict[str, Any],
+    candidates: list[Candidate],
+    best: Candidate | None,
+    *,
+    chosen: dict[str, Any],
+    stage_best: dict[str, Candidate],
+    out_of_time: bool,
+    budget: dict[str, Any] | None = None,
+) -> SearchResult:
+    """Saves the product and writes ``results.json`` and the report.
+
+    Args:
+        out: The run folder.
+        config: The run's settings.
+        ctx: The run's context.
+        teacher_info: What was measured of the teacher.
+        candidates: Every candidate of the run.
+        best: The product (see :func:`hwcompress.search.product.select_product`).
+        chosen: Why the product was chosen.
+        stage_best: Each stage's best candidate.
+        out_of_time: Whether a stage's time budget ran out.
+        budget: The time budget's split among the stages, if there was one.
+
+    Returns:
+        The run's result.
+    """
+    data, teacher, matrix, act_bits = ctx.data, ctx.teacher, ctx.matrix, ctx.act_bits
+    candidates = sorted(candidates, key=lambda c: (c.stage, c.episode, c.id))
+    best_info: dict[str, Any] | None = None
+    if best is not None:
+        best_dir = out / "best"
+        best_dir.mkdir(exist_ok=True)
+        shutil.copyfile(out / best.artifacts["onnx"], best_dir / "student.onnx")
+        ckpt = load_checkpoint(out / best.artifacts["weights"])
+        genome = Genome.from_dict(best.genome)
+        student = rebuild_candidate(
+            teacher, genome, data.input_shape, ckpt["state_dict"], act_bits=act_bits
+        )
+        final: dict[str, Any] | None = None
+        if config.final_epochs and not genome.weight_bits:
+            final, data = final_distill(config, ctx, student, best_dir / "student.onnx")
+        torch.save(
+            {
+                "state_dict": student.state_dict(),
+                "meta": {
+                    **ctx.student_meta,
+                    "genome": best.genome,
+                    "quantized": bool(genome.weight_bits),
+                    "act_bits": act_bits,
+                    "metrics": best.metrics,
+                },
+            },
+            best_dir / "student.pt",
+        )
+        best_info = {
+            **best.to_dict(),
+            "chosen": chosen,
+            "test_accuracy": evaluate(student, data.test),
+            "final_distillation": final,
+            "latency_check": latency_check(ctx, teacher_info, out, best_dir / "student.onnx", best),
+            "constraints": matrix.report(best.metrics),
+            "artifacts": {
+                **best.artifacts,
+                "onnx_best": "best/student.onnx",
+                "weights_best": "best/student.pt",
+            },
+        }
+    results = {
+        "version": 1,
+        "profile": config.profile,
+        "method": config.method,
+        "seed": config.seed,
+        "teacher": teacher_info,
+        "best": best_info,
+        "stages": {s: c.to_dict() for s, c in stage_best.items()},
+        "candidates": [c.to_dict() for c in candidates],
+        "stopped_by_budget": out_of_time,
+        "budget": budget,
+        "target": list(config.target),
+    }
+    path = out / "results.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(path)
+    write_report(out)
+    return SearchResult(
+        out=out,
+        teacher=teacher_info,
+        best=best,
+        stages=stage_best,
+        candidates=candidates,
+        results_path=path,
+        interrupted_by_budget=out_of_time,
+        final_distillation=best_info["final_distillation"] if best_info else None,
+        best_info=best_info,
+    )

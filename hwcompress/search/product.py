@@ -1,0 +1,126 @@
+"""Choosing the run's product: the best feasible student of the whole run.
+
+Stages score size differently (drl-prune's count MACs, quantization weight bytes), so the
+product is ranked by one run-wide score: with a target, validation accuracy among the
+students that meet every constraint (AMC's resource-constrained mode); otherwise N2N's
+``Rc · Ra`` with one size for every candidate — the run's ``size_metric`` (MACs for
+drl-prune), or the deployed weight bytes when the run quantizes, so that a quantized student
+and a float one compare by what they occupy on the device. Before the choice, the leading
+contenders are all trained to the top fidelity, so the product is never picked on a short
+proxy against a better-trained rival.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hwcompress.search.candidate import Candidate
+from hwcompress.search.evaluate import CandidateEvaluator
+from hwcompress.search.fidelity import TOP_FIDELITY
+from hwcompress.search.reward import compression_reward
+
+
+class ProductScore:
+    """The run-wide score of a candidate.
+
+    Args:
+        teacher_metrics: The teacher's metrics.
+        teacher_accuracy: The teacher's validation accuracy.
+        size_metric: The size every candidate is compared by.
+        objective: ``n2n`` or ``accuracy`` (a run with a target).
+    """
+
+    def __init__(
+        self,
+        teacher_metrics: dict[str, float],
+        teacher_accuracy: float,
+        size_metric: str,
+        objective: str,
+    ) -> None:
+        self.teacher = teacher_metrics
+        self.accuracy = teacher_accuracy
+        self.size_metric = size_metric
+        self.objective = objective
+
+    def __call__(self, cand: Candidate) -> float:
+        ra = cand.metrics.get("val_accuracy", 0.0) / max(self.accuracy, 1e-12)
+        if self.objective == "accuracy":
+            return ra
+        size = cand.metrics.get(self.size_metric, self.teacher[self.size_metric])
+        return compression_reward(size, self.teacher[self.size_metric]) * ra
+
+    def key(self, cand: Candidate) -> tuple[bool, float, float]:
+        """Sort key, best last: feasible first, then the score, then fewer parameters."""
+        return (cand.feasible, self(cand), -cand.metrics.get("params", 0.0))
+
+    def describe(self) -> str:
+        """How candidates are ranked, in words."""
+        if self.objective == "accuracy":
+            return "highest validation accuracy among students meeting every constraint"
+        return f"highest Rc·Ra with size counted in {self.size_metric}"
+
+
+def product_size_metric(method: str, size_metric: str, quantizes: bool) -> str:
+    """The size the product ranking counts (see the module docstring)."""
+    if quantizes:
+        return "weight_bytes"
+    return "macs" if method == "drl-prune" else size_metric
+
+
+def rank(cands: list[Candidate], score: ProductScore) -> list[Candidate]:
+    """Evaluated candidates, best first."""
+    ok = [c for c in cands if c.status == "ok"]
+    return sorted(ok, key=lambda c: (*score.key(c), c.id), reverse=True)
+
+
+def select_product(
+    evaluator: CandidateEvaluator,
+    score: ProductScore,
+    *,
+    contenders: int,
+    epochs: int,
+    record: Callable[[Candidate], None],
+) -> tuple[Candidate | None, dict[str, Any]]:
+    """The run's product after training its ``contenders`` leading rivals to the top fidelity.
+
+    Args:
+        evaluator: The run's evaluator (its cache holds every candidate).
+        score: The run-wide score.
+        contenders: How many leaders are brought to the top fidelity before choosing.
+        epochs: Extra epochs of a promotion (0: no promotion).
+        record: Called with each newly refined candidate (to journal it).
+
+    Returns:
+        The product (None when nothing was evaluated) and why it was chosen.
+    """
+
+    def pool() -> list[Candidate]:
+        return rank(list(evaluator.cache.values()), score)
+
+    if epochs > 0:
+        for cand in [c for c in pool() if c.feasible][:contenders]:
+            if cand.fidelity < TOP_FIDELITY:
+                new = evaluator.refine(cand, epochs)
+                if new is not cand:
+                    record(new)
+    ranked = pool()
+    if not ranked:
+        return None, {"reason": "no candidate could be evaluated"}
+    best = ranked[0]
+    feasible = [c for c in ranked if c.feasible]
+    why = {
+        "stage": best.stage,
+        "method": best.method,
+        "label": best.label,
+        "fidelity": best.fidelity,
+        "score": score(best),
+        "rule": score.describe(),
+        "feasible_candidates": len(feasible),
+        "reason": (
+            f"{score.describe()} over all {len(feasible)} feasible students of the run"
+            if best.feasible
+            else "no student met every constraint; the best-scoring one is shown"
+        ),
+    }
+    return best, why

@@ -1,0 +1,123 @@
+"""Seeds: the students a practitioner would try first, evaluated before any policy sample.
+
+Every layer is kept and the widths shrink, at a ladder of sizes (``2×, 4×, … fewer
+parameters``, each clipped to the size caps of the profile and the run's targets):
+
+- ``uniform``: one width factor for every channel group (a width multiplier);
+- ``l1``: global L1-magnitude channel pruning — each channel scored by the L1 norm of the
+  filters that write it (summed over a group's tied producers), divided by its group's mean
+  score so layers of different scale compare (Torch-Pruning's global magnitude pruning with
+  mean normalisation), one threshold for the whole network. The surgery keeps the same
+  channels: within a group it ranks by the same L1 scores.
+
+The quantization stage's seeds are uniform bit-widths, one per width the device runs.
+Seeds are journaled like any candidate, with ``method: baseline``; they never update a policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from hwcompress.arch.spec import ArchSpec, Genome
+from hwcompress.search.target import fits, largest_fitting, present_groups, snap
+
+#: The default ladder: how many times fewer parameters than the teacher.
+SEED_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
+#: The smallest share of a group's channels a seed keeps.
+MIN_KEEP = 0.05
+
+
+def channel_scores(teacher: nn.Module, spec: ArchSpec) -> dict[str, torch.Tensor]:
+    """Each shrinkable group's channel scores (L1 of the producers' filters), mean-normalised."""
+    from hwcompress.arch.graph import analyze_graph, trace_model
+    from hwcompress.arch.surgery import _importance
+
+    a = analyze_graph(trace_model(teacher), spec.input_shape)
+    wanted = {g.key for g in spec.shrinkable}
+    scores = {}
+    for root, key in a.keys.items():
+        if root != a.root(root) or key not in wanted or not a.producers(root):
+            continue
+        s = _importance(a, root)
+        scores[key] = s / s.mean().clamp_min(1e-12)
+    return scores
+
+
+def uniform_genome(spec: ArchSpec, base: Genome) -> Callable[[float], Genome]:
+    """``q ↦`` the base with every present group at width ``q`` (whole channels)."""
+    keys = present_groups(spec, base)
+    channels = {g.key: g.channels for g in spec.shrinkable}
+
+    def make(q: float) -> Genome:
+        width = {k: snap(max(q, MIN_KEEP), channels[k]) for k in keys}
+        return Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
+
+    return make
+
+
+def l1_genome(
+    spec: ArchSpec, base: Genome, scores: dict[str, torch.Tensor]
+) -> Callable[[float], Genome]:
+    """``q ↦`` the base pruned by one global threshold that keeps the top ``q`` of all
+    channels by normalised L1 score (each group keeps at least ``MIN_KEEP``)."""
+    keys = [k for k in present_groups(spec, base) if k in scores]
+    pooled = torch.cat([scores[k] for k in keys]).sort(descending=True).values
+
+    def make(q: float) -> Genome:
+        n = max(1, min(len(pooled), round(q * len(pooled))))
+        threshold = pooled[n - 1]
+        width = {}
+        for k in keys:
+            total = len(scores[k])
+            kept = max(int((scores[k] >= threshold).sum()), math.ceil(MIN_KEEP * total))
+            width[k] = kept / total
+        return Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
+
+    return make
+
+
+def width_seeds(
+    teacher: nn.Module,
+    spec: ArchSpec,
+    base: Genome,
+    caps: dict[str, float],
+    ratios: tuple[float, ...] = SEED_RATIOS,
+) -> list[tuple[str, Genome]]:
+    """The uniform and global-L1 seeds of ``base`` at each ratio of the ladder.
+
+    Args:
+        teacher: The teacher (its weights rank the channels).
+        spec: The teacher's spec.
+        base: The structure seeds start from (the teacher's, or ``--student``'s).
+        caps: Size caps every seed must meet (profile budgets and targets).
+        ratios: Parameter reduction factors.
+
+    Returns:
+        ``(label, genome)`` pairs, distinct genomes only, largest first per family.
+    """
+    if not ratios or not present_groups(spec, base):
+        return []
+    teacher_params = spec.predict_params(Genome())
+    families = {"uniform": uniform_genome(spec, base)}
+    scores = channel_scores(teacher, spec)
+    if scores:
+        families["l1"] = l1_genome(spec, base, scores)
+    out: list[tuple[str, Genome]] = []
+    seen: set[str] = set()
+    for name, make in families.items():
+        for ratio in sorted(ratios):
+            limit = teacher_params / ratio
+
+            def ok(g: Genome, limit: float = limit) -> bool:
+                return spec.predict_params(g) <= limit and fits(spec, g, caps)
+
+            genome = largest_fitting(make, ok)
+            if genome is None or genome.key() in seen:
+                continue
+            seen.add(genome.key())
+            out.append((f"{name} {ratio:g}x", genome))
+    return out

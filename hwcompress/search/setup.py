@@ -1,0 +1,207 @@
+"""Setting a run up: its folder, its stored config, the context candidates are evaluated in
+(profile and targets, data, teacher and its measurements), the student the first stage starts
+from and policies to start from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwcompress.arch import Genome, build_spec
+from hwcompress.data import DataConfig, load_data
+from hwcompress.data.teachers import resolve_teacher
+from hwcompress.errors import HwCompressError
+from hwcompress.hardware import ConstraintMatrix, load_profile
+from hwcompress.search.config import STAGES, SearchConfig
+from hwcompress.search.evaluate import SearchContext, measure_model, structure_of
+from hwcompress.search.progress import SearchReporter
+from hwcompress.search.reward import RewardConfig
+from hwcompress.search.target import parse_target, with_targets
+from hwcompress.train import DistillConfig, TeacherLogits, evaluate
+
+
+def prepare_out(config: SearchConfig, resume: bool) -> tuple[SearchConfig, Path]:
+    out = Path(config.out)
+    stored = out / "config.json"
+    if resume:
+        if not stored.is_file():
+            raise HwCompressError(
+                f"--resume: {out} holds no run (no config.json); start it without --resume"
+            )
+        return config, out
+    if (out / "journal.jsonl").is_file():
+        raise HwCompressError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(config.to_dict(), indent=2))
+    return config, out
+
+
+def load_search_config(out: str | Path, overrides: dict[str, Any]) -> SearchConfig:
+    """The stored config of the run in ``out`` with resume-safe ``overrides`` applied."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise HwCompressError(
+            f"--resume: {out} holds no run (no config.json); start it without --resume"
+        )
+    stored = SearchConfig.from_dict(json.loads(path.read_text()))
+    return stored.merged_for_resume({**overrides, "out": str(out)})
+
+
+def prepare_context(
+    config: SearchConfig, out: Path, reporter: SearchReporter | None = None
+) -> tuple[SearchContext, dict[str, Any]]:
+    """Loads profile, data and teacher, measures the teacher, and builds the evaluation context.
+
+    Args:
+        config: The run's settings.
+        out: The run folder (the teacher's ONNX model and ``spec.json`` are written there).
+        reporter: Receives progress messages.
+
+    Returns:
+        The context candidate evaluation needs, and what was measured of the teacher.
+    """
+    reporter = reporter or SearchReporter()
+    profile = load_profile(config.profile)
+    matrix = ConstraintMatrix.from_profile(profile)
+    data = load_data(
+        DataConfig(
+            name=config.dataset,
+            data_dir=config.data_dir,
+            download=config.download,
+            seed=config.seed,
+            train_limit=config.train_limit,
+        )
+    )
+    teacher = resolve_teacher(
+        config.teacher, data, weights=config.teacher_weights, reporter=reporter.message
+    )
+    model = teacher.model
+    torch.manual_seed(config.seed)
+    spec = build_spec(model, data.input_shape)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
+    latency_kwargs = (
+        {"runs": config.latency_runs}
+        if (config.latency_runs is not None and profile.latency.source in ("local", "remote"))
+        else {}
+    )
+    reporter.message("measuring the teacher")
+    t_metrics, t_kernels = measure_model(
+        model, data.input_shape, out / "teacher.onnx", profile, **latency_kwargs
+    )
+    t_acc = evaluate(model, data.val)
+    targets = tuple(parse_target(t) for t in config.target)
+    matrix = with_targets(matrix, targets, t_metrics)
+    teacher_info = {
+        "spec": config.teacher,
+        "source": teacher.source,
+        "metrics": t_metrics,
+        "val_accuracy": t_acc,
+        "test_accuracy": evaluate(model, data.test),
+        "feasible": matrix.feasible(t_metrics),
+        "constraints": matrix.report(t_metrics),
+        "kernels": t_kernels,
+    }
+    ctx = SearchContext(
+        teacher=model,
+        spec=spec,
+        data=data,
+        profile=profile,
+        matrix=matrix,
+        teacher_metrics=t_metrics,
+        teacher_accuracy=t_acc,
+        distill_config=DistillConfig(
+            epochs=config.distill_epochs,
+            patience=config.distill_patience,
+            seed=config.seed,
+            kd_weight=config.kd_weight,
+        ),
+        reward_config=RewardConfig(
+            size_metric=config.size_metric,
+            constraint_mode=config.constraint_mode,
+            objective="accuracy" if targets else "n2n",
+        ),
+        run_dir=out,
+        teacher_logits=TeacherLogits(model, data.train, seed=config.seed),
+        latency_kwargs=latency_kwargs,
+        student_meta={
+            "teacher": config.teacher,
+            "teacher_weights": config.teacher_weights,
+            "dataset": config.dataset,
+            "data_dir": config.data_dir,
+            "seed": config.seed,
+            "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape),
+        },
+    )
+    return ctx, teacher_info
+
+
+def start_student(
+    config: SearchConfig, ctx: SearchContext
+) -> tuple[Genome, dict[str, torch.Tensor] | None]:
+    """The genome and weights the first stage starts from: the teacher's, or ``--student``'s.
+
+    Raises:
+        HwCompressError: If the student checkpoint does not belong to this teacher and data.
+    """
+    if config.student is None:
+        return Genome(), None
+    from hwcompress.export.student import load_student
+
+    student = load_student(config.student)
+    meta = student.meta
+    if student.quantized:
+        raise HwCompressError(
+            f"--student {config.student}: this student is already quantized; give the float "
+            "student of a removal/shrinkage run"
+        )
+    mine = (config.teacher, list(ctx.data.input_shape), ctx.data.num_classes)
+    theirs = (meta["teacher"], list(meta["input_shape"]), meta["num_classes"])
+    if mine != theirs:
+        raise HwCompressError(
+            f"--student {config.student}: it was searched from teacher {theirs[0]} on inputs "
+            f"{theirs[1]} with {theirs[2]} classes, but this run has {mine[0]}, {mine[1]}, "
+            f"{mine[2]}; pass the same --teacher and --dataset"
+        )
+    genome = Genome.from_dict(meta["genome"])
+    return structure_of(genome), student.model.state_dict()
+
+
+def load_init_policy(path: str | None) -> dict[str, Any]:
+    """Loads ``--init-policy``: a ``final.pt`` (all stages) or one stage's checkpoint."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise HwCompressError(
+            f"--init-policy {path}: no such file; give a run's "
+            "policies/final.pt or policies/STAGE_latest.pt"
+        )
+    try:
+        state = torch.load(p, weights_only=True)
+    except Exception as err:
+        raise HwCompressError(f"--init-policy {path}: not a policy checkpoint ({err})") from None
+    if isinstance(state, dict) and "policy" in state:
+        stage = "removal" if any(k.startswith("lstm.") for k in state["policy"]) else "shrinkage"
+        return {stage: state}
+    if isinstance(state, dict) and state and set(state) <= set(STAGES):
+        return dict(state)
+    raise HwCompressError(f"--init-policy {path}: not a policy checkpoint")
+
+
+def save_final_policies(policies_dir: Path, stages: tuple[str, ...]) -> None:
+    final = {}
+    for stage in stages:
+        latest = policies_dir / f"{stage}_latest.pt"
+        if latest.is_file():
+            state = torch.load(latest, weights_only=True)
+            if state:
+                final[stage] = {"policy": state["policy"]}
+    if final:
+        torch.save(final, policies_dir / "final.pt")

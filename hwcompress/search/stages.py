@@ -1,0 +1,298 @@
+"""The search's stages, one registered object each.
+
+A stage says what it decides on (its items and their features), how a controller's actions
+become a genome, which seeds a practitioner would try first, which students it starts from
+and how it keeps proposals within the size caps. :class:`PolicyStage` runs the episodes
+shared by every policy-driven stage; the kernel stage (:mod:`hwcompress.search.kernel_stage`)
+runs its own fine-tunes. A new stage is one class and one registry entry.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hwcompress.arch import Genome, build_spec, build_student
+from hwcompress.search.candidate import Candidate
+from hwcompress.search.evaluate import structure_of
+from hwcompress.search.features import group_features, layer_features, unit_features
+from hwcompress.search.methods import METHODS, StageController
+from hwcompress.search.policies import WIDTH_CHOICES
+from hwcompress.search.seeds import width_seeds
+from hwcompress.search.target import fit_genome
+
+if TYPE_CHECKING:
+    from hwcompress.search.runner import SearchRun
+
+
+class Stage:
+    """What every stage provides to the run."""
+
+    name: str = ""
+
+    def planned(self, run: SearchRun) -> float:
+        """Candidates it plans to evaluate (its share of a time budget)."""
+        return float(run.config.episodes * run.config.rollouts)
+
+    def execute(self, run: SearchRun, index: int) -> tuple[Candidate | None, bool]:
+        """Runs the stage; returns its best candidate and whether its time ran out."""
+        raise NotImplementedError
+
+
+class PolicyStage(Stage):
+    """Episodes of rollouts from a controller, after the stage's seeds."""
+
+    def prepare(self, run: SearchRun) -> str | None:
+        """Sets up the run for this stage; returns why it is skipped, if it is."""
+        return None
+
+    def bases(self, run: SearchRun) -> list[Genome]:
+        """The students it starts from (rollout ``i`` uses base ``i % len(bases)``)."""
+        return [run.start]
+
+    def items(self, run: SearchRun, base: Genome) -> tuple[list[str], torch.Tensor]:
+        """The decision items of ``base`` and their features."""
+        raise NotImplementedError
+
+    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
+        """The genome a controller's actions describe."""
+        raise NotImplementedError
+
+    def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
+        """The baselines evaluated before any policy sample."""
+        return width_seeds(run.ctx.teacher, run.ctx.spec, run.start, run.caps, run.seed_ratios)
+
+    def fit(self, run: SearchRun, genome: Genome) -> Genome:
+        """The genome clamped to the run's size caps (AMC's clamp); unchanged if it fits."""
+        return fit_genome(run.ctx.spec, genome, run.caps) or genome
+
+    def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
+        """The method's controller for this stage."""
+        return METHODS[run.config.method](self.name)
+
+    def execute(self, run: SearchRun, index: int) -> tuple[Candidate | None, bool]:
+        reason = self.prepare(run)
+        if reason:
+            run.reporter.message(f"{self.name} skipped: {reason}")
+            return None, False
+        prepared = []
+        for base in self.bases(run):
+            items, features = self.items(run, base)
+            if items:
+                prepared.append((base, items, features))
+        if not prepared:
+            run.reporter.message(f"{self.name}: nothing to decide for this teacher; skipped")
+            return None, False
+        config = run.config
+        base0, items0, _ = prepared[0]
+        controller = self.controller(run, base0, items0)
+        if self.name in run.init_state:
+            controller.load_state_dict({"policy": run.init_state[self.name]["policy"]})
+        done = sorted(ep for st, ep in run.finished if st == self.name)
+        start_ep = done[-1] + 1 if done else 0
+        latest = run.policies_dir / f"{self.name}_latest.pt"
+        if done and latest.is_file():
+            controller.load_state_dict(torch.load(latest, weights_only=True))
+        deadline = run.clock.deadline(self.name)
+        seeds = self.seeds(run, base0, items0) if config.seed_ratios else []
+        if len(prepared) > 1:
+            run.reporter.message(
+                f"{self.name}: starting from the run's {len(prepared)} best structures"
+            )
+        if seeds and start_ep == 0:
+            run.reporter.seeds(self.name, len(seeds))
+            run.evaluate_episode(
+                [g for _, g in seeds], self.name, -1, "baseline", labels=[s for s, _ in seeds]
+            )
+        run.reporter.stage(self.name, config.episodes, config.rollouts, start_ep)
+        for ep in range(start_ep, config.episodes):
+            if deadline is not None and time.perf_counter() > deadline:
+                return run.stage_best(self.name), True
+            gen = torch.Generator().manual_seed(config.seed * 1_000_003 + index * 10_007 + ep)
+            samples, genomes = [], []
+            for r in range(config.rollouts):
+                base, items, features = prepared[r % len(prepared)]
+                sample = controller.sample(features, gen)
+                samples.append(sample)
+                genomes.append(self.fit(run, self.genome(run, base, items, sample.actions)))
+            cands = run.evaluate_episode(genomes, self.name, ep, config.method)
+            rewards = [c.reward for c in cands]
+            loss = controller.update(samples, rewards)
+            run.save_policy(self.name, ep, controller.state_dict(), rewards, loss)
+        return run.stage_best(self.name), False
+
+
+class RemovalStage(PolicyStage):
+    """N2N's first stage: keep or remove each removable unit (bidirectional LSTM)."""
+
+    name = "removal"
+
+    def items(self, run: SearchRun, base: Genome) -> tuple[list[str], torch.Tensor]:
+        spec = run.ctx.spec
+        return [u.name for u in spec.units], unit_features(spec)
+
+    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
+        return Genome(
+            keep={n: bool(a) for n, a in zip(items, actions, strict=True)},
+            width=dict(base.width),
+            kernel=dict(base.kernel),
+        )
+
+
+class ShrinkageStage(PolicyStage):
+    """N2N's second stage: a width factor per channel group still present (autoregressive
+    LSTM), from each of the run's best structures so far (a removal decision is judged after
+    shrinking, not at full width)."""
+
+    name = "shrinkage"
+
+    def bases(self, run: SearchRun) -> list[Genome]:
+        return run.best_structures(run.config.carry)
+
+    def items(self, run: SearchRun, base: Genome) -> tuple[list[str], torch.Tensor]:
+        ctx = run.ctx
+        spec, present = ctx.spec, ctx.spec
+        if any(not v for v in base.keep.values()):
+            student = build_student(ctx.teacher, structure_of(base), spec.input_shape, spec=spec)
+            present = build_spec(student, spec.input_shape)
+        keys = {g.key for g in present.shrinkable}
+        groups = tuple(g for g in spec.shrinkable if g.key in keys)
+        return [g.key for g in groups], group_features(spec, groups)
+
+    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
+        return Genome(
+            keep=dict(base.keep),
+            width={k: WIDTH_CHOICES[a] for k, a in zip(items, actions, strict=True)},
+            kernel=dict(base.kernel),
+        )
+
+
+class ChannelsStage(ShrinkageStage):
+    """drl-prune's channel stage: a DDPG agent's continuous keep ratio per group under a
+    MACs budget (the agent clamps its own actions to the budget)."""
+
+    name = "channels"
+
+    def bases(self, run: SearchRun) -> list[Genome]:
+        return [run.start]
+
+    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
+        from hwcompress.search.ddpg import with_widths
+
+        return with_widths(base, items, actions, complete=True)
+
+    def fit(self, run: SearchRun, genome: Genome) -> Genome:
+        return genome
+
+    def macs_target(self, run: SearchRun) -> float:
+        """The agent's MACs budget: the FLOPs target, tightened by the run's MACs cap."""
+        from hwcompress.search.ddpg import macs_target
+
+        return macs_target(
+            run.ctx.teacher_metrics["macs"], run.config.flops_target, run.caps.get("macs")
+        )
+
+    def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
+        caps = {**run.caps, "macs": self.macs_target(run)}
+        return width_seeds(run.ctx.teacher, run.ctx.spec, run.start, caps, run.seed_ratios)
+
+    def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
+        from hwcompress.search.ddpg import DDPGConfig, DDPGController, MacsBudget
+
+        agent = DDPGConfig()
+        target = self.macs_target(run)
+        return DDPGController(
+            MacsBudget(run.ctx.spec, base, items, target, agent.min_keep),
+            agent,
+            seed=run.config.seed,
+        )
+
+
+class QuantizationStage(PolicyStage):
+    """A weight bit-width per conv and linear layer among the device's integer widths, for
+    the run's best float student so far."""
+
+    name = "quantization"
+
+    def prepare(self, run: SearchRun) -> str | None:
+        from hwcompress.data.teachers import load_checkpoint
+
+        self.choices, reason = quantization_choices(run.ctx.profile)
+        if reason:
+            return reason
+        ctx = run.ctx
+        ctx.act_bits = (
+            8
+            if 8 in ctx.profile.bits.activation
+            else min(b for b in ctx.profile.bits.activation if b <= 8)
+        )
+        best = run.best_float()
+        self.base = Genome.from_dict(best.genome) if best is not None else run.start
+        ctx.base_state = (
+            load_checkpoint(run.out / best.artifacts["weights"])["state_dict"]
+            if best is not None
+            else run.start_state
+        )
+        return None
+
+    def bases(self, run: SearchRun) -> list[Genome]:
+        return [self.base]
+
+    def items(self, run: SearchRun, base: Genome) -> tuple[list[str], torch.Tensor]:
+        ctx = run.ctx
+        student = build_student(ctx.teacher, base, ctx.spec.input_shape, spec=ctx.spec)
+        names = [
+            n
+            for n, m in student.named_modules()
+            if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
+        ]
+        return names, layer_features(ctx.spec, names)
+
+    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
+        return Genome(
+            keep=dict(base.keep),
+            width=dict(base.width),
+            kernel=dict(base.kernel),
+            weight_bits={n: int(self.choices[a]) for n, a in zip(items, actions, strict=True)},
+        )
+
+    def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
+        return [
+            (f"uniform int{b:g}", self.genome(run, base, items, [i] * len(items)))
+            for i, b in enumerate(self.choices)
+        ]
+
+    def fit(self, run: SearchRun, genome: Genome) -> Genome:
+        return genome
+
+    def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
+        return METHODS[run.config.method](self.name, self.choices)
+
+
+def quantization_choices(profile: Any) -> tuple[tuple[float, ...], str | None]:
+    """The integer weight bit-widths the device runs, or why there are none."""
+    ints = tuple(sorted(b for b in profile.bits.weight if b <= 8))
+    acts = [b for b in profile.bits.activation if b <= 8]
+    if not ints or not acts:
+        return (), (
+            f"{profile.name} runs no integer kernels (weight bits "
+            f"{', '.join(map(str, profile.bits.weight))}, activation bits "
+            f"{', '.join(map(str, profile.bits.activation))}); its students stay in "
+            "float"
+        )
+    return ints, None
+
+
+def stage_registry() -> dict[str, Stage]:
+    """A fresh stage object per name (stages keep per-run state)."""
+    from hwcompress.search.kernel_stage import KernelStage
+
+    return {
+        "removal": RemovalStage(),
+        "shrinkage": ShrinkageStage(),
+        "channels": ChannelsStage(),
+        "kernels": KernelStage(),
+        "quantization": QuantizationStage(),
+    }

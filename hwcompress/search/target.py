@@ -1,0 +1,198 @@
+"""Targets as users state them, and the size caps that keep proposals feasible.
+
+A target is ``METRIC=VALUE``: ``params=10x`` (ten times fewer parameters than the teacher),
+``weight_bytes=64KiB``, ``macs=2M``, ``latency_ms=0.5``. Each becomes one more row of the
+profile's ``A·x ≤ b``, and a run with a target ranks feasible students by accuracy alone
+(AMC's resource-constrained mode; see :mod:`hwcompress.search.reward`).
+
+:func:`size_caps` reads the rows that bound a size the spec can predict (parameters, weight
+bytes, MACs) and :func:`fit_genome` scales a genome's widths down until its predicted size
+meets them, as AMC clamps its actions so that every proposal honours the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwcompress.arch.spec import ArchSpec, Genome
+from hwcompress.errors import HwCompressError
+from hwcompress.hardware.constraints import ConstraintMatrix
+
+TARGET_METRICS = ("params", "weight_bytes", "macs", "peak_activation_bytes", "latency_ms")
+#: Sizes the spec predicts without building the student (fp32 weights: 4 bytes a parameter).
+PREDICTED = ("params", "weight_bytes", "macs")
+_SCALE = {
+    "": 1.0,
+    "k": 1e3,
+    "m": 1e6,
+    "g": 1e9,
+    "kb": 1e3,
+    "mb": 1e6,
+    "gb": 1e9,
+    "kib": 2.0**10,
+    "mib": 2.0**20,
+    "gib": 2.0**30,
+    "b": 1.0,
+    "ms": 1.0,
+}
+_VALUE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: ``metric ≤ value``, or ``metric ≤ teacher / factor`` when ``factor``."""
+
+    metric: str
+    value: float | None = None
+    factor: float | None = None
+
+    def bound(self, teacher: dict[str, float]) -> float:
+        """The target's bound for this teacher."""
+        if self.factor is not None:
+            return float(teacher[self.metric]) / self.factor
+        assert self.value is not None
+        return self.value
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.factor:g}x" if self.factor else f"{self.metric}={self.value:g}"
+
+
+def parse_target(text: str) -> Target:
+    """Reads ``METRIC=VALUE`` (``params=10x``, ``weight_bytes=64KiB``, ``latency_ms=2``).
+
+    Raises:
+        HwCompressError: If the metric is unknown or the value is not a positive size.
+    """
+    metric, sep, raw = text.partition("=")
+    metric = metric.strip()
+    hint = "write e.g. params=10x, weight_bytes=64KiB, macs=2M or latency_ms=0.5"
+    if not sep or metric not in TARGET_METRICS:
+        raise HwCompressError(
+            f"target {text!r}: name one of {', '.join(TARGET_METRICS)} before '='; {hint}"
+        )
+    raw = raw.strip()
+    if raw.lower().endswith("x"):
+        try:
+            factor = float(raw[:-1])
+        except ValueError:
+            factor = math.nan
+        if not (math.isfinite(factor) and factor >= 1):
+            raise HwCompressError(
+                f"target {text!r}: a reduction factor must be a number ≥ 1 before 'x'; {hint}"
+            )
+        return Target(metric, factor=factor)
+    match = _VALUE.match(raw)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SCALE:
+        raise HwCompressError(f"target {text!r}: cannot read {raw!r} as a value; {hint}")
+    value = float(match.group(1)) * _SCALE[unit]
+    if not (math.isfinite(value) and value > 0):
+        raise HwCompressError(f"target {text!r}: the value must be positive; {hint}")
+    return Target(metric, value=value)
+
+
+def with_targets(
+    matrix: ConstraintMatrix, targets: tuple[Target, ...], teacher: dict[str, float]
+) -> ConstraintMatrix:
+    """``matrix`` with one row ``target_METRIC`` per target."""
+    if not targets:
+        return matrix
+    rows = list(matrix.rows)
+    a = [row for row in matrix.A]
+    b = list(matrix.b)
+    desc = list(matrix.descriptions) or [""] * len(rows)
+    for t in targets:
+        coeffs = np.zeros(len(matrix.metrics))
+        coeffs[matrix.metrics.index(t.metric)] = 1.0
+        rows.append(f"target_{t.metric}")
+        a.append(coeffs)
+        b.append(t.bound(teacher))
+        desc.append(f"{t.metric} ≤ {t.bound(teacher):,.6g} (target {t})")
+    return ConstraintMatrix(matrix.metrics, tuple(rows), np.array(a), np.array(b), tuple(desc))
+
+
+def size_caps(matrix: ConstraintMatrix) -> dict[str, float]:
+    """The tightest bound on each predictable size among rows that read that size alone."""
+    caps: dict[str, float] = {}
+    for i in range(len(matrix.rows)):
+        (cols,) = np.nonzero(matrix.A[i])
+        if len(cols) != 1 or matrix.A[i, cols[0]] <= 0:
+            continue
+        metric = matrix.metrics[cols[0]]
+        if metric in PREDICTED:
+            bound = float(matrix.b[i] / matrix.A[i, cols[0]])
+            caps[metric] = min(caps.get(metric, math.inf), bound)
+    return caps
+
+
+def predicted_sizes(spec: ArchSpec, genome: Genome) -> dict[str, float]:
+    """Parameters, fp32 weight bytes and MACs of the float student ``genome`` describes."""
+    params = spec.predict_params(genome)
+    return {"params": params, "weight_bytes": 4.0 * params, "macs": spec.predict_macs(genome)}
+
+
+def fits(spec: ArchSpec, genome: Genome, caps: dict[str, float], margin: float = 0.98) -> bool:
+    """True if the predicted sizes are within ``margin`` of every cap (the measured MACs
+    count pooling and normalisation too, about 1 % more than the spec's conv/linear MACs)."""
+    if not caps:
+        return True
+    sizes = predicted_sizes(spec, genome)
+    return all(sizes[m] <= margin * cap for m, cap in caps.items())
+
+
+def present_groups(spec: ArchSpec, genome: Genome) -> list[str]:
+    """Shrinkable groups that still have a producing layer after the genome's removals."""
+    removed = {name for u in spec.units if not genome.keep.get(u.name, True) for name in u.layers}
+    return [
+        g.key
+        for g in spec.shrinkable
+        if not g.producers or any(p not in removed for p in g.producers)
+    ]
+
+
+def snap(width: float, channels: int) -> float:
+    """``width`` rounded to whole channels (at least one), as a fraction of ``channels``."""
+    return max(1, round(width * channels)) / channels
+
+
+def largest_fitting(
+    make: Callable[[float], Genome], ok: Callable[[Genome], bool], steps: int = 30
+) -> Genome | None:
+    """The genome ``make(q)`` for the largest ``q`` in (0, 1] that passes ``ok`` (``make``
+    must grow with ``q``), or None when even the smallest does not."""
+    if ok(make(1.0)):
+        return make(1.0)
+    lo, hi = 0.0, 1.0
+    best = None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        g = make(mid)
+        if ok(g):
+            lo, best = mid, g
+        else:
+            hi = mid
+    if best is None and ok(make(1e-6)):
+        best = make(1e-6)
+    return best
+
+
+def fit_genome(spec: ArchSpec, genome: Genome, caps: dict[str, float]) -> Genome | None:
+    """``genome`` itself when it meets ``caps``, else its widths scaled by one common factor
+    (each group keeps at least one channel) until it does; None when it cannot."""
+    if fits(spec, genome, caps):
+        return genome
+    keys = present_groups(spec, genome)
+    channels = {g.key: g.channels for g in spec.shrinkable}
+
+    def make(q: float) -> Genome:
+        width = dict(genome.width)
+        for k in keys:
+            width[k] = snap(genome.width.get(k, 1.0) * q, channels[k])
+        return Genome(keep=dict(genome.keep), width=width, kernel=dict(genome.kernel))
+
+    return largest_fitting(make, lambda g: fits(spec, g, caps))
