@@ -21,7 +21,15 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny settings (tests)")
     args = parser.parse_args()
     size = (
-        dict(episodes=1, rollouts=2, distill_epochs=1, train_limit=300, latency_runs=5)
+        dict(
+            episodes=1,
+            rollouts=2,
+            distill_epochs=1,
+            train_limit=300,
+            latency_runs=5,
+            final_epochs=0,
+            seed_ratios=(8.0,),
+        )
         if args.tiny
         else dict(episodes=6, rollouts=4)
     )

@@ -61,7 +61,14 @@ def main() -> None:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         torch.save(teacher.state_dict(), weights)
     size = (
-        dict(episodes=1, rollouts=2, distill_epochs=1, latency_runs=5)
+        dict(
+            episodes=1,
+            rollouts=2,
+            distill_epochs=1,
+            latency_runs=5,
+            final_epochs=0,
+            seed_ratios=(8.0,),
+        )
         if args.tiny
         else dict(episodes=10, rollouts=4, final_epochs=20)
     )

@@ -215,7 +215,7 @@ def search(
         typer.Option(
             min=0,
             help="Distil the float product this many more epochs on the whole training split "
-            "after the search (default: 0, off).",
+            "after the search (default: 20; 0: off).",
         ),
     ] = None,
     executor: Annotated[

@@ -92,5 +92,6 @@ def tiny_search(teacher_cache, monkeypatch, tmp_path):
         latency_runs=5,
         seed_ratios=(4.0, 16.0),
         promote_epochs=1,
+        final_epochs=0,
         out=str(tmp_path / "run"),
     )

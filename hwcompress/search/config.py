@@ -70,7 +70,7 @@ class SearchConfig:
         train_limit: Use at most this many training samples (quick runs).
         final_epochs: After the search, distil the float product this many more epochs on
             the whole training split (N2N trains its final student to convergence; the
-            candidates' short distillation only ranks them). 0: off.
+            candidates' short distillation only ranks them). 0: off. Default 20.
         kd_weight: Weight of the soft-target term (``T²·KL`` at T = 4) beside the L2 on logits,
             in every distillation of the run and the final one. 0: N2N's L2 alone.
         size_metric: ``params`` or ``weight_bytes`` for the compression reward.
@@ -120,7 +120,7 @@ class SearchConfig:
     distill_epochs: int = 4
     distill_patience: int = 2
     train_limit: int | None = None
-    final_epochs: int = 0
+    final_epochs: int = 20
     kd_weight: float = 0.0
     size_metric: str = "params"
     constraint_mode: str = "hard"
@@ -135,7 +135,7 @@ class SearchConfig:
     ray_address: str | None = None
     worker_threads: int | None = None
     target: tuple[str, ...] = ()
-    seed_ratios: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)
+    seed_ratios: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0)
     carry: int = 3
     promote_fraction: float = 0.25
     promote_epochs: int = 8

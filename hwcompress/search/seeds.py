@@ -26,7 +26,7 @@ from hwcompress.arch.spec import ArchSpec, Genome
 from hwcompress.search.target import fits, largest_fitting, present_groups, snap
 
 #: The default ladder: how many times fewer parameters than the teacher.
-SEED_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
+SEED_RATIOS = (2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0)
 #: The smallest share of a group's channels a seed keeps.
 MIN_KEEP = 0.05
 
