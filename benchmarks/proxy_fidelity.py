@@ -62,6 +62,7 @@ def main() -> None:
                 distill_epochs=args.distill_epochs,
                 train_limit=args.train_limit,
                 seed=args.seed,
+                final_epochs=0,
                 out=str(run),
             )
         )

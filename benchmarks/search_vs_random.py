@@ -63,6 +63,7 @@ def main() -> None:
                 train_limit=args.train_limit,
                 teacher_weights=args.teacher_weights,
                 budget_minutes=args.budget_minutes,
+                final_epochs=0,  # the table compares search-time figures
                 out=str(workdir / f"{method}-{seed}"),
             )
             t0 = time.perf_counter()

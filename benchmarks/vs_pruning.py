@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import statistics
@@ -117,6 +118,9 @@ def main() -> None:
     parser.add_argument("--target", default=None, help="e.g. params=10x (default: N2N reward)")
     parser.add_argument("--teacher-epochs", type=int, default=12)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--append", action="store_true", help="keep the rows of earlier seeds in the table"
+    )
     args = parser.parse_args()
     out = args.out or RESULTS / f"vs_pruning_{args.dataset}.md"
     data = load_data(DataConfig(name=args.dataset, data_dir=args.data_dir, batch_size=128))
@@ -142,6 +146,9 @@ def main() -> None:
     )
     work = Path(tempfile.mkdtemp(prefix="hwc-vs-pruning-"))
     rows: list[dict] = []
+    saved = out.with_suffix(".json")
+    if args.append and saved.is_file():
+        rows = json.loads(saved.read_text())
     for seed in (int(s) for s in args.seeds.split(",")):
         t0 = time.perf_counter()
         result = run_search(
@@ -156,6 +163,7 @@ def main() -> None:
                 train_limit=args.train_limit,
                 budget_minutes=args.budget_minutes,
                 kd_weight=1.0,
+                final_epochs=0,  # every contender gets the same final distillation below
                 seed=seed,
                 target=(args.target,) if args.target else (),
                 out=str(work / f"search-{seed}"),
@@ -199,6 +207,8 @@ def main() -> None:
         for row in rows:
             if row["seed"] == seed:
                 row["latency_ratio"] = lat[row["name"]] / lat["teacher"]
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(rows, indent=1))
         write(out, rows, args, t_params, t_test, t_macs, teacher.source)
 
 

@@ -284,7 +284,7 @@ def search(
         str | None,
         typer.Option(
             help="Seed ladder: comma-separated parameter reductions tried first with uniform "
-            "width scaling and global L1 pruning (default: 2,4,8,16,32; 'none': no seeds).",
+            "width scaling and global L1 pruning (default: 2,4,8,16,24,32,48; 'none': no seeds).",
         ),
     ] = None,
     carry: Annotated[
