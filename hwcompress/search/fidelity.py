@@ -59,10 +59,4 @@ def promote(
         if new is not cand:
             record(new)
         refined[cand.id] = new
-    return [refined.get(c.id, evaluator.cache.get(_key(c), c)) for c in cands]
-
-
-def _key(cand: Candidate) -> str:
-    from hwcompress.arch import Genome
-
-    return Genome.from_dict(cand.genome).key()
+    return [refined.get(c.id, c) for c in cands]

@@ -76,7 +76,6 @@ class SearchRun:
         self.init_state = load_init_policy(config.init_policy)
         self.start, self.start_state = start_student(config, ctx)
         self.caps = size_caps(ctx.matrix)
-        self.seed_ratios = config.seed_ratios
         self.stages: dict[str, Stage] = {
             name: stage for name, stage in stage_registry().items() if name in config.stages
         }
@@ -100,26 +99,32 @@ class SearchRun:
         """Evaluated candidates, of one stage or all."""
         return [c for c in self.evaluator.cache.values() if stage is None or c.stage == stage]
 
+    def floats(self) -> list[Candidate]:
+        """Evaluated float (not quantized) students."""
+        return [c for c in self.candidates() if not c.genome.get("weight_bits")]
+
+    def best_of(self, cands: list[Candidate]) -> Candidate | None:
+        """The best of ``cands`` by the run-wide score."""
+        ranked = rank(cands, self.score)
+        return ranked[0] if ranked else None
+
     def best_so_far(self) -> Candidate | None:
         """The run's best candidate by the run-wide score."""
-        ranked = rank(self.candidates(), self.score)
-        return ranked[0] if ranked else None
+        return self.best_of(self.candidates())
 
     def best_float(self) -> Candidate | None:
         """The run's best float (not quantized) student."""
-        ranked = rank([c for c in self.candidates() if not c.genome.get("weight_bits")], self.score)
-        return ranked[0] if ranked else None
+        return self.best_of(self.floats())
 
     def stage_best(self, stage: str, extra: list[Candidate] | None = None) -> Candidate | None:
         """The best candidate of ``stage`` (with ``extra`` ones competing)."""
-        ranked = rank([*self.candidates(stage), *(extra or [])], self.score)
-        return ranked[0] if ranked else None
+        return self.best_of([*self.candidates(stage), *(extra or [])])
 
     def best_structures(self, k: int) -> list[Genome]:
         """The ``k`` best distinct structures (kept units and kernels, widths reset) among
         the float students so far; the start student when there is none."""
         out: dict[str, Genome] = {}
-        ranked = rank([c for c in self.candidates() if not c.genome.get("weight_bits")], self.score)
+        ranked = rank(self.floats(), self.score)
         for cand in [c for c in ranked if c.feasible] or ranked:
             g = Genome.from_dict(cand.genome)
             structure = Genome(keep=dict(g.keep), kernel=dict(g.kernel))
@@ -145,10 +150,6 @@ class SearchRun:
         labels = labels or [""] * len(genomes)
         label_of = {g.key(): lab for g, lab in zip(genomes, labels, strict=True)}
         fresh: set[str] = set()
-
-        def record(cand: Candidate) -> None:
-            self.journal.append({"type": "candidate", "candidate": cand.to_dict()})
-
         todo = [
             g for g in {g.key(): g for g in genomes}.values() if self.evaluator.cached(g) is None
         ]
@@ -169,7 +170,7 @@ class SearchRun:
             ]
         for g, cand in zip(todo, prepared, strict=True):
             cand.label = label_of[g.key()]
-            record(self.evaluator.finish(cand, episodes=episodes))
+            self.record(self.evaluator.finish(cand, episodes=episodes))
             fresh.add(g.key())
         cands = [self.evaluator.cache[g.key()] for g in genomes]
         for g, cand in zip(genomes, cands, strict=True):
@@ -181,8 +182,12 @@ class SearchRun:
             fraction=self.config.promote_fraction,
             epochs=self.config.promote_epochs,
             episodes=episodes,
-            record=record,
+            record=self.record,
         )
+
+    def record(self, cand: Candidate) -> None:
+        """Journals a new or refined candidate (a later record of the same genome wins)."""
+        self.journal.append({"type": "candidate", "candidate": cand.to_dict()})
 
     def save_policy(
         self, stage: str, episode: int, state: dict[str, Any], rewards: list[float], loss: Any
@@ -231,16 +236,12 @@ class SearchRun:
 
     def finish(self, teacher_info: dict[str, Any], out_of_time: bool) -> SearchResult:
         """Chooses the product and writes the run's results."""
-
-        def record(cand: Candidate) -> None:
-            self.journal.append({"type": "candidate", "candidate": cand.to_dict()})
-
         best, chosen = select_product(
             self.evaluator,
             self.score,
             contenders=self.config.contenders,
             epochs=self.config.promote_epochs,
-            record=record,
+            record=self.record,
         )
         if best is not None:
             self.reporter.message(

@@ -62,7 +62,9 @@ class PolicyStage(Stage):
 
     def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
         """The baselines evaluated before any policy sample."""
-        return width_seeds(run.ctx.teacher, run.ctx.spec, run.start, run.caps, run.seed_ratios)
+        return width_seeds(
+            run.ctx.teacher, run.ctx.spec, run.start, run.caps, run.config.seed_ratios
+        )
 
     def fit(self, run: SearchRun, genome: Genome) -> Genome:
         """The genome clamped to the run's size caps (AMC's clamp); unchanged if it fits."""
@@ -196,7 +198,7 @@ class ChannelsStage(ShrinkageStage):
 
     def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
         caps = {**run.caps, "macs": self.macs_target(run)}
-        return width_seeds(run.ctx.teacher, run.ctx.spec, run.start, caps, run.seed_ratios)
+        return width_seeds(run.ctx.teacher, run.ctx.spec, run.start, caps, run.config.seed_ratios)
 
     def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
         from hwcompress.search.ddpg import DDPGConfig, DDPGController, MacsBudget
