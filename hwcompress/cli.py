@@ -533,10 +533,20 @@ def _render_export(report) -> None:
     table.add_row("weights", how.get(report.quantized_by, report.quantized_by))
     table.add_row("file size", human_bytes(report.file_bytes))
     table.add_row("weight bytes (true bits)", human_bytes(report.weight_bytes))
+    table.add_row("peak activation memory", human_bytes(report.peak_activation_bytes))
     table.add_row("integer kernels", _kernel_list(report.integer_kernels))
     table.add_row("float conv/matmul kernels", _kernel_list(report.float_compute_kernels))
+    if report.format == "qcdq":
+        table.add_row("dequantize nodes left (0: all-integer path)", str(report.dequantize_left))
     if report.parity is not None:
         table.add_row("top-1 agreement with PyTorch", f"{report.parity:.2%}")
+    labels = {
+        "val_onnxruntime": "validation accuracy (onnxruntime)",
+        "val_float": "validation accuracy (float student)",
+        "val_pytorch": "validation accuracy (PyTorch, quantized)",
+    }
+    for key, value in report.accuracy.items():
+        table.add_row(labels.get(key, key), f"{value:.2%}")
     console.print(table)
     for note in report.notes:
         console.print(f"[yellow]note[/]: {note}")

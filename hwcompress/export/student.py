@@ -65,10 +65,13 @@ class ExportReport:
     quantized_by: str  # "" (float), "qat" (searched bit-widths) or "ptq-int8"
     file_bytes: int
     weight_bytes: int
+    peak_activation_bytes: int = 0
     kernels: dict[str, int] = field(default_factory=dict)
     integer_kernels: dict[str, int] = field(default_factory=dict)
     float_compute_kernels: dict[str, int] = field(default_factory=dict)
+    dequantize_left: int = 0
     parity: float | None = None
+    accuracy: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,10 +82,13 @@ class ExportReport:
             "quantized_by": self.quantized_by,
             "file_bytes": self.file_bytes,
             "weight_bytes": self.weight_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes,
             "kernels": self.kernels,
             "integer_kernels": self.integer_kernels,
             "float_compute_kernels": self.float_compute_kernels,
+            "dequantize_left": self.dequantize_left,
             "parity": self.parity,
+            "accuracy": self.accuracy,
             "notes": self.notes,
         }
 
@@ -176,35 +182,44 @@ def register_format(name: str) -> Callable[[Exporter], Exporter]:
 
 
 def _report(path: Path, fmt: str, quantized_by: str, **extra: Any) -> ExportReport:
-    from hwcompress.measure.latency import FLOAT_COMPUTE_KERNELS, INTEGER_KERNELS
+    from hwcompress.measure.latency import (
+        FLOAT_COMPUTE_KERNELS,
+        INTEGER_KERNELS,
+        dequantize_left,
+        kernel_counts,
+    )
     from hwcompress.measure.onnx_graph import analyze_onnx
 
-    kernels = onnxruntime_kernels(path)
+    graph = onnxruntime_graph(path)
+    kernels = kernel_counts(graph)
+    stats = analyze_onnx(path)
     return ExportReport(
         path=path,
         format=fmt,
         quantized_by=quantized_by,
         file_bytes=path.stat().st_size,
-        weight_bytes=analyze_onnx(path).weight_bytes,
+        weight_bytes=stats.weight_bytes,
+        peak_activation_bytes=stats.peak_activation_bytes,
         kernels=kernels,
         integer_kernels={k: n for k, n in kernels.items() if k.split(":")[-1] in INTEGER_KERNELS},
         float_compute_kernels={
             k: n for k, n in kernels.items() if k.split(":")[-1] in FLOAT_COMPUTE_KERNELS
         },
+        dequantize_left=dequantize_left(graph) if fmt == "qcdq" else 0,
         **extra,
     )
 
 
-def onnxruntime_kernels(path: Path) -> dict[str, int]:
-    """Op types in onnxruntime's optimised graph of ``path`` (CPU, all optimisations)."""
+def onnxruntime_graph(path: Path) -> Any:
+    """onnxruntime's optimised graph of ``path`` (CPU, all optimisations)."""
     import onnxruntime as ort
 
-    from hwcompress.measure.latency import optimized_kernels
+    from hwcompress.measure.latency import optimized_graph
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    return optimized_kernels(so, path, "CPUExecutionProvider")
+    return optimized_graph(so, path, "CPUExecutionProvider")
 
 
 @register_format("onnx")
@@ -223,17 +238,20 @@ def _export_onnx(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
 @register_format("qcdq")
 def _export_qcdq(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
     from hwcompress.quant.convert import calibrate, quantize_model
-    from hwcompress.quant.export import check_parity, export_qcdq
+    from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
+    from hwcompress.train import evaluate
 
     notes: list[str] = []
     model = student.model
     quantized_by = "qat"
+    accuracy: dict[str, float] = {}
     if not student.quantized:
         if data is None:
             raise StudentError(
                 f"{student.source}: a float student needs calibration data for int8 export; "
                 "give the dataset (or export it with --format onnx)"
             )
+        accuracy["val_float"] = evaluate(model, data.val)
         model = calibrate(quantize_model(model), data.train)
         quantized_by = "ptq-int8"
         notes.append(
@@ -244,9 +262,12 @@ def _export_qcdq(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
     agreement = None
     if data is not None:
         agreement = check_parity(model, out, data.val)
+        if student.quantized:
+            accuracy["val_pytorch"] = evaluate(model, data.val)
+        accuracy["val_onnxruntime"] = onnx_accuracy(out, data.val)
     else:
         notes.append("no validation data: PyTorch/onnxruntime parity not checked")
-    report = _report(out, "qcdq", quantized_by, parity=agreement, notes=notes)
+    report = _report(out, "qcdq", quantized_by, parity=agreement, accuracy=accuracy, notes=notes)
     if report.float_compute_kernels:
         report.notes.append(
             "onnxruntime still runs these in float: "

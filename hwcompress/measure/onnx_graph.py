@@ -190,11 +190,52 @@ def clipped_bits(graph: Any, inits: dict[str, Any]) -> dict[str, int]:
     return bits
 
 
+def _constant_tensors(graph: Any, inits: dict[str, Any]) -> set[str]:
+    """Initializers and every tensor computed from initializers only (weight Q/DQ/Clip)."""
+    const = set(inits)
+    for node in graph.node:
+        if node.op_type == "Constant" or all(i in const for i in node.input if i):
+            const.update(node.output)
+    return const
+
+
+def _fused_into_quantizers(graph: Any, const: set[str]) -> set[str]:
+    """Outputs that an integer kernel never writes: a float op's result that only
+    ``QuantizeLinear`` reads (through a ReLU/Clip at most) is fused with it, and what is
+    stored is the quantizer's integer output."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+
+    def only_quantized(name: str, depth: int = 0) -> bool:
+        users = consumers.get(name, [])
+        if not users or name in outputs:
+            return False
+        return all(
+            u.op_type == "QuantizeLinear"
+            or (depth == 0 and u.op_type in ("Relu", "Clip") and only_quantized(u.output[0], 1))
+            for u in users
+        )
+
+    return {
+        o
+        for node in graph.node
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        for o in node.output[:1]
+        if o not in const and only_quantized(o, 1 if node.op_type in ("Relu", "Clip") else 0)
+    }
+
+
 def analyze_onnx(path: str | Path) -> ModelStats:
     """Measures parameters, MACs, weight bytes and peak activation memory of an ONNX file.
 
     Dynamic dimensions (the batch) are taken as 1. Integer weights clipped to a narrower range
-    (QCDQ sub-8-bit weights) count their true bits (:func:`clipped_bits`).
+    (QCDQ sub-8-bit weights) count their true bits (:func:`clipped_bits`). In a quantized
+    (QDQ) graph activation memory is counted as integer kernels use it: dequantized tensors and
+    float results that go straight into a quantizer are not stored, and weights computed from
+    initializers are weights, not activations.
 
     Args:
         path: The ``.onnx`` file.
@@ -241,6 +282,8 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         if inp.name not in inits
     ]
     total_macs = 0
+    const = _constant_tensors(graph, inits)
+    fused = _fused_into_quantizers(graph, const)
     for node in graph.node:
         ins = [shapes.get(i) for i in node.input]
         out_name = node.output[0] if node.output else ""
@@ -255,8 +298,13 @@ def analyze_onnx(path: str | Path) -> ModelStats:
                     f"({node.op_type}); export with static input shapes"
                 )
             continue
-        act_inputs = tuple(i for i in node.input if i and i not in inits)
-        alias = act_inputs[0] if node.op_type in ALIAS_OPS and act_inputs else None
+        if out_name in const:  # weights computed from initializers (Q/DQ of weights)
+            continue
+        act_inputs = tuple(i for i in node.input if i and i not in const)
+        # A quantizer writes its own (narrower) integer tensor; a dequantizer is folded into
+        # the integer kernel that reads it.
+        aliased = node.op_type in ALIAS_OPS and node.op_type != "QuantizeLinear"
+        alias = act_inputs[0] if (aliased or out_name in fused) and act_inputs else None
         steps.append(
             Step(out_name, math.ceil(numel(out) * itemsize.get(out_name, 4)), act_inputs, alias)
         )

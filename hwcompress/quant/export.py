@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +19,13 @@ from torch import nn
 
 from hwcompress.errors import ModelError
 from hwcompress.quant.convert import QuantizationError
-from hwcompress.quant.qdq import activations_to_uint8
+from hwcompress.quant.qdq import (
+    activations_to_uint8,
+    drop_unused_initializers,
+    quantize_biases,
+    requantize_grid_ops,
+    strip_initializer_inputs,
+)
 
 #: Below this top-1 agreement between PyTorch and onnxruntime the export is refused.
 MIN_AGREEMENT = 0.99
@@ -57,18 +64,60 @@ def export_qcdq(
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"QCDQ export failed: {first}") from err
     proto = onnx.load(str(path))
-    inits = {i.name for i in proto.graph.initializer}
-    leaked = [i.name for i in proto.graph.input if i.name in inits]
-    if leaked:
-        raise ModelError(f"{path}: initializers listed as graph inputs: {leaked[:3]}")
-    if activations_to_uint8(proto):
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(path))
+    strip_initializer_inputs(proto)
+    activations_to_uint8(proto)
+    requantize_grid_ops(proto)
+    quantize_biases(proto)
+    drop_unused_initializers(proto)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
     return path
 
 
 #: Near-tie tolerance of :func:`parity`, as a share of a sample's logit range.
 TIE_TOLERANCE = 0.02
+
+
+def _session(onnx_path: str | Path, optimize: bool = True) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if optimize
+        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+
+
+def onnx_accuracy(onnx_path: str | Path, batches: Iterable[Sequence[torch.Tensor]]) -> float:
+    """Top-1 accuracy of an ONNX classifier in onnxruntime (CPU, all optimisations)."""
+    session = _session(onnx_path)
+    name = session.get_inputs()[0].name
+    correct = total = 0
+    for batch in batches:
+        got = session.run(None, {name: batch[0].numpy().astype(np.float32)})[0].argmax(axis=1)
+        correct += int((got == batch[1].numpy()).sum())
+        total += len(got)
+    return correct / max(total, 1)
+
+
+def optimisation_agreement(
+    onnx_path: str | Path, batches: Iterable[Sequence[torch.Tensor]]
+) -> float:
+    """Top-1 agreement of onnxruntime with optimisations off (the Q/DQ reference, float ops
+    between quantizers) and on (fused integer kernels)."""
+    ref, fused = _session(onnx_path, optimize=False), _session(onnx_path)
+    name = ref.get_inputs()[0].name
+    agree = total = 0
+    for batch in batches:
+        feed = {name: batch[0].numpy().astype(np.float32)}
+        a = ref.run(None, feed)[0].argmax(axis=1)
+        b = fused.run(None, feed)[0].argmax(axis=1)
+        agree += int((a == b).sum())
+        total += len(a)
+    return agree / max(total, 1)
 
 
 def parity(
@@ -81,12 +130,7 @@ def parity(
     one rounding step of integer arithmetic may flip a near-tie, which says nothing about
     the export's faithfulness (a poorly trained low-bit student has many).
     """
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    session = _session(onnx_path)
     name = session.get_inputs()[0].name
     agree = total = 0
     model.eval()

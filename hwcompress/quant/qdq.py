@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["activations_to_uint8"]
+__all__ = [
+    "activations_to_uint8",
+    "drop_unused_initializers",
+    "quantize_biases",
+    "requantize_grid_ops",
+    "strip_initializer_inputs",
+]
 
 
 def activations_to_uint8(model: Any) -> int:
@@ -84,3 +90,184 @@ def activations_to_uint8(model: Any) -> int:
             c.input[2] = add_uint8(f"hwc_u8_max_{k}_{j}", const(c.input[2]).astype(np.int16) + 128)
         converted += 1
     return converted
+
+
+def strip_initializer_inputs(model: Any) -> int:
+    """Removes initializers from the graph's inputs, in place.
+
+    Brevitas exports with ``keep_initializers_as_inputs``; a weight that is also a graph input
+    may be overridden at run time, so onnxruntime neither folds nor fuses it.
+
+    Returns:
+        How many inputs were removed.
+    """
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    keep = [i for i in graph.input if i.name not in inits]
+    removed = len(graph.input) - len(keep)
+    if removed:
+        del graph.input[:]
+        graph.input.extend(keep)
+    return removed
+
+
+#: Ops whose output lies on their input's quantization grid (values moved, never computed).
+GRID_OPS = frozenset(
+    {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Relu", "Identity"}
+)
+
+
+def requantize_grid_ops(model: Any) -> int:
+    """Puts a ``QuantizeLinear → DequantizeLinear`` pair with its input's parameters after
+    every grid-preserving op (:data:`GRID_OPS`) that reads a dequantized tensor, in place.
+
+    ``DequantizeLinear → MaxPool → Conv`` becomes ``DequantizeLinear → MaxPool →
+    QuantizeLinear → DequantizeLinear → Conv``: the same values (a max, a reshape or a ReLU of
+    grid points is a grid point), in the form onnxruntime runs in integers (the pair around the
+    op is dropped and the op runs on uint8) and fuses the next layer with.
+
+    Returns:
+        How many pairs were inserted.
+    """
+    from onnx import helper
+
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    inits = {t.name for t in graph.initializer}
+
+    def per_tensor_dq(name: str) -> Any:
+        dq = producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3:
+            return None
+        scale = next((t for t in graph.initializer if t.name == dq.input[1]), None)
+        if scale is None or len(scale.dims) != 0 or dq.input[2] not in inits:
+            return None
+        return dq
+
+    added = 0
+    new_nodes: list[Any] = []
+    for node in list(graph.node):
+        new_nodes.append(node)
+        if node.op_type not in GRID_OPS or not node.input or len(node.output) != 1:
+            continue
+        dq = per_tensor_dq(node.input[0])
+        out = node.output[0]
+        users = consumers.get(out, [])
+        if dq is None or out in outputs or not users:
+            continue
+        if all(
+            u.op_type == "QuantizeLinear" and list(u.input[1:3]) == list(dq.input[1:3])
+            for u in users
+        ):
+            continue
+        q_out, dq_out = f"{out}_hwc_q", f"{out}_hwc_dq"
+        q = helper.make_node(
+            "QuantizeLinear",
+            [out, dq.input[1], dq.input[2]],
+            [q_out],
+            name=f"{node.name or out}_hwc_q",
+        )
+        d = helper.make_node(
+            "DequantizeLinear",
+            [q_out, dq.input[1], dq.input[2]],
+            [dq_out],
+            name=f"{node.name or out}_hwc_dq",
+        )
+        for u in users:
+            for i, name in enumerate(u.input):
+                if name == out:
+                    u.input[i] = dq_out
+        new_nodes.extend([q, d])
+        producer[q_out], producer[dq_out] = q, d
+        consumers[dq_out] = users
+        consumers[out] = [q]
+        added += 1
+    if added:
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+    return added
+
+
+def quantize_biases(model: Any) -> int:
+    """Stores each float bias of an integer-ready ``Conv``/``Gemm`` as int32, in place.
+
+    A ``Conv``/``Gemm`` whose input and weight come from ``DequantizeLinear`` computes its sum in
+    int32 on the scale ``s_x·s_w`` (per output channel with per-channel weights); a bias on that
+    scale (``round(b / (s_x·s_w))``, dequantized) is what integer kernels add, and what lets
+    onnxruntime fuse a ``Gemm`` with float output into ``QGemm``. The rounding moves a bias by
+    at most half an accumulator step.
+
+    Returns:
+        How many biases were quantized.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def scale_of(name: str) -> np.ndarray | None:
+        dq = producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[1] not in inits:
+            return None
+        return numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+
+    done = 0
+    new_nodes: list[Any] = []
+    for node in graph.node:
+        if (
+            node.op_type in ("Conv", "Gemm")
+            and len(node.input) > 2
+            and node.input[2] in inits
+            and numpy_helper.to_array(inits[node.input[2]]).dtype == np.float32
+        ):
+            sx, sw = scale_of(node.input[0]), scale_of(node.input[1])
+            bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64)
+            if sx is not None and sw is not None and sx.size == 1 and sw.size in (1, bias.size):
+                scale = (sx.reshape(()) * sw).astype(np.float32)
+                if scale.size == 1 and bias.size > 1:
+                    scale = scale.reshape(())
+                if np.all(scale > 0):
+                    q = np.clip(np.round(bias / scale), -(2**31), 2**31 - 1).astype(np.int32)
+                    base = f"{node.input[2]}_hwc_int32"
+                    graph.initializer.extend(
+                        [
+                            numpy_helper.from_array(q, base),
+                            numpy_helper.from_array(scale, base + "_scale"),
+                            numpy_helper.from_array(np.zeros_like(scale, np.int32), base + "_zp"),
+                        ]
+                    )
+                    dq = helper.make_node(
+                        "DequantizeLinear",
+                        [base, base + "_scale", base + "_zp"],
+                        [base + "_dq"],
+                        name=base + "_dq",
+                    )
+                    if scale.ndim == 1:
+                        dq.attribute.append(helper.make_attribute("axis", 0))
+                    new_nodes.append(dq)
+                    node.input[2] = base + "_dq"
+                    done += 1
+        new_nodes.append(node)
+    if done:
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+        drop_unused_initializers(model)
+    return done
+
+
+def drop_unused_initializers(model: Any) -> int:
+    """Removes initializers no node reads, in place; returns how many."""
+    graph = model.graph
+    used = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
+    keep = [t for t in graph.initializer if t.name in used]
+    removed = len(graph.initializer) - len(keep)
+    if removed:
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+    return removed

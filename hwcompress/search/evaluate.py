@@ -323,7 +323,7 @@ class CandidateEvaluator:
     ) -> tuple[nn.Module, dict[str, float], float]:
         """Quantize → calibrate → QAT by distillation → QCDQ export → parity check."""
         from hwcompress.quant.convert import calibrate, quantize_model
-        from hwcompress.quant.export import check_parity, export_qcdq
+        from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
 
         ctx = self.ctx
         shape = ctx.data.input_shape
@@ -336,8 +336,15 @@ class CandidateEvaluator:
         ).val_accuracy
         export_qcdq(q, shape, onnx_path)
         check_parity(q, onnx_path, ctx.data.val)
-        stats = analyze_module(student, shape, weight_bits=genome.weight_bits)
-        return q, stats.metrics(), accuracy
+        stats = analyze_module(
+            student, shape, weight_bits=genome.weight_bits, activation_bits=ctx.act_bits
+        )
+        # what the deployed integer model scores, beside the PyTorch (fake-quant) accuracy
+        metrics = {
+            **stats.metrics(),
+            "val_accuracy_onnxruntime": onnx_accuracy(onnx_path, ctx.data.val),
+        }
+        return q, metrics, accuracy
 
 
 def _failed(cand: Candidate, err: BaseException) -> None:

@@ -1,0 +1,136 @@
+"""Where quantizers go, and what onnxruntime makes of the exported graph (tiny real models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hwcompress.data import DataConfig, load_data
+from hwcompress.export import export_fp32
+from hwcompress.measure.latency import dequantize_left, kernel_counts, optimized_graph
+from hwcompress.measure.onnx_graph import analyze_onnx
+from hwcompress.measure.stats import analyze_module
+from hwcompress.models import build_builtin
+from hwcompress.quant.convert import calibrate, quantize_model
+from hwcompress.quant.export import (
+    check_parity,
+    export_qcdq,
+    onnx_accuracy,
+    optimisation_agreement,
+)
+from hwcompress.train import TrainConfig, evaluate, train_classifier
+
+pytestmark = pytest.mark.onnx
+
+
+class DenseBlock(nn.Module):
+    """DenseNet's pattern: batch-norm after a concat, so no conv precedes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.branch = nn.Conv2d(8, 8, 3, padding=1)
+        self.norm = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU()
+        self.trans = nn.Conv2d(16, 12, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = torch.cat([x, self.branch(x)], 1)
+        x = self.trans(self.relu(self.norm(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def _optimized(path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return optimized_graph(so, path, "CPUExecutionProvider")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data(DataConfig(train_limit=600))
+
+
+def test_quantizers_go_after_activations_not_around_pooling():
+    q = quantize_model(build_builtin("vgg"))
+    quantizers = {
+        n: m for n, m in q.named_children() if n.startswith("act_quant_")
+    }  # input + one after every conv's ReLU + one after the global pool
+    convs = sum(isinstance(m, nn.Conv2d) for m in q.modules())
+    assert len(quantizers) == 1 + convs + 1
+    nodes = {n.name: n for n in q.graph.nodes}
+    for node in q.graph.nodes:
+        if node.op != "call_module":
+            continue
+        sub = q.get_submodule(str(node.target))
+        if isinstance(sub, nn.MaxPool2d):  # reads a quantizer, feeds a conv directly
+            assert str(node.args[0].target).startswith("act_quant_")
+            assert all(isinstance(q.get_submodule(str(u.target)), nn.Conv2d) for u in node.users)
+        if isinstance(sub, nn.ReLU):  # every ReLU's only user is its quantizer
+            (user,) = node.users
+            assert str(user.target).startswith("act_quant_")
+    signed = sorted(n for n, m in quantizers.items() if m.act_quant.is_signed)
+    assert signed == ["act_quant_0", f"act_quant_{convs + 1}"]  # the input and the pooled mean
+    (logits,) = nodes["output"].args
+    assert logits.target == "classifier"  # the logits stay float
+
+
+def test_batchnorm_after_concat_becomes_an_exact_depthwise_conv(data, tmp_path):
+    torch.manual_seed(0)
+    model = DenseBlock()
+    train_classifier(model, data, TrainConfig(epochs=3))
+    model.eval()
+    q = quantize_model(model, default_weight_bits=8)
+    # the norm is now a depthwise 1x1 conv, quantized like the other convs
+    norm = q.get_submodule("norm")
+    assert isinstance(norm, nn.Conv2d) and norm.groups == 16
+    calibrate(q, data.train)
+    path = export_qcdq(q, data.input_shape, tmp_path / "dense.onnx")
+    kernels = kernel_counts(_optimized(path))
+    assert kernels.get("com.microsoft:QLinearConv") == 4  # stem, branch, norm, trans
+    assert not {k for k in kernels if k.split(":")[-1] in ("Conv", "FusedConv", "Gemm")}
+    assert check_parity(q, path, data.val) >= 0.99
+    assert abs(onnx_accuracy(path, data.val) - evaluate(model, data.val)) < 0.05
+
+
+def test_conv_relu_pool_chain_runs_in_integers_end_to_end(data, tmp_path):
+    torch.manual_seed(0)
+    model = build_builtin("vgg")
+    train_classifier(model, data, TrainConfig(epochs=3))
+    q = calibrate(quantize_model(model.eval()), data.train)
+    path = export_qcdq(q, data.input_shape, tmp_path / "vgg.onnx")
+    graph = _optimized(path)
+    ops = [n.op_type for n in graph.node]
+    assert "Relu" not in ops  # fused into the integer convs
+    assert ops.count("QLinearConv") == 6 and "QGemm" in ops
+    assert "QLinearGlobalAveragePool" in ops
+    assert dequantize_left(graph) == 0  # integers from the input quantizer to the logits
+    assert ops.count("QuantizeLinear") == 1
+    # one activation-memory count: the int8 file as the search counts the int8 student
+    fp32 = export_fp32(model, data.input_shape, tmp_path / "vgg32.onnx")
+    int8_peak = analyze_onnx(path).peak_activation_bytes
+    assert (
+        int8_peak
+        == analyze_module(model, data.input_shape, activation_bits=8).peak_activation_bytes
+    )
+    assert int8_peak * 4 == analyze_onnx(fp32).peak_activation_bytes
+
+
+def test_residual_net_agrees_with_optimisations_on_and_off(data, tmp_path):
+    torch.manual_seed(0)
+    model = build_builtin("resnet")
+    train_classifier(model, data, TrainConfig(epochs=3))
+    q = calibrate(quantize_model(model.eval()), data.train)
+    path = export_qcdq(q, data.input_shape, tmp_path / "resnet.onnx")
+    graph = _optimized(path)
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("QLinearAdd") == 6 and dequantize_left(graph) == 0
+    assert optimisation_agreement(path, data.val) >= 0.99
+    assert check_parity(q, path, data.val) >= 0.99
