@@ -6,7 +6,7 @@ and runs ``MaxPool``/``Reshape``/``Flatten`` between matching quantizers on inte
 placement below gives it exactly that shape, the way ``quantize_static`` lays out a QDQ model:
 
 - **after every compute op** (convolution, linear, add, mul, concat, average pooling) one
-  quantizer, placed *after* its activation when the op's only user is a ReLU/ReLU6/Hardtanh (an
+  quantizer, placed *after* its activation when the op's only user is a ReLU/ReLU6 (an
   unsigned quantizer; onnxruntime then drops the activation and fuses Conv+ReLU), except where
   the value is the network's output (the logits stay float);
 - **before a compute op** whose input is not already on a quantizer's grid (the network's input,
@@ -33,9 +33,10 @@ from torch import nn
 
 __all__ = ["QuantPoint", "batchnorms_to_convs", "place_activation_quantizers"]
 
-#: Activations folded into the quantizer after a compute op (an unsigned quantizer).
-_CLAMPING_MODULES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
-_CLAMPING_FUNCTIONS: set[Callable[..., object]] = {F.relu, torch.relu, F.relu6, F.hardtanh}
+#: Activations folded into the quantizer after a compute op (their output is never negative,
+#: so that quantizer is unsigned).
+_CLAMPING_MODULES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
+_CLAMPING_FUNCTIONS: set[Callable[..., object]] = {F.relu, torch.relu, F.relu6}
 _CLAMPING_METHODS = {"relu", "relu_"}
 
 #: Modules whose output lies on their input's quantization grid.

@@ -324,6 +324,7 @@ class CandidateEvaluator:
         """Quantize → calibrate → QAT by distillation → QCDQ export → parity check."""
         from hwcompress.quant.convert import calibrate, quantize_model
         from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
+        from hwcompress.quant.qat import quantization_aware_training
 
         ctx = self.ctx
         shape = ctx.data.input_shape
@@ -331,9 +332,9 @@ class CandidateEvaluator:
             student.load_state_dict(ctx.base_state)
         q = quantize_model(student, weight_bits=genome.weight_bits, default_act_bits=ctx.act_bits)
         calibrate(q, ctx.data.train)
-        accuracy = distill(
+        accuracy = quantization_aware_training(
             q, ctx.teacher, ctx.data, ctx.distill_config, teacher_logits=ctx.teacher_logits
-        ).val_accuracy
+        )
         export_qcdq(q, shape, onnx_path)
         check_parity(q, onnx_path, ctx.data.val)
         stats = analyze_module(

@@ -134,3 +134,38 @@ def test_residual_net_agrees_with_optimisations_on_and_off(data, tmp_path):
     assert ops.count("QLinearAdd") == 6 and dequantize_left(graph) == 0
     assert optimisation_agreement(path, data.val) >= 0.99
     assert check_parity(q, path, data.val) >= 0.99
+
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's pattern: Hardswish between convs, a sigmoid gate multiplied in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.act = nn.Hardswish()
+        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(8, 4, 1)
+        self.fc2 = nn.Conv2d(4, 8, 1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv1(x))
+        gate = torch.sigmoid(self.fc2(torch.relu(self.fc1(self.squeeze(x)))))
+        x = self.conv2(x * gate)
+        return self.head(x.mean((2, 3)))
+
+
+def test_every_quantized_layer_reads_quantized_values_after_float_activations(tmp_path):
+    torch.manual_seed(0)
+    model = SqueezeExcite().eval()
+    q = quantize_model(model)
+    for node in q.graph.nodes:
+        if node.op == "call_module" and isinstance(q.get_submodule(str(node.target)), nn.Conv2d):
+            (arg,) = node.args  # every conv reads a quantizer, also after Hardswish and the gate
+            assert str(arg.target).startswith("act_quant_"), node.name
+    calibrate(q, [(torch.randn(16, 1, 8, 8),) for _ in range(2)])
+    path = export_qcdq(q, (1, 1, 8, 8), tmp_path / "se.onnx")
+    kernels = kernel_counts(_optimized(path))
+    assert kernels.get("com.microsoft:QLinearConv") == 4
+    assert not {k for k in kernels if k.split(":")[-1] in ("Conv", "FusedConv")}
