@@ -156,6 +156,10 @@ def load_student(path: str | Path) -> LoadedStudent:
             shape,
             ckpt["state_dict"],
             act_bits=int(meta.get("act_bits", 8)),
+            # checkpoints from before the range was recorded were trained with 7 bits
+            weight_range_bits=int(meta.get("weight_range_bits", 7))
+            if meta.get("quantized")
+            else None,
         )
     except (HwCompressError, RuntimeError, KeyError, TypeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

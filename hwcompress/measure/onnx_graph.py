@@ -185,7 +185,7 @@ def clipped_bits(graph: Any, inits: dict[str, Any]) -> dict[str, int]:
         if levels >= 2:
             b = min(max(1, math.ceil(math.log2(levels))), 8 * inits[src].dtype.itemsize)
             # a 7-bit range is how 8-bit weights are exported (x86 saturation, see
-            # hwcompress.quant.convert.MAX_WEIGHT_RANGE_BITS): they are 8-bit weights
+            # hwcompress.quant.convert.default_weight_range_bits): they are 8-bit weights
             bits[src] = 8 if b == 7 else b
     return bits
 

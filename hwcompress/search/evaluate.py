@@ -61,14 +61,24 @@ def rebuild_candidate(
     *,
     spec: ArchSpec | None = None,
     act_bits: int = 8,
+    weight_range_bits: int | None = None,
 ) -> nn.Module:
-    """Rebuilds an evaluated candidate (float or quantized) from its genome and weights."""
+    """Rebuilds an evaluated candidate (float or quantized) from its genome and weights.
+
+    ``weight_range_bits`` is the range its 8-bit weights were trained with (the checkpoint's
+    meta records it; by default this machine's).
+    """
     from hwcompress.quant.convert import quantize_model
 
     student = build_student(teacher, structure_of(genome), input_shape, spec=spec)
     model: nn.Module = student
     if genome.weight_bits:
-        model = quantize_model(student, weight_bits=genome.weight_bits, default_act_bits=act_bits)
+        model = quantize_model(
+            student,
+            weight_bits=genome.weight_bits,
+            default_act_bits=act_bits,
+            weight_range_bits=weight_range_bits,
+        )
     model.load_state_dict(state_dict)
     return model.eval()
 
@@ -188,6 +198,10 @@ class CandidateEvaluator:
                 "quantized": bool(genome.weight_bits),
                 "act_bits": ctx.act_bits,
             }
+            if genome.weight_bits:
+                from hwcompress.quant.convert import default_weight_range_bits
+
+                meta["weight_range_bits"] = default_weight_range_bits()
             torch.save(
                 {"state_dict": model.state_dict(), "genome": genome.to_dict(), "meta": meta},
                 ctx.run_dir / rel_pt,
@@ -269,6 +283,7 @@ class CandidateEvaluator:
             The refined candidate (also cached).
         """
         from hwcompress.data.teachers import load_checkpoint
+        from hwcompress.quant.qat import quantization_aware_training
 
         if cand.status != "ok":
             return cand
@@ -288,11 +303,17 @@ class CandidateEvaluator:
                 ckpt["state_dict"],
                 spec=ctx.spec,
                 act_bits=int(ckpt.get("meta", {}).get("act_bits", ctx.act_bits)),
+                weight_range_bits=ckpt.get("meta", {}).get("weight_range_bits"),
             )
             config = replace(ctx.distill_config, epochs=epochs, patience=epochs)
-            accuracy = distill(
-                model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
-            ).val_accuracy
+            if genome.weight_bits:
+                accuracy = quantization_aware_training(
+                    model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
+                )
+            else:
+                accuracy = distill(
+                    model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
+                ).val_accuracy
             if genome.weight_bits:
                 from hwcompress.quant.export import check_parity, export_qcdq
 

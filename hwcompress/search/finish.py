@@ -161,7 +161,12 @@ def finish_run(
         ckpt = load_checkpoint(out / best.artifacts["weights"])
         genome = Genome.from_dict(best.genome)
         student = rebuild_candidate(
-            teacher, genome, data.input_shape, ckpt["state_dict"], act_bits=act_bits
+            teacher,
+            genome,
+            data.input_shape,
+            ckpt["state_dict"],
+            act_bits=act_bits,
+            weight_range_bits=ckpt.get("meta", {}).get("weight_range_bits"),
         )
         final: dict[str, Any] | None = None
         if config.final_epochs and not genome.weight_bits:
@@ -174,6 +179,7 @@ def finish_run(
                     "genome": best.genome,
                     "quantized": bool(genome.weight_bits),
                     "act_bits": act_bits,
+                    **{k: v for k, v in ckpt.get("meta", {}).items() if k == "weight_range_bits"},
                     "metrics": best.metrics,
                 },
             },

@@ -15,6 +15,7 @@ from hwcompress.quant.convert import (
     QuantizationError,
     calibrate,
     check_bits,
+    default_weight_range_bits,
     quantize_model,
     quantized_layers,
 )
@@ -37,7 +38,7 @@ def teacher_and_data():
 def test_qat_export_runs_integer_kernels_with_parity(teacher_and_data, tmp_path, bits):
     teacher, data = teacher_and_data
     q = calibrate(quantize_model(teacher, default_weight_bits=bits), data.train)
-    assert set(quantized_layers(q).values()) == {min(bits, 7)}  # 8 bits: a 7-bit range
+    assert set(quantized_layers(q).values()) == {min(bits, default_weight_range_bits())}
     distill(q, teacher, data, DistillConfig(epochs=2))  # QAT by distillation
     acc = evaluate(q, data.val)
     assert acc > 0.8
