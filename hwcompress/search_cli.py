@@ -99,6 +99,12 @@ def render_result(console: Console, result: SearchResult) -> None:
         f"{result.teacher['val_accuracy']:.2%}",
         f"{b['val_accuracy']:.2%}" if b else "—",
     )
+    if "val_accuracy_onnxruntime" in b:
+        table.add_row(
+            "val accuracy, integer model in onnxruntime",
+            "",
+            f"{b['val_accuracy_onnxruntime']:.2%}",
+        )
     final = result.final_distillation
     if final:
         table.add_row(

@@ -52,7 +52,7 @@ def _fmt(metric: str, value: Any) -> str:
         return human_count(value)
     if metric == "latency_ms":
         return f"{value:.4f} ms"
-    if metric in ("val_accuracy", "test_accuracy"):
+    if metric in ("val_accuracy", "test_accuracy", "val_accuracy_onnxruntime"):
         return f"{100 * value:.2f}%"
     if metric in ("compression", "weight_compression"):
         return f"{value:.1f}×"
@@ -68,6 +68,7 @@ ROWS = (
     ("peak_activation_bytes", "peak activation memory"),
     ("latency_ms", "latency"),
     ("val_accuracy", "validation accuracy"),
+    ("val_accuracy_onnxruntime", "validation accuracy, integer model in onnxruntime"),
     ("compression", "compression (parameters)"),
 )
 
@@ -176,7 +177,11 @@ def write_report(run_dir: str | Path) -> Report:
         columns.append((f"best {stage}", cand.get("metrics", {})))
     if best is not None:
         columns.append(("product", best.get("metrics", {})))
-    compare = [[label, *(_fmt(key, col.get(key)) for _, col in columns)] for key, label in ROWS]
+    compare = [
+        [label, *(_fmt(key, col.get(key)) for _, col in columns)]
+        for key, label in ROWS
+        if key != "val_accuracy_onnxruntime" or any(key in col for _, col in columns)
+    ]
     if best is not None and best.get("test_accuracy") is not None:
         compare.append(
             [
