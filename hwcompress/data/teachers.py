@@ -55,6 +55,7 @@ def _adapt_torchvision(model: nn.Module, in_channels: int, image_size: int) -> n
                     m.dilation,
                     m.groups,
                     m.bias is not None,
+                    padding_mode=m.padding_mode,
                 )
                 model.set_submodule(name, new)
             break

@@ -227,7 +227,8 @@ def kernel_masks(
 def crop_kernels(model: nn.Module, sizes: dict[str, tuple[int, int]]) -> dict[str, str]:
     """Replaces each named conv by one with its kernel cropped to the centre ``sizes[name]``.
 
-    Padding shrinks by the rows/columns removed on each side, so output shapes are unchanged.
+    Padding shrinks by the rows/columns removed on each side (times the dilation), so output
+    shapes are unchanged; stride, dilation, groups and padding mode are kept.
 
     Returns:
         ``"3×3 → 3×1"`` style descriptions of the layers that changed.
@@ -245,16 +246,20 @@ def crop_kernels(model: nn.Module, sizes: dict[str, tuple[int, int]]) -> dict[st
             continue
         dh, dw = (kh - nh) // 2, (kw - nw) // 2
         ph, pw = _padding(conv)
-        if ph < dh or pw < dw:
+        # each removed tap spans ``dilation`` pixels of the input
+        sh, sw = dh * conv.dilation[0], dw * conv.dilation[1]
+        if ph < sh or pw < sw:
             raise ValueError(f"'{name}': padding {conv.padding} too small to crop to {nh}×{nw}")
         new = nn.Conv2d(
             conv.in_channels,
             conv.out_channels,
             (nh, nw),
             stride=conv.stride,
-            padding=(ph - dh, pw - dw),
+            padding=(ph - sh, pw - sw),
+            dilation=conv.dilation,
             groups=conv.groups,
             bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
         )
         with torch.no_grad():
             new.weight.copy_(conv.weight[:, :, dh : dh + nh, dw : dw + nw])

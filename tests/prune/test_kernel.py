@@ -50,6 +50,23 @@ def test_crop_equals_the_masked_kernel_and_keeps_shapes(size, kept):
     torch.testing.assert_close(net(x), masked(x))  # same function, fewer weights
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "circular"])
+def test_a_crop_keeps_dilation_groups_and_padding_mode(padding_mode):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, padding_mode=padding_mode).eval()
+    masked = nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, padding_mode=padding_mode).eval()
+    masked.load_state_dict(conv.state_dict())
+    with torch.no_grad():  # keep only the middle row of each kernel
+        masked.weight[:, :, [0, 2], :] = 0
+    net = nn.Sequential(conv)
+    crop_kernels(net, {"0": (1, 3)})
+    new = net[0]
+    assert (new.dilation, new.groups, new.padding_mode) == ((2, 2), 2, padding_mode)
+    assert new.padding == (0, 2)  # one removed row each side, spanning two pixels
+    x = torch.randn(1, 4, 9, 9)
+    torch.testing.assert_close(net(x), masked(x))
+
+
 def test_cropped_kernels_reach_the_onnx_file(tmp_path):
     net = _net()
     before = sum(p.numel() for p in net.parameters())
