@@ -41,6 +41,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "hwcompress")
 
 
+def _drop_auxiliary_heads(model: nn.Module) -> None:
+    """Removes training-only auxiliary classifiers (GoogLeNet, Inception v3), in place.
+
+    They are not part of the network a user deploys, they would be counted as its parameters,
+    and with them ``forward`` returns a tuple in train mode.
+    """
+    if not getattr(model, "aux_logits", False):
+        return
+    model.aux_logits = False  # type: ignore[assignment]
+    for attr in ("aux1", "aux2", "AuxLogits"):
+        if getattr(model, attr, None) is not None:
+            setattr(model, attr, None)
+
+
 def _adapt_torchvision(model: nn.Module, in_channels: int, image_size: int) -> nn.Module:
     """Adapts a torchvision classifier to the input channels and small images."""
     for name, m in model.named_modules():
@@ -124,6 +138,7 @@ def build_teacher(spec: str, num_classes: int, in_channels: int, image_size: int
                 f"torchvision has no classifier '{name}' ({err}); see "
                 "torchvision.models.list_models()"
             ) from None
+        _drop_auxiliary_heads(model)
         return _adapt_torchvision(model, in_channels, image_size)
     factory = _import_factory(spec)
     try:

@@ -42,6 +42,14 @@ def test_specs_build_with_adapted_channels_and_classes(spec):
         assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 7)
 
 
+def test_googlenet_loses_its_auxiliary_heads():
+    model = build_teacher("torchvision:googlenet", num_classes=10, in_channels=3, image_size=32)
+    assert model.aux1 is None and model.aux2 is None
+    assert not any(name.startswith("aux") for name, _ in model.named_parameters())
+    model.train()  # train mode no longer returns a tuple with the auxiliary logits
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
 @pytest.mark.parametrize(
     "spec,words",
     [
