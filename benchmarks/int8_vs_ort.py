@@ -23,14 +23,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -39,7 +37,12 @@ from hwcompress.data import DataConfig, load_data
 from hwcompress.data.datasets import DataBundle
 from hwcompress.data.teachers import resolve_teacher
 from hwcompress.export import export_fp32
-from hwcompress.measure.latency import dequantize_left, kernel_counts, optimized_graph
+from hwcompress.measure.latency import (
+    dequantize_left,
+    interleaved_latency,
+    kernel_counts,
+    optimized_graph,
+)
 from hwcompress.measure.onnx_graph import analyze_onnx
 from hwcompress.quant.convert import calibrate, quantize_model
 from hwcompress.quant.export import export_qcdq, onnx_accuracy, optimisation_agreement, parity
@@ -118,32 +121,6 @@ def ort_quantize_static(fp32: Path, out: Path, calib: list[tuple]) -> Path:
         weight_type=QuantType.QInt8,
     )
     return out
-
-
-def interleaved_latency(paths: dict[str, Path], shape: tuple[int, ...], rounds: int, runs: int):
-    """Median latency (ms) per model; sessions timed in turn so drift hits all alike."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    sessions = {
-        k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-        for k, p in paths.items()
-    }
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for s in sessions.values():
-        for _ in range(runs):
-            s.run(None, {"input": x})
-    for _ in range(rounds):
-        for k, s in sessions.items():
-            t0 = time.perf_counter()
-            for _ in range(runs):
-                s.run(None, {"input": x})
-            times[k].append((time.perf_counter() - t0) / runs * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def graph_facts(path: Path) -> dict[str, Any]:
@@ -290,7 +267,7 @@ def main() -> None:
         )
         print(f"{name}: QAT in {time.perf_counter() - t0:.0f} s", flush=True)
         paths["hwcompress int8 (QAT)"] = export_qcdq(qat, shape, work / f"{name}-qat.onnx")
-        lat = interleaved_latency(paths, shape, args.rounds, args.runs)
+        lat = interleaved_latency(paths, shape, rounds=args.rounds, runs=args.runs)
         torch_models = {"hwcompress int8 (PTQ)": ptq, "hwcompress int8 (QAT)": qat}
         for label, path in paths.items():
             facts = graph_facts(path)

@@ -23,7 +23,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from hwcompress.arch import Genome, build_spec, build_student
@@ -34,7 +33,7 @@ from hwcompress.hardware import load_profile
 from hwcompress.measure.onnx_graph import analyze_onnx
 from hwcompress.measure.sources import measure_latency
 from hwcompress.quant.convert import calibrate, quantize_model
-from hwcompress.quant.export import check_parity, export_qcdq
+from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
 from hwcompress.search import SearchConfig, run_search
 from hwcompress.train import DistillConfig, TeacherLogits, TrainConfig, distill
 
@@ -44,21 +43,6 @@ TEACHER_TRAINING = {
     "digits": TrainConfig(epochs=30),
     "fashion_mnist": TrainConfig(epochs=12, patience=4),
 }
-
-
-def ort_accuracy(path: Path, loader) -> float:
-    """Top-1 accuracy of an ONNX file in onnxruntime."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    correct = total = 0
-    for x, y, *_ in loader:
-        pred = sess.run(None, {"input": x.numpy().astype(np.float32)})[0].argmax(1)
-        correct += int((pred == y.numpy()).sum())
-        total += len(y)
-    return correct / total
 
 
 def main() -> None:
@@ -183,11 +167,11 @@ def main() -> None:
     rows = []
     fp32_bytes = analyze_onnx(fp32_path).weight_bytes
     fp32_ms = statistics.median(lat["fp32 student"])
-    fp32_test = ort_accuracy(fp32_path, data.test)
+    fp32_test = onnx_accuracy(fp32_path, data.test)
     for name, (path, bits) in variants.items():
         wb = analyze_onnx(path).weight_bytes
-        test = ort_accuracy(path, data.test)
-        val = ort_accuracy(path, data.val)
+        test = onnx_accuracy(path, data.test)
+        val = onnx_accuracy(path, data.val)
         ms = statistics.median(lat[name])
         rows.append(
             f"| {name} | {bits} | {val:.2%} | {test:.2%} | {100 * (test - fp32_test):+.2f} "
@@ -196,7 +180,7 @@ def main() -> None:
         )
     params = sum(p.numel() for p in student.parameters())
     int8_ms = statistics.median(lat["int8 (QAT)"])
-    mixed_test = ort_accuracy(mixed_path, data.test)
+    mixed_test = onnx_accuracy(mixed_path, data.test)
     mixed_bytes = analyze_onnx(mixed_path).weight_bytes
     verdicts = [
         f"- Agent vs fp32: {fp32_bytes / mixed_bytes:.2f}× fewer weight bytes (target ≥ 4×) at "

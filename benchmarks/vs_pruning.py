@@ -30,13 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from hwcompress.arch import Genome, build_student
 from hwcompress.data import DataConfig, load_data
 from hwcompress.data.teachers import resolve_teacher
 from hwcompress.export import export_fp32
+from hwcompress.measure.latency import interleaved_latency
 from hwcompress.measure.stats import analyze_module
 from hwcompress.search import SearchConfig, run_search
 from hwcompress.train import DistillConfig, TeacherLogits, TrainConfig, distill, evaluate
@@ -74,31 +74,6 @@ def tp_prune(teacher: torch.nn.Module, shape: tuple[int, ...], params: int, glob
         lo, hi = (mid, hi) if n > params else (lo, mid)
     assert best is not None
     return best[0]
-
-
-def interleaved_latency(paths: dict[str, Path], shape: tuple[int, ...], rounds: int = 30):
-    """Median latency (ms) per model, sessions timed in turn so drift hits all alike."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sessions = {
-        k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-        for k, p in paths.items()
-    }
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for s in sessions.values():
-        for _ in range(20):
-            s.run(None, {s.get_inputs()[0].name: x})
-    for _ in range(rounds):
-        for k, s in sessions.items():
-            feed = {s.get_inputs()[0].name: x}
-            t0 = time.perf_counter()
-            for _ in range(20):
-                s.run(None, feed)
-            times[k].append((time.perf_counter() - t0) / 20 * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -203,7 +178,7 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-        lat = interleaved_latency(paths, shape)
+        lat = interleaved_latency(paths, shape, rounds=30, runs=20)
         for row in rows:
             if row["seed"] == seed:
                 row["latency_ratio"] = lat[row["name"]] / lat["teacher"]

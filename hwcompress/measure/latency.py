@@ -202,6 +202,56 @@ def optimized_kernels(session_options: Any, model_path: Path, provider: str) -> 
     return kernel_counts(optimized_graph(session_options, model_path, provider))
 
 
+def interleaved_latency(
+    paths: dict[str, Path],
+    input_shape: tuple[int, ...],
+    *,
+    rounds: int = 30,
+    runs: int = 20,
+    threads: int = 1,
+) -> dict[str, float]:
+    """Median latency (ms) of several models timed in turn (A, B, C, A, B, C, …).
+
+    For side-by-side comparisons on a shared machine: drift between minutes hits every model
+    alike, so ratios of the results hold where absolute times do not. Each round times
+    ``runs`` inferences per model after ``runs`` warm-up inferences; CPU, all optimisations.
+
+    Args:
+        paths: ONNX files by label.
+        input_shape: The input of one inference (a fixed-seed normal sample).
+        rounds: How many times every model is timed.
+        runs: Inferences per model and round.
+        threads: onnxruntime intra-op threads.
+
+    Returns:
+        The median over rounds of each model's mean time per inference, by label.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sessions = {
+        k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+        for k, p in paths.items()
+    }
+    x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    for k, s in sessions.items():
+        for _ in range(runs):
+            s.run(None, feeds[k])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for k, s in sessions.items():
+            t0 = time.perf_counter()
+            for _ in range(runs):
+                s.run(None, feeds[k])
+            times[k].append((time.perf_counter() - t0) / runs * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def random_feed(session: Any, seed: int = 0) -> dict[str, Any]:
     """A fixed-seed random input for every session input (dynamic dims taken as 1)."""
     import numpy as np

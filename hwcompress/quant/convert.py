@@ -8,6 +8,7 @@ want them (:mod:`hwcompress.quant.placement`). Layers given 16 or 32 bits stay i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
@@ -48,6 +49,7 @@ def check_bits(
                 )
 
 
+@functools.cache
 def default_weight_range_bits() -> int:
     """The widest range 8-bit weights get on this machine: 8, or 7 on an x86 CPU without VNNI.
 

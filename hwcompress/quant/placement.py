@@ -81,21 +81,26 @@ _GRID_METHODS = {
     "size",
 }
 
-#: Compute ops (besides quantized convolutions and linears) with integer kernels.
-_COMPUTE_MODULES: tuple[type[nn.Module], ...] = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)
-_COMPUTE_FUNCTIONS: set[Callable[..., object]] = {
+#: Element-wise binary compute ops: compute ops only between two tensors (``x * 0.5`` is not).
+_BINARY_FUNCTIONS: set[Callable[..., object]] = {
     operator.add,
     operator.iadd,
     torch.add,
     operator.mul,
     operator.imul,
     torch.mul,
+}
+_BINARY_METHODS = {"add", "add_", "mul", "mul_"}
+
+#: Compute ops (besides quantized convolutions and linears) with integer kernels.
+_COMPUTE_MODULES: tuple[type[nn.Module], ...] = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+_COMPUTE_FUNCTIONS: set[Callable[..., object]] = _BINARY_FUNCTIONS | {
     torch.cat,
     torch.concat,
     F.avg_pool2d,
     F.adaptive_avg_pool2d,
 }
-_COMPUTE_METHODS = {"add", "add_", "mul", "mul_"}
+_COMPUTE_METHODS = _BINARY_METHODS
 
 
 @dataclass(frozen=True)
@@ -197,7 +202,8 @@ def place_activation_quantizers(
             return True
         if not _is(node, gm, _COMPUTE_MODULES, _COMPUTE_FUNCTIONS, _COMPUTE_METHODS):
             return False
-        return len(_tensor_inputs(node)) >= (2 if _binary(node) else 1)
+        binary = node.target in _BINARY_FUNCTIONS or node.target in _BINARY_METHODS
+        return len(_tensor_inputs(node)) >= (2 if binary else 1)
 
     def clamping(node: torch.fx.Node) -> bool:
         return _is(node, gm, _CLAMPING_MODULES, _CLAMPING_FUNCTIONS, _CLAMPING_METHODS)
@@ -223,9 +229,7 @@ def place_activation_quantizers(
         on_grid.add(q)
         points.append(QuantPoint(name, after.name, signed, bits))
 
-    for node in list(gm.graph.nodes):
-        if node.op == "call_module" and str(node.target).startswith("act_quant_"):
-            continue
+    for node in list(gm.graph.nodes):  # the quantizers inserted below are not visited
         if compute(node):
             # Inputs first: a compute op reads quantized values.
             for arg in _tensor_inputs(node):
@@ -247,18 +251,3 @@ def place_activation_quantizers(
     gm.graph.lint()
     gm.recompile()
     return points
-
-
-def _binary(node: torch.fx.Node) -> bool:
-    return node.target in (
-        operator.add,
-        operator.iadd,
-        torch.add,
-        operator.mul,
-        operator.imul,
-        torch.mul,
-        "add",
-        "add_",
-        "mul",
-        "mul_",
-    )

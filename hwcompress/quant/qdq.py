@@ -26,6 +26,15 @@ __all__ = [
 ]
 
 
+def _consumers(graph: Any) -> dict[str, list[Any]]:
+    """The nodes reading each tensor of ``graph``."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def activations_to_uint8(model: Any) -> int:
     """Turns int8 activation quantization into the equivalent uint8 one, in place.
 
@@ -44,10 +53,7 @@ def activations_to_uint8(model: Any) -> int:
 
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
 
     def const(name: str) -> np.ndarray | None:
         return numpy_helper.to_array(inits[name]) if name in inits else None
@@ -133,18 +139,15 @@ def requantize_grid_ops(model: Any) -> int:
 
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     outputs = {o.name for o in graph.output}
-    inits = {t.name for t in graph.initializer}
+    inits = {t.name: t for t in graph.initializer}
 
     def per_tensor_dq(name: str) -> Any:
         dq = producer.get(name)
         if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3:
             return None
-        scale = next((t for t in graph.initializer if t.name == dq.input[1]), None)
+        scale = inits.get(dq.input[1])
         if scale is None or len(scale.dims) != 0 or dq.input[2] not in inits:
             return None
         return dq
@@ -200,7 +203,8 @@ def quantize_biases(model: Any) -> int:
     int32 on the scale ``s_x·s_w`` (per output channel with per-channel weights); a bias on that
     scale (``round(b / (s_x·s_w))``, dequantized) is what integer kernels add, and what lets
     onnxruntime fuse a ``Gemm`` with float output into ``QGemm``. The rounding moves a bias by
-    at most half an accumulator step.
+    at most half an accumulator step. The float biases are left unread
+    (:func:`drop_unused_initializers` removes them).
 
     Returns:
         How many biases were quantized.
@@ -217,47 +221,54 @@ def quantize_biases(model: Any) -> int:
             return None
         return numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
 
+    def int32_bias(node: Any) -> Any:
+        """The ``DequantizeLinear`` of ``node``'s bias as int32, or None where it cannot be."""
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3:
+            return None
+        if node.input[2] not in inits:
+            return None
+        bias = numpy_helper.to_array(inits[node.input[2]])
+        sx, sw = scale_of(node.input[0]), scale_of(node.input[1])
+        if bias.dtype != np.float32 or sx is None or sw is None or sx.size != 1:
+            return None
+        if sw.size not in (1, bias.size):
+            return None
+        scale = (sx.reshape(()) * sw).astype(np.float32)
+        if scale.size == 1 and bias.size > 1:
+            scale = scale.reshape(())
+        if not np.all(scale > 0):
+            return None
+        q = np.clip(np.round(bias.astype(np.float64) / scale), -(2**31), 2**31 - 1)
+        base = f"{node.input[2]}_hwc_int32"
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(q.astype(np.int32), base),
+                numpy_helper.from_array(scale, base + "_scale"),
+                numpy_helper.from_array(np.zeros_like(scale, np.int32), base + "_zp"),
+            ]
+        )
+        dq = helper.make_node(
+            "DequantizeLinear",
+            [base, base + "_scale", base + "_zp"],
+            [base + "_dq"],
+            name=base + "_dq",
+        )
+        if scale.ndim == 1:
+            dq.attribute.append(helper.make_attribute("axis", 0))
+        return dq
+
     done = 0
     new_nodes: list[Any] = []
     for node in graph.node:
-        if (
-            node.op_type in ("Conv", "Gemm")
-            and len(node.input) > 2
-            and node.input[2] in inits
-            and numpy_helper.to_array(inits[node.input[2]]).dtype == np.float32
-        ):
-            sx, sw = scale_of(node.input[0]), scale_of(node.input[1])
-            bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64)
-            if sx is not None and sw is not None and sx.size == 1 and sw.size in (1, bias.size):
-                scale = (sx.reshape(()) * sw).astype(np.float32)
-                if scale.size == 1 and bias.size > 1:
-                    scale = scale.reshape(())
-                if np.all(scale > 0):
-                    q = np.clip(np.round(bias / scale), -(2**31), 2**31 - 1).astype(np.int32)
-                    base = f"{node.input[2]}_hwc_int32"
-                    graph.initializer.extend(
-                        [
-                            numpy_helper.from_array(q, base),
-                            numpy_helper.from_array(scale, base + "_scale"),
-                            numpy_helper.from_array(np.zeros_like(scale, np.int32), base + "_zp"),
-                        ]
-                    )
-                    dq = helper.make_node(
-                        "DequantizeLinear",
-                        [base, base + "_scale", base + "_zp"],
-                        [base + "_dq"],
-                        name=base + "_dq",
-                    )
-                    if scale.ndim == 1:
-                        dq.attribute.append(helper.make_attribute("axis", 0))
-                    new_nodes.append(dq)
-                    node.input[2] = base + "_dq"
-                    done += 1
+        dq = int32_bias(node)
+        if dq is not None:
+            new_nodes.append(dq)
+            node.input[2] = dq.output[0]
+            done += 1
         new_nodes.append(node)
     if done:
         del graph.node[:]
         graph.node.extend(new_nodes)
-        drop_unused_initializers(model)
     return done
 
 

@@ -307,19 +307,17 @@ class CandidateEvaluator:
             )
             config = replace(ctx.distill_config, epochs=epochs, patience=epochs)
             if genome.weight_bits:
+                from hwcompress.quant.export import check_parity, export_qcdq
+
                 accuracy = quantization_aware_training(
                     model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
                 )
+                export_qcdq(model, shape, ctx.run_dir / rel_onnx)
+                check_parity(model, ctx.run_dir / rel_onnx, ctx.data.val)
             else:
                 accuracy = distill(
                     model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
                 ).val_accuracy
-            if genome.weight_bits:
-                from hwcompress.quant.export import check_parity, export_qcdq
-
-                export_qcdq(model, shape, ctx.run_dir / rel_onnx)
-                check_parity(model, ctx.run_dir / rel_onnx, ctx.data.val)
-            else:
                 export_fp32(model, shape, ctx.run_dir / rel_onnx)
             torch.save(
                 {"state_dict": model.state_dict(), "genome": cand.genome, "meta": ckpt["meta"]},

@@ -159,6 +159,7 @@ def finish_run(
         best_dir.mkdir(exist_ok=True)
         shutil.copyfile(out / best.artifacts["onnx"], best_dir / "student.onnx")
         ckpt = load_checkpoint(out / best.artifacts["weights"])
+        weight_range = ckpt.get("meta", {}).get("weight_range_bits")  # quantized students only
         genome = Genome.from_dict(best.genome)
         student = rebuild_candidate(
             teacher,
@@ -166,7 +167,7 @@ def finish_run(
             data.input_shape,
             ckpt["state_dict"],
             act_bits=act_bits,
-            weight_range_bits=ckpt.get("meta", {}).get("weight_range_bits"),
+            weight_range_bits=weight_range,
         )
         final: dict[str, Any] | None = None
         if config.final_epochs and not genome.weight_bits:
@@ -179,7 +180,7 @@ def finish_run(
                     "genome": best.genome,
                     "quantized": bool(genome.weight_bits),
                     "act_bits": act_bits,
-                    **{k: v for k, v in ckpt.get("meta", {}).items() if k == "weight_range_bits"},
+                    **({"weight_range_bits": weight_range} if weight_range is not None else {}),
                     "metrics": best.metrics,
                 },
             },

@@ -100,13 +100,19 @@ def test_batchnorm_after_concat_becomes_an_exact_depthwise_conv(data, tmp_path):
     assert abs(onnx_accuracy(path, data.val) - evaluate(model, data.val)) < 0.05
 
 
-def test_conv_relu_pool_chain_runs_in_integers_end_to_end(data, tmp_path):
+def _trained_int8(name, data, tmp_path):
+    """A built-in model trained briefly, its calibrated int8 copy, the file and the graph
+    onnxruntime optimised it into."""
     torch.manual_seed(0)
-    model = build_builtin("vgg")
+    model = build_builtin(name)
     train_classifier(model, data, TrainConfig(epochs=3))
     q = calibrate(quantize_model(model.eval()), data.train)
-    path = export_qcdq(q, data.input_shape, tmp_path / "vgg.onnx")
-    graph = _optimized(path)
+    path = export_qcdq(q, data.input_shape, tmp_path / f"{name}.onnx")
+    return model, q, path, _optimized(path)
+
+
+def test_conv_relu_pool_chain_runs_in_integers_end_to_end(data, tmp_path):
+    model, _, path, graph = _trained_int8("vgg", data, tmp_path)
     ops = [n.op_type for n in graph.node]
     assert "Relu" not in ops  # fused into the integer convs
     assert ops.count("QLinearConv") == 6 and "QGemm" in ops
@@ -124,12 +130,7 @@ def test_conv_relu_pool_chain_runs_in_integers_end_to_end(data, tmp_path):
 
 
 def test_residual_net_agrees_with_optimisations_on_and_off(data, tmp_path):
-    torch.manual_seed(0)
-    model = build_builtin("resnet")
-    train_classifier(model, data, TrainConfig(epochs=3))
-    q = calibrate(quantize_model(model.eval()), data.train)
-    path = export_qcdq(q, data.input_shape, tmp_path / "resnet.onnx")
-    graph = _optimized(path)
+    _, q, path, graph = _trained_int8("resnet", data, tmp_path)
     ops = [n.op_type for n in graph.node]
     assert ops.count("QLinearAdd") == 6 and dequantize_left(graph) == 0
     assert optimisation_agreement(path, data.val) >= 0.99
