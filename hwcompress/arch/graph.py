@@ -2,9 +2,11 @@
 
 Every tensor in the torch.fx graph gets a *channel group*: the set of tensors whose channel
 dimension must keep the same size. A convolution starts a new group; batch-norm, activations,
-pooling and reshapes pass their input's group on; a residual add (or a multiply) merges the
-groups of its operands; a depthwise convolution keeps its input's group. Groups touching the
-model's input or output, a concatenation, a grouped convolution or an unknown op are fixed.
+pooling and reshapes that keep the channel dimension (or flatten it channel-major for a linear
+layer) pass their input's group on; a residual add (or a multiply) merges the groups of its
+operands; a depthwise convolution keeps its input's group. Groups touching the model's input or
+output, a concatenation, a split (``chunk``), a reshape that moves channels (a channel
+shuffle's ``view → transpose → view``), a grouped convolution or an unknown op are fixed.
 
 Removal units are found on the same graph:
 
@@ -17,6 +19,7 @@ Removal units are found on the same graph:
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -205,6 +208,9 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
         elif node.op == "output":
             fixed.extend(group[a] for a in tensor_inputs)
         elif shape is None:
+            if isinstance(node.meta.get("tensor_meta"), tuple | list):
+                # chunk/split/unbind: the pieces get their own (fixed) groups from getitem.
+                fixed.extend(group[a] for a in tensor_inputs)
             continue
         elif node.op == "call_module":
             m = modules[node.target]
@@ -215,7 +221,7 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
                     fixed.extend([first, out])
                 layers[node.target] = LayerInfo(node.target, kind, m, node, first, out)
                 group[node] = out
-            elif isinstance(m, nn.Linear) and first is not None:
+            elif isinstance(m, nn.Linear) and first is not None and len(shape) == 2:
                 out = new(node)
                 in_ch = channels[uf.find(first)]
                 factor = m.in_features // in_ch if m.in_features % in_ch == 0 else 0
@@ -259,7 +265,9 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
                 else:
                     group[node] = new(node)
                     fixed.extend([group[node], *(group[a] for a in tensor_inputs)])
-            elif (binary or passthrough) and first is not None:
+            elif first is not None and (
+                binary or (passthrough and _keeps_channels(tensor_inputs[0], node))
+            ):
                 group[node] = first
             else:
                 group[node] = new(node)
@@ -267,6 +275,14 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
         else:  # get_attr and friends
             group[node] = new(node)
             fixed.append(group[node])
+            owner, _, attr = str(node.target).rpartition(".")
+            owner_module = gm.get_submodule(owner)
+            if isinstance(getattr(owner_module, attr, None), nn.Parameter):
+                # A parameter used directly (ConvNeXt's layer scale, LayerNorm2d's affine):
+                # a fixed-size layer of its own, so that it is counted and removed with its unit.
+                layers[str(node.target)] = LayerInfo(
+                    str(node.target), "other", owner_module, node, group[node], group[node]
+                )
 
     roots_fixed = {uf.find(g) for g in fixed}
     channels = {uf.find(g): c for g, c in channels.items()}
@@ -289,15 +305,31 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
     return analysis
 
 
-def _ancestors(node: torch.fx.Node) -> set[torch.fx.Node]:
-    seen: set[torch.fx.Node] = set()
-    stack = list(node.all_input_nodes)
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(n.all_input_nodes)
-    return seen
+def _keeps_channels(src: torch.fx.Node, node: torch.fx.Node) -> bool:
+    """True if ``node`` (a pass-through op on ``src``) keeps ``src``'s channels as its dim 1.
+
+    A reshape may keep the channel dimension (``mean``, ``squeeze``, an identity ``view``) or
+    flatten channel-major to ``(N, C·k)`` (a linear layer then reads ``k`` inputs per
+    channel); anything else (a channel shuffle's 5-D ``view``) moves the channels.
+    """
+    a, b = node_shape(src), node_shape(node)
+    if not a or not b or len(a) < 2 or len(b) < 2 or a[0] != b[0]:
+        return False
+    if a[1] == b[1]:
+        return True
+    return len(b) == 2 and b[1] == math.prod(a[1:])
+
+
+def _ancestor_masks(nodes: list[torch.fx.Node]) -> dict[torch.fx.Node, int]:
+    """Each node's ancestors as a bit mask over ``nodes`` (in topological order)."""
+    index = {n: i for i, n in enumerate(nodes)}
+    masks: dict[torch.fx.Node, int] = {}
+    for n in nodes:
+        m = 0
+        for i in n.all_input_nodes:
+            m |= masks[i] | (1 << index[i])
+        masks[n] = m
+    return masks
 
 
 def _common_prefix(names: list[str]) -> str:
@@ -313,7 +345,10 @@ def _common_prefix(names: list[str]) -> str:
 def _find_units(a: GraphAnalysis) -> dict[str, UnitInfo]:
     units: dict[str, UnitInfo] = {}
     in_branch: set[torch.fx.Node] = set()
-    for node in a.gm.graph.nodes:
+    nodes = list(a.gm.graph.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    anc = _ancestor_masks(nodes)
+    for node in nodes:
         is_add = (node.op == "call_function" and node.target in ADD_FUNCTIONS) or (
             node.op == "call_method" and node.target in ("add", "add_")
         )
@@ -321,10 +356,11 @@ def _find_units(a: GraphAnalysis) -> dict[str, UnitInfo]:
         if not is_add or len(tensor_args) != 2:
             continue
         for skip, r in (tensor_args, tensor_args[::-1]):
-            anc_r = _ancestors(r) | {r}
-            if skip not in anc_r or node_shape(skip) != node_shape(r):
+            anc_r = anc[r] | (1 << index[r])
+            bit = 1 << index[skip]
+            if not anc_r & bit or node_shape(skip) != node_shape(r):
                 continue
-            branch = [n for n in anc_r if n is not skip and skip in _ancestors(n)]
+            branch = [n for n in nodes if anc_r >> index[n] & 1 and n is not skip and anc[n] & bit]
             members = set(branch)
             if any(u not in members and u is not node for n in branch for u in n.users):
                 continue
@@ -332,6 +368,13 @@ def _find_units(a: GraphAnalysis) -> dict[str, UnitInfo]:
             if not names:
                 continue
             name = _common_prefix(names) or f"residual_{node.name}"
+            # Parameters read only inside the branch (get_attr) go with it.
+            members |= {
+                n
+                for m in branch
+                for n in m.all_input_nodes
+                if n.op == "get_attr" and all(u in members for u in n.users)
+            }
             ordered = [n for n in a.gm.graph.nodes if n in members]
             layers = [n.target for n in ordered if n.target in a.layers]
             if name not in units:

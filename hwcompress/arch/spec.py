@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -37,6 +37,8 @@ class LayerSpec:
         skip: True if the layer sits inside a residual branch.
         input_shape: Input tensor shape for a batch of one.
         output_shape: Output tensor shape for a batch of one.
+        macs: For ``other`` layers (fixed size), their multiply-accumulates, e.g. a linear
+            layer applied to every position of a channels-last tensor.
     """
 
     name: str
@@ -55,6 +57,7 @@ class LayerSpec:
     skip: bool = False
     input_shape: tuple[int, ...] = ()
     output_shape: tuple[int, ...] = ()
+    macs: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,6 +225,8 @@ class ArchSpec:
                 elif layer.kind == "gconv":  # grouped convs keep their channels
                     weights = layer.params - (layer.out_channels if layer.bias else 0)
                     total += weights * pixels * k // math.prod(layer.kernel)
+                else:
+                    total += layer.macs
                 continue
             if layer.kind == "conv":
                 total += w_in * w_out * k + (w_out if layer.bias else 0)
@@ -302,8 +307,16 @@ def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:
     layers = []
     for info in a.layers.values():
         m = info.module
-        node_in = info.node.all_input_nodes[0]
+        node_in = (info.node.all_input_nodes or [info.node])[0]
         kernel = tuple(getattr(m, "kernel_size", (1,)))
+        out_shape = node_shape(info.node) or ()
+        if info.node.op == "get_attr":  # a parameter used directly
+            params = a.gm.get_parameter(str(info.node.target)).numel()
+        else:
+            params = sum(p.numel() for p in m.parameters(recurse=False))
+        macs = 0
+        if info.kind == "other" and isinstance(m, nn.Linear) and out_shape:
+            macs = m.in_features * m.out_features * math.prod(out_shape[1:-1])
         layers.append(
             LayerSpec(
                 name=info.name,
@@ -325,11 +338,12 @@ def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:
                 out_group=a.key(info.out_gid),
                 factor=info.factor,
                 bias=getattr(m, "bias", None) is not None,
-                params=sum(p.numel() for p in m.parameters(recurse=False)),
+                params=params,
                 unit=unit_of.get(info.name),
                 skip=info.name in in_residual,
                 input_shape=node_shape(node_in) or (),
-                output_shape=node_shape(info.node) or (),
+                output_shape=out_shape,
+                macs=macs,
             )
         )
     units = tuple(
@@ -356,6 +370,34 @@ def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:
         ),
         key=lambda g: order.get(g.key, -1),
     )
-    return ArchSpec(
+    spec = ArchSpec(
         input_shape=tuple(input_shape), layers=tuple(layers), units=units, groups=tuple(groups)
+    )
+    return _without_widening_units(spec)
+
+
+def _without_widening_units(spec: ArchSpec) -> ArchSpec:
+    """Drops the conv units whose removal would make the student larger.
+
+    Removing a channel-reducing conv (a Fire squeeze, a 1×1 bottleneck, an SE reduction)
+    feeds its wider input to its consumers, which then grow by more than the unit saved.
+    Such a unit is not a compression decision, so the policy never sees it.
+    """
+    base = Genome()
+    params, macs = spec.predict_params(base), spec.predict_macs(base)
+    widening = {
+        u.name
+        for u in spec.units
+        if u.kind == "conv"
+        and (
+            spec.predict_params(g := Genome(keep={u.name: False})) > params
+            or spec.predict_macs(g) > macs
+        )
+    }
+    if not widening:
+        return spec
+    return replace(
+        spec,
+        units=tuple(u for u in spec.units if u.name not in widening),
+        layers=tuple(replace(la, unit=None) if la.unit in widening else la for la in spec.layers),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import pickle
 import re
@@ -34,6 +35,15 @@ class Teacher:
     model: nn.Module
     accuracy: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    adaptations: tuple[str, ...] = ()
+
+
+ADAPTATIONS = "hwcompress_adaptations"  # attribute listing what build_teacher changed
+
+
+def adaptations(model: nn.Module) -> tuple[str, ...]:
+    """What :func:`build_teacher` changed in ``model`` to fit the input size."""
+    return tuple(getattr(model, ADAPTATIONS, ()))
 
 
 def cache_dir() -> Path:
@@ -75,25 +85,71 @@ def _adapt_torchvision(model: nn.Module, in_channels: int, image_size: int) -> n
             break
     avgpool = getattr(model, "avgpool", None)
     classifier = getattr(model, "classifier", None)
+    if image_size >= 64 or not isinstance(classifier, nn.Sequential):
+        return model
+    linears = [i for i, m in enumerate(classifier) if isinstance(m, nn.Linear)]
     if (
-        image_size < 64
-        and isinstance(avgpool, nn.AdaptiveAvgPool2d)
+        isinstance(avgpool, nn.AdaptiveAvgPool2d)
         and avgpool.output_size not in (1, (1, 1))
-        and isinstance(classifier, nn.Sequential)
-        and isinstance(classifier[0], nn.Linear)
+        and linears
+        and all(isinstance(classifier[i], nn.Dropout) for i in range(linears[0]))
     ):
-        # VGG-style heads pool to 7×7 and flatten; on small images pool globally instead.
-        area = 1
-        for v in (
-            avgpool.output_size
-            if isinstance(avgpool.output_size, tuple)
-            else (avgpool.output_size,) * 2
-        ):
-            area *= int(v)
-        first = classifier[0]
+        # VGG/AlexNet-style heads pool to 7×7 (6×6) and flatten; on small images pool
+        # globally instead.
+        size = avgpool.output_size
+        area = math.prod(int(v or 1) for v in (size if isinstance(size, tuple) else (size, size)))
+        first = classifier[linears[0]]
+        assert isinstance(first, nn.Linear)
         model.avgpool = nn.AdaptiveAvgPool2d(1)
-        classifier[0] = nn.Linear(first.in_features // area, first.out_features)
+        classifier[linears[0]] = nn.Linear(first.in_features // area, first.out_features)
     return model
+
+
+def _runs_on(model: nn.Module, x: torch.Tensor) -> bool:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+        return True
+    except (RuntimeError, ValueError):
+        return False
+    finally:
+        model.train(was_training)
+
+
+def _fit_input_size(model: nn.Module, name: str, in_channels: int, image_size: int) -> list[str]:
+    """Removes a torchvision model's earliest downsampling until it runs on ``image_size``.
+
+    The way CIFAR variants of ImageNet models are made: the stem's strided conv runs at
+    stride 1 and its pooling layers go, in execution order, only as far as the input needs
+    (a model that already runs is left as it is, so its checkpoints keep loading). Parameter
+    shapes never change.
+
+    Returns:
+        What was changed, one phrase per layer (empty if nothing was needed).
+
+    Raises:
+        TeacherError: If the model still cannot take the input with no stem downsampling.
+    """
+    x = torch.zeros(1, in_channels, image_size, image_size)
+    done: list[str] = []
+    for qual, m in list(model.named_modules()):
+        if _runs_on(model, x):
+            return done
+        if isinstance(m, nn.Conv2d) and max(m.stride) > 1:
+            done.append(f"{qual}: stride {tuple(m.stride)} → 1")
+            m.stride = (1, 1)
+        elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d) and m.stride not in (1, (1, 1)):
+            done.append(f"{qual}: {type(m).__name__} removed")
+            model.set_submodule(qual, nn.Identity())
+    if _runs_on(model, x):
+        return done
+    raise TeacherError(
+        f"torchvision:{name} cannot take {image_size}×{image_size} inputs, even without "
+        "downsampling before its first block; resize the images (ImageFolder datasets take "
+        "--image-size) or choose another teacher"
+    )
 
 
 def _import_factory(spec: str) -> Callable[..., nn.Module]:
@@ -139,7 +195,9 @@ def build_teacher(spec: str, num_classes: int, in_channels: int, image_size: int
                 "torchvision.models.list_models()"
             ) from None
         _drop_auxiliary_heads(model)
-        return _adapt_torchvision(model, in_channels, image_size)
+        model = _adapt_torchvision(model, in_channels, image_size)
+        setattr(model, ADAPTATIONS, _fit_input_size(model, name, in_channels, image_size))
+        return model
     factory = _import_factory(spec)
     try:
         model = factory(num_classes=num_classes, in_channels=in_channels)
@@ -255,9 +313,17 @@ def resolve_teacher(
         meta = load_weights(model, weights)
         model.eval()
         acc = {"val": evaluate(model, data.val)}
-        return Teacher(spec, model, {**meta.get("accuracy", {}), **acc}, f"weights {weights}")
+        return Teacher(
+            spec,
+            model,
+            {**meta.get("accuracy", {}), **acc},
+            f"weights {weights}",
+            adaptations(model),
+        )
     if not spec.startswith("builtin:"):
-        return Teacher(spec, model.eval(), {}, "random weights (pass --teacher-weights)")
+        return Teacher(
+            spec, model.eval(), {}, "random weights (pass --teacher-weights)", adaptations(model)
+        )
     train_config = train_config or TrainConfig()
     key = hashlib.sha1(
         json.dumps(

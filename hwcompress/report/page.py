@@ -257,6 +257,15 @@ def write_report(run_dir: str | Path) -> Report:
         f"{html.escape(str(results.get('profile')))}</title><style>{_CSS}</style></head><body>",
         "<h1>hwcompress search report</h1>",
         f"<p>{html.escape(headline)}</p>",
+        *(
+            [
+                "<p>The teacher was adapted to the input size: "
+                + html.escape("; ".join(teacher["adaptations"]))
+                + ".</p>"
+            ]
+            if teacher.get("adaptations")
+            else []
+        ),
         "<h2>Device profile and constraints (A·x ≤ b)</h2>",
         _table(["row", "constraint", "bound"], profile_rows),
         "<h2>Teacher, each stage's best and the product</h2>",

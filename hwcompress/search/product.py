@@ -51,8 +51,14 @@ class ProductScore:
         return compression_reward(size, self.teacher[self.size_metric]) * ra
 
     def key(self, cand: Candidate) -> tuple[bool, float, float]:
-        """Sort key, best last: feasible first, then the score, then fewer parameters."""
-        return (cand.feasible, self(cand), -cand.metrics.get("params", 0.0))
+        """Sort key, best last: feasible first, then the score, then fewer parameters.
+
+        A student with more parameters than its teacher is never ranked feasible: it is not
+        a compression, whatever its constraints say.
+        """
+        params = cand.metrics.get("params", 0.0)
+        smaller = params <= self.teacher.get("params", float("inf"))
+        return (cand.feasible and smaller, self(cand), -params)
 
     def describe(self) -> str:
         """How candidates are ranked, in words."""

@@ -119,5 +119,8 @@ def width_seeds(
             if genome is None or genome.key() in seen:
                 continue
             seen.add(genome.key())
-            out.append((f"{name} {ratio:g}x", genome))
+            # A rung the caps pushed further down is named by the reduction it reached.
+            reached = teacher_params / max(spec.predict_params(genome), 1)
+            shown = ratio if reached < 1.1 * ratio else float(f"{reached:.3g}")
+            out.append((f"{name} {shown:g}x", genome))
     return out

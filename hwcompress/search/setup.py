@@ -81,6 +81,11 @@ def prepare_context(
         config.teacher, data, weights=config.teacher_weights, reporter=reporter.message
     )
     model = teacher.model
+    if teacher.adaptations:
+        reporter.message(
+            f"{config.teacher} adapted to {data.input_shape[-2]}×{data.input_shape[-1]} "
+            f"inputs: {'; '.join(teacher.adaptations)}"
+        )
     torch.manual_seed(config.seed)
     spec = build_spec(model, data.input_shape)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +105,7 @@ def prepare_context(
     teacher_info = {
         "spec": config.teacher,
         "source": teacher.source,
+        "adaptations": list(teacher.adaptations),
         "metrics": t_metrics,
         "val_accuracy": t_acc,
         "test_accuracy": evaluate(model, data.test),
