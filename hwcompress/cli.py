@@ -7,6 +7,7 @@ one red line on stderr and exit code 2.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -493,11 +494,18 @@ def export_cmd(
         typer.Option("--no-data", help="Skip the parity check (quantized students only)."),
     ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="Only for a student of a module.path:factory teacher: name that factory to "
+            "allow importing it (a checkpoint alone never makes hwcompress import code)."
+        ),
+    ] = None,
 ) -> None:
     """Export a searched student as deployable ONNX and check what onnxruntime runs."""
     from hwcompress.export.student import export_student, load_student
 
-    student = load_student(source)
+    student = load_student(source, teacher=teacher)
     data = None
     if not no_data:
         from hwcompress.data import DataConfig, load_data
@@ -557,9 +565,18 @@ def _parse_shape(text: str) -> tuple[int, ...]:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
         shape = ()
-    if not shape or any(d <= 0 for d in shape):
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if len(shape) != 4 or any(d <= 0 for d in shape):
         raise HwCompressError(
-            f"--input-shape {text!r}: give positive integers separated by commas, e.g. 1,1,8,8"
+            f"--input-shape {shown!r}: give four positive integers (batch, channels, height, "
+            "width) separated by commas, e.g. 1,1,8,8"
+        )
+    from hwcompress.measure.latency import MAX_INPUT_BYTES
+
+    if math.prod(shape) * 4 > MAX_INPUT_BYTES:
+        raise HwCompressError(
+            f"--input-shape {shown!r}: one input would take over "
+            f"{MAX_INPUT_BYTES >> 30} GiB; give the size the model runs on"
         )
     return shape
 

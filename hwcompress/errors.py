@@ -30,7 +30,8 @@ class ProfileError(HwCompressError):
         if file:
             where += f"{file}: "
         if key:
-            where += f"'{key}': "
+            shown = key if len(key) <= 100 else key[:97] + "..."
+            where += f"'{shown}': "
         super().__init__(where + message)
 
 

@@ -46,6 +46,31 @@ def adaptations(model: nn.Module) -> tuple[str, ...]:
     return tuple(getattr(model, ADAPTATIONS, ()))
 
 
+def names_code(spec: str) -> bool:
+    """True if a teacher spec names Python code to import (``module.path:factory``)."""
+    return not spec.startswith(("builtin:", "torchvision:"))
+
+
+def check_file_teacher(spec: str, where: str, trusted: str | None) -> None:
+    """Refuses a ``module.path:factory`` teacher read from a file unless the user named it.
+
+    A checkpoint or a run folder may name ``builtin:`` and ``torchvision:`` teachers; code is
+    imported only when the command line (``--teacher``) or the Python call names it too.
+
+    Raises:
+        TeacherError: If ``spec`` names code and ``trusted`` is not that same spec.
+    """
+    if not isinstance(spec, str):
+        raise TeacherError(f"{where}: its teacher is not a teacher spec string")
+    if names_code(spec) and spec != trusted:
+        shown = spec if len(spec) <= 80 else spec[:77] + "..."
+        raise TeacherError(
+            f"{where} names the teacher {shown!r}, a Python factory; hwcompress never imports "
+            "code named by a file. If you trust that code, name it yourself: --teacher "
+            f"{shown} (teacher= in Python)"
+        )
+
+
 def cache_dir() -> Path:
     """Where trained built-in teachers are cached."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "hwcompress")

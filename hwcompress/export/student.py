@@ -124,14 +124,21 @@ def student_checkpoint_path(path: str | Path) -> Path:
     return path
 
 
-def load_student(path: str | Path) -> LoadedStudent:
+def load_student(path: str | Path, *, teacher: str | None = None) -> LoadedStudent:
     """Rebuilds a student (float or quantized) from a checkpoint or a run folder.
 
+    Args:
+        path: A student ``.pt`` file or a search run folder.
+        teacher: The teacher spec the caller vouches for. A checkpoint whose teacher is a
+            ``module.path:factory`` is rebuilt only if this names the same factory: code is
+            never imported because a file names it.
+
     Raises:
-        StudentError: If the checkpoint is unreadable, lacks its metadata, or does not fit.
+        StudentError: If the checkpoint is unreadable, lacks its metadata, names code to
+            import, or does not fit.
     """
     from hwcompress.arch import Genome
-    from hwcompress.data.teachers import build_teacher, load_checkpoint
+    from hwcompress.data.teachers import build_teacher, check_file_teacher, load_checkpoint
     from hwcompress.search.evaluate import rebuild_candidate
 
     ckpt_path = student_checkpoint_path(path)
@@ -146,12 +153,18 @@ def load_student(path: str | Path) -> LoadedStudent:
             f"{ckpt_path}: not a hwcompress student checkpoint (its meta lacks "
             f"{', '.join(missing)}); export the best/student.pt that 'hwcompress search' wrote"
         )
-    shape = tuple(int(d) for d in meta["input_shape"])
     try:
+        check_file_teacher(meta["teacher"], str(ckpt_path), teacher)
+    except TeacherError as err:
+        raise StudentError(str(err)) from None
+    try:
+        shape = tuple(int(d) for d in meta["input_shape"])
         genome = Genome.from_dict(meta["genome"])
-        teacher = build_teacher(meta["teacher"], int(meta["num_classes"]), shape[1], shape[-1])
+        teacher_model = build_teacher(
+            meta["teacher"], int(meta["num_classes"]), shape[1], shape[-1]
+        )
         model = rebuild_candidate(
-            teacher,
+            teacher_model,
             genome,
             shape,
             ckpt["state_dict"],

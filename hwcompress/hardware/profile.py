@@ -210,8 +210,20 @@ class ConstraintRow:
                     f"unknown metric {metric!r}; use one of {', '.join(METRICS)}",
                     key=f"constraints.{self.name}.coeffs",
                 )
+        for metric, coeff in self.coeffs.items():
+            if not math.isfinite(coeff):
+                raise ProfileError(
+                    f"must be a finite number (got {coeff})",
+                    key=f"constraints.{self.name}.coeffs.{metric}",
+                )
         if not math.isfinite(self.bound):
             raise ProfileError("must be a finite number", key=f"constraints.{self.name}.bound")
+        if self.bound <= 0 and all(c >= 0 for c in self.coeffs.values()):
+            raise ProfileError(
+                f"must be positive (got {self.bound}): with non-negative coefficients no "
+                "model could meet it",
+                key=f"constraints.{self.name}.bound",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -330,6 +342,14 @@ def resolve_profile_path(name_or_path: str | os.PathLike[str]) -> Path:
     )
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one short line: what and where (PyYAML's own text spans lines)."""
+    problem = getattr(err, "problem", None) or type(err).__name__
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{' '.join(str(problem).split())[:120]}{where}"
+
+
 def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
     """Loads and validates a device profile.
 
@@ -348,7 +368,9 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ProfileError(f"not valid YAML ({err}); fix the syntax", file=str(path)) from None
+        raise ProfileError(
+            f"not valid YAML ({_yaml_problem(err)}); fix the syntax", file=str(path)
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ProfileError(f"cannot read the file ({err})", file=str(path)) from None
     if not isinstance(data, dict):

@@ -7,7 +7,9 @@ and the fix, so a user never sees a bare ``TypeError`` from a typo in a YAML fil
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Mapping
@@ -29,6 +31,29 @@ _UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
+#: The largest number a profile may hold (sizes, counts, budgets): 2**63, far beyond any device.
+MAX_MAGNITUDE = 2**63
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
+
+
+def show(value: Any) -> str:
+    """A short, bounded ``repr`` for error messages (a hostile file can hold huge values)."""
+    return _REPR.repr(value)
+
+
+def _check_magnitude(value: int | float, *, file: str | None, key: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProfileError(f"must be a finite number (got {value})", file=file, key=key)
+    if abs(value) > MAX_MAGNITUDE:
+        raise ProfileError(
+            f"is too large (over 2**63); got a number of {len(str(int(value)))} digits",
+            file=file,
+            key=key,
+        )
+
+
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -51,6 +76,7 @@ def parse_bytes(value: Any, *, file: str | None, key: str) -> int:
             "expected a byte size such as 4194304 or '4 MiB', got a boolean", file=file, key=key
         )
     if isinstance(value, int | float):
+        _check_magnitude(value, file=file, key=key)
         if value < 0:
             raise ProfileError(
                 f"must not be negative (got {value}); give a size in bytes", file=file, key=key
@@ -61,14 +87,16 @@ def parse_bytes(value: Any, *, file: str | None, key: str) -> int:
         unit = match.group(2).lower() if match else None
         if match is None or unit not in _UNITS:
             raise ProfileError(
-                f"cannot read {value!r} as a byte size; write e.g. 1048576, '512 KiB', '2 MiB' "
+                f"cannot read {show(value)} as a byte size; write e.g. 1048576, '512 KiB', '2 MiB' "
                 "or '4 GB'",
                 file=file,
                 key=key,
             )
-        return int(float(match.group(1)) * _UNITS[unit])
+        size = float(match.group(1)) * _UNITS[unit]
+        _check_magnitude(size, file=file, key=key)
+        return int(size)
     raise ProfileError(
-        f"expected a byte size such as 4194304 or '4 MiB', got {value!r}", file=file, key=key
+        f"expected a byte size such as 4194304 or '4 MiB', got {show(value)}", file=file, key=key
     )
 
 
@@ -91,14 +119,14 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], *, file: str | None, 
     if origin is tuple:
         inner = get_args(tp)[0]
         if not isinstance(value, list | tuple):
-            raise ProfileError(f"expected a list, got {value!r}", file=file, key=key)
+            raise ProfileError(f"expected a list, got {show(value)}", file=file, key=key)
         return tuple(
             _convert(v, inner, {}, file=file, key=f"{key}[{i}]") for i, v in enumerate(value)
         )
     if origin is dict:
         key_tp, val_tp = get_args(tp)
         if not isinstance(value, Mapping):
-            raise ProfileError(f"expected a mapping, got {value!r}", file=file, key=key)
+            raise ProfileError(f"expected a mapping, got {show(value)}", file=file, key=key)
         return {
             _convert(k, key_tp, {}, file=file, key=key): _convert(
                 v, val_tp, {}, file=file, key=f"{key}.{k}"
@@ -107,19 +135,21 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], *, file: str | None, 
         }
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProfileError(f"expected a number, got {value!r}", file=file, key=key)
+            raise ProfileError(f"expected a number, got {show(value)}", file=file, key=key)
+        _check_magnitude(value, file=file, key=key)
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ProfileError(f"expected an integer, got {value!r}", file=file, key=key)
+            raise ProfileError(f"expected an integer, got {show(value)}", file=file, key=key)
+        _check_magnitude(value, file=file, key=key)
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ProfileError(f"expected true or false, got {value!r}", file=file, key=key)
+            raise ProfileError(f"expected true or false, got {show(value)}", file=file, key=key)
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ProfileError(f"expected a string, got {value!r}", file=file, key=key)
+            raise ProfileError(f"expected a string, got {show(value)}", file=file, key=key)
         return value
     raise ProfileError(f"unsupported field type {_type_name(tp)}", file=file, key=key)
 
@@ -142,13 +172,14 @@ def from_mapping(cls: type[T], data: Any, *, file: str | None = None, prefix: st
     where = prefix or "(top level)"
     if not isinstance(data, Mapping):
         raise ProfileError(
-            f"expected a mapping of keys to values, got {data!r}", file=file, key=where
+            f"expected a mapping of keys to values, got {show(data)}", file=file, key=where
         )
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted((k for k in data if k not in fields), key=str)
     if unknown:
-        bad = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
+        name = str(unknown[0]) if len(str(unknown[0])) <= 60 else str(unknown[0])[:57] + "..."
+        bad = f"{prefix}.{name}" if prefix else name
         raise ProfileError(
             f"unknown key; allowed keys here are: {', '.join(sorted(fields))}", file=file, key=bad
         )

@@ -9,6 +9,7 @@ that silently runs float kernels is visible.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import statistics
 import tempfile
@@ -19,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from hwcompress.errors import LatencyError, ModelError
+from hwcompress.fmt import human_bytes
 from hwcompress.hardware.profile import DeviceProfile
 
 #: onnxruntime kernels that compute in integer arithmetic.
+#: The largest input tensor a measurement allocates (a file may declare any size).
+MAX_INPUT_BYTES = 1 << 30
+
 INTEGER_KERNELS = frozenset(
     {
         "QLinearConv",
@@ -272,6 +277,14 @@ def random_feed(session: Any, seed: int = 0) -> dict[str, Any]:
         dtype = dtypes.get(inp.type)
         if dtype is None:
             raise ModelError(f"model input '{inp.name}' has unsupported type {inp.type}")
+        size = math.prod(shape) * np.dtype(dtype).itemsize
+        if size > MAX_INPUT_BYTES:
+            raise ModelError(
+                f"model input '{inp.name}' is declared {'×'.join(map(str, shape))} "
+                f"({human_bytes(size)}), more than one inference may take here "
+                f"({human_bytes(MAX_INPUT_BYTES)}); export the model with the input size it "
+                "runs on"
+            )
         feed[inp.name] = rng.standard_normal(shape).astype(dtype)
     return feed
 

@@ -17,6 +17,7 @@ part of an interrupted episode draws the same genomes and finds them in the cach
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from hwcompress.arch import Genome
+from hwcompress.hardware import load_profile
 from hwcompress.search.budget import StageClock
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.config import SearchConfig
@@ -40,6 +42,7 @@ from hwcompress.search.setup import (
     prepare_out,
     save_final_policies,
     start_student,
+    write_config,
 )
 from hwcompress.search.stages import Stage, stage_registry
 from hwcompress.search.target import size_caps
@@ -284,8 +287,16 @@ def run_search(
     """
     reporter = reporter or SearchReporter()
     started = time.perf_counter()
-    config, out = prepare_out(config, resume)
-    ctx, teacher_info = prepare_context(config, out, reporter)
+    load_profile(config.profile)  # a bad profile is reported before anything about --out
+    out, created = prepare_out(config, resume)
+    try:
+        ctx, teacher_info = prepare_context(config, out, reporter)
+    except BaseException:
+        if created is not None:  # a failed start leaves no folder behind
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    if not resume:
+        write_config(config, out)
     run = SearchRun(config, ctx, out, reporter, started)
     if config.executor != "serial":
         from hwcompress.search.executors import make_executor

@@ -5,6 +5,7 @@ from and policies to start from."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import torch
 
 from hwcompress.arch import Genome, build_spec
 from hwcompress.data import DataConfig, load_data
-from hwcompress.data.teachers import resolve_teacher
+from hwcompress.data.teachers import check_file_teacher, resolve_teacher
 from hwcompress.errors import HwCompressError
+from hwcompress.files import write_atomic
 from hwcompress.hardware import ConstraintMatrix, load_profile
 from hwcompress.search.config import STAGES, SearchConfig
 from hwcompress.search.evaluate import SearchContext, measure_model, structure_of
@@ -23,22 +25,50 @@ from hwcompress.search.target import parse_target, with_targets
 from hwcompress.train import DistillConfig, TeacherLogits, evaluate
 
 
-def prepare_out(config: SearchConfig, resume: bool) -> tuple[SearchConfig, Path]:
+def prepare_out(config: SearchConfig, resume: bool) -> tuple[Path, Path | None]:
+    """Checks (and creates) the run folder; writes nothing in it.
+
+    Returns:
+        The folder, and the topmost folder this call created, if any (a failed start
+        removes it).
+
+    Raises:
+        HwCompressError: If ``--out`` is a file, cannot be written, already holds a run
+            (without ``--resume``) or holds none (with it).
+    """
     out = Path(config.out)
-    stored = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise HwCompressError(f"--out {out} is a file; give a folder for the run")
     if resume:
-        if not stored.is_file():
+        if not (out / "config.json").is_file():
             raise HwCompressError(
                 f"--resume: {out} holds no run (no config.json); start it without --resume"
             )
-        return config, out
-    if (out / "journal.jsonl").is_file():
+        return out, None
+    if (out / "journal.jsonl").is_file() or (out / "config.json").is_file():
         raise HwCompressError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    stored.write_text(json.dumps(config.to_dict(), indent=2))
-    return config, out
+    created = None
+    if not out.exists():
+        created = out.absolute()
+        while not created.parent.exists():
+            created = created.parent
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise HwCompressError(
+            f"--out {out}: cannot create the run folder ({err.strerror or err}); choose a "
+            "writable place"
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise HwCompressError(f"--out {out}: the folder is not writable; choose another")
+    return out, created
+
+
+def write_config(config: SearchConfig, out: Path) -> None:
+    """Records the run's settings (after a successful start, so a failed one leaves none)."""
+    write_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2))
 
 
 def load_search_config(out: str | Path, overrides: dict[str, Any]) -> SearchConfig:
@@ -49,6 +79,7 @@ def load_search_config(out: str | Path, overrides: dict[str, Any]) -> SearchConf
             f"--resume: {out} holds no run (no config.json); start it without --resume"
         )
     stored = SearchConfig.from_dict(json.loads(path.read_text()))
+    check_file_teacher(stored.teacher, str(path), overrides.get("teacher"))
     return stored.merged_for_resume({**overrides, "out": str(out)})
 
 
@@ -160,7 +191,7 @@ def start_student(
         return Genome(), None
     from hwcompress.export.student import load_student
 
-    student = load_student(config.student)
+    student = load_student(config.student, teacher=config.teacher)
     meta = student.meta
     if student.quantized:
         raise HwCompressError(

@@ -1,0 +1,42 @@
+"""Writing files so that a crash or a full disk never leaves a torn one behind.
+
+Every file goes to a temporary name in the same folder, is flushed to disk, and is then
+renamed over the target (atomic on POSIX and Windows): readers see the old file or the new
+one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def _atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Writes ``data`` (text as UTF-8) to ``path`` atomically."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return _atomic(path, lambda f: f.write(raw))
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj, path)``, atomically."""
+    import torch
+
+    return _atomic(path, lambda f: torch.save(obj, f))
