@@ -375,7 +375,7 @@ def _find_units(a: GraphAnalysis) -> dict[str, UnitInfo]:
                 for n in m.all_input_nodes
                 if n.op == "get_attr" and all(u in members for u in n.users)
             }
-            ordered = [n for n in a.gm.graph.nodes if n in members]
+            ordered = [n for n in nodes if n in members]
             layers = [n.target for n in ordered if n.target in a.layers]
             if name not in units:
                 units[name] = UnitInfo(

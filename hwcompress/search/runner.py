@@ -287,10 +287,10 @@ def run_search(
     """
     reporter = reporter or SearchReporter()
     started = time.perf_counter()
-    load_profile(config.profile)  # a bad profile is reported before anything about --out
+    profile = load_profile(config.profile)  # reported before anything about --out
     out, created = prepare_out(config, resume)
     try:
-        ctx, teacher_info = prepare_context(config, out, reporter)
+        ctx, teacher_info = prepare_context(config, out, reporter, profile)
     except BaseException:
         if created is not None:  # a failed start leaves no folder behind
             shutil.rmtree(created, ignore_errors=True)

@@ -16,7 +16,7 @@ from hwcompress.data import DataConfig, load_data
 from hwcompress.data.teachers import check_file_teacher, resolve_teacher
 from hwcompress.errors import HwCompressError
 from hwcompress.files import write_atomic
-from hwcompress.hardware import ConstraintMatrix, load_profile
+from hwcompress.hardware import ConstraintMatrix, DeviceProfile, load_profile
 from hwcompress.search.config import STAGES, SearchConfig
 from hwcompress.search.evaluate import SearchContext, measure_model, structure_of
 from hwcompress.search.progress import SearchReporter
@@ -84,7 +84,10 @@ def load_search_config(out: str | Path, overrides: dict[str, Any]) -> SearchConf
 
 
 def prepare_context(
-    config: SearchConfig, out: Path, reporter: SearchReporter | None = None
+    config: SearchConfig,
+    out: Path,
+    reporter: SearchReporter | None = None,
+    profile: DeviceProfile | None = None,
 ) -> tuple[SearchContext, dict[str, Any]]:
     """Loads profile, data and teacher, measures the teacher, and builds the evaluation context.
 
@@ -97,7 +100,7 @@ def prepare_context(
         The context candidate evaluation needs, and what was measured of the teacher.
     """
     reporter = reporter or SearchReporter()
-    profile = load_profile(config.profile)
+    profile = profile or load_profile(config.profile)
     matrix = ConstraintMatrix.from_profile(profile)
     data = load_data(
         DataConfig(
