@@ -36,7 +36,11 @@ class DataConfig:
         download: Let torchvision download a missing dataset (off by default).
         batch_size: Training batch size (evaluation uses 4× this).
         val_fraction: Share of the training data held out for validation.
-        seed: Seed of the splits and the shuffling.
+        seed: Seed of the training data's shuffling.
+        split_seed: Seed of the train / validation split. It is kept apart from ``seed`` and
+            fixed by default, so every run and command holds out the same validation images:
+            a teacher trained by one run (or by ``hwcompress train``) is never validated on its
+            own training data in a run with another ``seed``.
         train_limit: Use at most this many training samples (quick runs and tests).
         image_size: Side length images from ``imagefolder`` are resized to.
     """
@@ -47,6 +51,7 @@ class DataConfig:
     batch_size: int = 64
     val_fraction: float = 0.1
     seed: int = 0
+    split_seed: int = 0
     train_limit: int | None = None
     image_size: int = 32
 
@@ -86,11 +91,18 @@ class DataBundle:
     in_channels: int
     image_shape: tuple[int, int, int]
     extras: dict[str, Any] = field(default_factory=dict)
+    split_seed: int = 0
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         """Shape of a batch of one: ``(1, C, H, W)``."""
         return (1, *self.image_shape)
+
+    def train_in_order(self) -> DataLoader:
+        """The training split in a fixed order, for passes that must not depend on how often
+        :attr:`train` (whose shuffling generator advances each epoch) was iterated before,
+        such as calibration. The split itself is already a random draw of the data."""
+        return DataLoader(self.train.dataset, batch_size=self.train.batch_size, shuffle=False)
 
 
 @dataclass
@@ -265,7 +277,7 @@ def load_data(config: DataConfig | None = None) -> DataBundle:
             f"unknown dataset '{config.name}'; choose one of "
             f"{', '.join(sorted(DATASETS))} or imagefolder:PATH"
         )
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.split_seed)
     n = len(splits.train)  # type: ignore[arg-type]
     perm = torch.randperm(n, generator=gen)
     n_val = max(1, int(n * config.val_fraction))
@@ -288,6 +300,7 @@ def load_data(config: DataConfig | None = None) -> DataBundle:
         num_classes=splits.num_classes,
         in_channels=splits.image_shape[0],
         image_shape=splits.image_shape,
+        split_seed=config.split_seed,
     )
 
 

@@ -359,6 +359,8 @@ def resolve_teacher(
                 data.num_classes,
                 train_config.to_dict(),
                 *_train_size(data),
+                # the default split keeps the keys of teachers cached before splits had a seed
+                *([["split", data.split_seed]] if getattr(data, "split_seed", 0) else []),
             ]
         ).encode()
     ).hexdigest()[:10]

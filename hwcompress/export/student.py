@@ -269,7 +269,7 @@ def _export_qcdq(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
                 "give the dataset (or export it with --format onnx)"
             )
         accuracy["val_float"] = evaluate(model, data.val)
-        model = calibrate(quantize_model(model), data.train)
+        model = calibrate(quantize_model(model), data.train_in_order())
         quantized_by = "ptq-int8"
         notes.append(
             "float student quantized to int8 after training (no QAT); for the accuracy of "

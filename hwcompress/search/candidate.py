@@ -12,6 +12,12 @@ def genome_id(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
+def candidate_seed(run_seed: int, cid: str) -> int:
+    """The seed a candidate's construction and training start from: a function of the run's
+    seed and the genome only, never of the order candidates are evaluated in."""
+    return (run_seed * 1_000_003 + int(cid, 16)) % (2**63)
+
+
 @dataclass
 class Candidate:
     """One evaluated student.

@@ -21,7 +21,7 @@ from hwcompress.export import export_fp32
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile
 from hwcompress.measure.sources import measure_latency
 from hwcompress.measure.stats import analyze_module
-from hwcompress.search.candidate import Candidate, genome_id
+from hwcompress.search.candidate import Candidate, candidate_seed, genome_id
 from hwcompress.search.reward import STAGE_SIZE_METRIC, RewardConfig, reward
 from hwcompress.train import DistillConfig, TeacherLogits, distill
 
@@ -176,6 +176,10 @@ class CandidateEvaluator:
         rel_onnx = Path("candidates") / f"{cid}.onnx"
         rel_pt = Path("candidates") / f"{cid}.pt"
         try:
+            # Layers the surgery creates are initialised from the global generator: seed it
+            # from the run's seed and the genome, so a genome trains to the same student
+            # whatever was evaluated before it, in whichever process or executor.
+            torch.manual_seed(candidate_seed(ctx.distill_config.seed, cid))
             student = build_student(ctx.teacher, structure_of(genome), shape, spec=ctx.spec)
             if init_state is not None and not genome.weight_bits:
                 student.load_state_dict(init_state)
@@ -350,7 +354,7 @@ class CandidateEvaluator:
         if ctx.base_state is not None:
             student.load_state_dict(ctx.base_state)
         q = quantize_model(student, weight_bits=genome.weight_bits, default_act_bits=ctx.act_bits)
-        calibrate(q, ctx.data.train)
+        calibrate(q, ctx.data.train_in_order())
         accuracy = quantization_aware_training(
             q, ctx.teacher, ctx.data, ctx.distill_config, teacher_logits=ctx.teacher_logits
         )

@@ -20,20 +20,33 @@ def _indices(loader):
     return torch.cat([b[1] for b in loader])
 
 
-def test_digits_splits_are_seeded_and_disjoint():
+def test_digits_splits_are_fixed_and_disjoint():
     a = load_data(DataConfig(seed=3))
-    b = load_data(DataConfig(seed=3))
     assert (a.num_classes, a.in_channels, a.image_shape) == (10, 1, (1, 8, 8))
     n_train, n_val, n_test = (len(x.dataset) for x in (a.train, a.val, a.test))
     assert n_train + n_val + n_test == 1797
-    assert torch.equal(a.val.dataset.tensors[0], b.val.dataset.tensors[0])
+    # The run's seed shuffles the training data but never moves the validation split: a
+    # teacher trained in a run with one seed must not be validated on its training images
+    # in a run with another.
     c = load_data(DataConfig(seed=4))
-    assert not torch.equal(a.val.dataset.tensors[0], c.val.dataset.tensors[0])
-    # The test split does not depend on the seed; validation comes out of training data.
-    assert torch.equal(a.test.dataset.tensors[0], c.test.dataset.tensors[0])
-    val = {tuple(r.tolist()) for r in a.val.dataset.tensors[0].flatten(1)}
-    train = {tuple(r.tolist()) for r in a.train.dataset.tensors[0].flatten(1)}
+    assert torch.equal(a.val.dataset.tensors[0], c.val.dataset.tensors[0])
+    assert torch.equal(a.train.dataset.tensors[0], c.train.dataset.tensors[0])
+    assert not torch.equal(_indices(a.train), _indices(c.train))
+    d = load_data(DataConfig(split_seed=4))
+    assert not torch.equal(a.val.dataset.tensors[0], d.val.dataset.tensors[0])
+    # The test split depends on neither; validation comes out of training data.
+    assert torch.equal(a.test.dataset.tensors[0], d.test.dataset.tensors[0])
+    val = {tuple(r.tolist()) for r in d.val.dataset.tensors[0].flatten(1)}
+    train = {tuple(r.tolist()) for r in d.train.dataset.tensors[0].flatten(1)}
     assert not val & train - {tuple([0.0] * 64)}
+
+
+def test_train_in_order_does_not_depend_on_earlier_epochs():
+    a, b = load_data(DataConfig()), load_data(DataConfig())
+    for _ in range(2):
+        next(iter(b.train))  # the shuffling generator advances
+    assert not torch.equal(next(iter(a.train))[1], next(iter(b.train))[1])
+    assert torch.equal(_indices(a.train_in_order()), _indices(b.train_in_order()))
 
 
 def test_train_limit():

@@ -264,3 +264,30 @@ def test_target_mode_ranks_by_accuracy_within_the_target(tiny_search):
     # proposals are clamped into the target, so every student the policies propose fits it
     proposed = [c for c in data["candidates"] if c["method"] == "n2n" and c["status"] == "ok"]
     assert proposed and all(c["metrics"]["params"] <= bound for c in proposed)
+
+
+def test_a_genome_trains_the_same_whatever_ran_before_it(tiny_search):
+    """Reproducibility: a candidate's result depends on the run's seed and its genome only,
+    not on what the process drew or iterated before (float and quantized candidates)."""
+    from hwcompress.search.evaluate import CandidateEvaluator
+    from hwcompress.search.runner import prepare_context
+
+    # more training batches than calibration reads, so their order matters
+    settings = {**tiny_search, "train_limit": 800}
+    ctx, _ = prepare_context(SearchConfig(**settings), Path(settings["out"]))
+    layers = [layer.name for layer in ctx.spec.layers if layer.kind == "conv"]
+    genomes = {
+        "removal": Genome(keep={ctx.spec.removable[1].name: False}),
+        "quantization": Genome(weight_bits={name: 4 for name in layers}),
+    }
+
+    def evaluate_after(stage: str, draws: int) -> dict[str, float]:
+        torch.rand(draws)  # whatever else the process did before
+        for _ in range(draws % 3):
+            next(iter(ctx.data.train))
+        cand = CandidateEvaluator(ctx).evaluate(genomes[stage], stage=stage, episode=0, method="x")
+        assert cand.status == "ok", cand.reason
+        return {k: v for k, v in cand.metrics.items() if k.startswith("val_accuracy")}
+
+    for stage in genomes:
+        assert evaluate_after(stage, 1) == evaluate_after(stage, 12_347), stage
