@@ -352,6 +352,8 @@ def search(
         )
         raise typer.Exit(130) from None
     render_result(console, result)
+    if result.best is None:
+        raise typer.Exit(1)
 
 
 def _seed_ladder(text: str) -> tuple[float, ...]:

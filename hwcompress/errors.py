@@ -6,6 +6,9 @@ and exits with code 2. Library code raises these instead of bare ``ValueError``.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class HwCompressError(Exception):
     """Base class of every error hwcompress raises on purpose."""
@@ -57,3 +60,72 @@ class TeacherError(HwCompressError):
 
 class GenomeError(HwCompressError):
     """A genome cannot be built into a valid student (the search scores it −1)."""
+
+
+class MachineError(HwCompressError):
+    """The machine failed, not the work: a full disk, a missing permission, no memory.
+
+    A search stops on it without recording the candidate in flight as failed (it would be
+    scored −1 and never retried); ``--resume`` continues once the machine is fixed.
+    """
+
+
+#: OS error numbers that describe the machine rather than the work being done.
+_MACHINE_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENOSPC",
+        "EFBIG",
+        "EDQUOT",
+        "EROFS",
+        "EACCES",
+        "EPERM",
+        "EIO",
+        "EMFILE",
+        "ENFILE",
+        "ENOMEM",
+    )
+    if hasattr(errno, name)
+)
+
+#: How such failures read once a library has wrapped them in a ``RuntimeError``.
+_MACHINE_TEXT = (
+    "no space left on device",
+    "file too large",
+    "disk quota exceeded",
+    "read-only file system",
+    "permission denied",
+    "file write failed",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "out of memory",
+    "input/output error",
+    "too many open files",
+)
+
+
+def machine_problem(err: BaseException) -> str | None:
+    """What went wrong with the machine in ``err`` (or its causes), or ``None`` if nothing did.
+
+    Args:
+        err: An exception raised while doing some work.
+
+    Returns:
+        A short description such as ``"no space left on device"``.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MachineError):
+            return str(e)
+        if isinstance(e, MemoryError):
+            return "out of memory"
+        if isinstance(e, OSError) and e.errno is not None and e.errno in _MACHINE_ERRNOS:
+            return os.strerror(e.errno).lower()
+        text = str(e).lower()
+        for phrase in _MACHINE_TEXT:
+            if phrase in text:
+                return phrase
+        e = e.__cause__ or e.__context__
+    return None

@@ -40,3 +40,23 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     import torch
 
     return _atomic(path, lambda f: torch.save(obj, f))
+
+
+def what_file(path: str | Path) -> str:
+    """A few words on what a file that is not a checkpoint seems to be."""
+    try:
+        with Path(path).open("rb") as fh:
+            head = fh.read(512)
+    except OSError as err:
+        return f"cannot be read: {err.strerror or err}"
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "an archive torch cannot read: damaged, truncated or not from torch.save"
+    if head.startswith(b"\x80"):
+        return "a pickle in an old or damaged format"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unrecognised binary data"
+    return "it is a text file"

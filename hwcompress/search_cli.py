@@ -76,6 +76,25 @@ def _best_text(best: Candidate | None) -> str:
     )
 
 
+def nothing_found(result: SearchResult) -> str:
+    """Why a run hands back no student, and what to do about it."""
+    failed = [c for c in result.candidates if c.status != "ok"]
+    if not failed:
+        why = (
+            "the time budget ran out before the first candidate finished"
+            if result.interrupted_by_budget
+            else "no candidate was evaluated"
+        )
+        return (
+            f"no student: {why}; give more minutes (--budget-minutes), or continue this run "
+            f"with --resume --out {result.out}"
+        )
+    return (
+        f"no student: all {len(failed)} candidates failed, e.g. {failed[0].reason}; every "
+        "reason is in results.json"
+    )
+
+
 def render_result(console: Console, result: SearchResult) -> None:
     """Prints teacher vs best student and each constraint's slack."""
     t = result.teacher["metrics"]
@@ -144,8 +163,10 @@ def render_result(console: Console, result: SearchResult) -> None:
     elif check:
         console.print(f"[yellow]latency could not be re-measured[/]: {check['error']}")
     if best is None:
-        console.print("[red]no candidate could be evaluated; see the reasons in results.json[/]")
-    elif not best.feasible:
+        console.print(f"[red]{nothing_found(result)}[/]")
+        console.print(f"results: {result.results_path}")
+        return
+    if not best.feasible:
         console.print(
             "[bold red]no student met every constraint[/]; the best one shown "
             "violates the red rows. Loosen the profile's budgets or run longer."

@@ -238,3 +238,178 @@ def test_bad_options(args, tmp_path, monkeypatch, capsys):
     assert code == 2, output
     assert "Traceback" not in output and len(output) < 1200, output
     assert not (tmp_path / "runs").exists(), "a failed start leaves nothing behind"
+
+
+# -- search options, run folders and files a search reads --------------------------------
+
+BAD_SEARCH_OPTIONS = {
+    "infinite_budget": (["--budget-minutes", "inf"], "positive number of minutes"),
+    "stage_twice": (["--stages", "removal,removal"], "more than once"),
+    "stages_backwards": (["--stages", "shrinkage,removal"], "in the order"),
+    "thousands_of_workers": (["--executor", "process", "--workers", "100000"], "at most"),
+    "unknown_executor": (["--executor", "threads"], "--executor must be one of"),
+    "unknown_method": (["--method", "evolution"], "unknown method"),
+    "unknown_size_metric": (["--size-metric", "flops"], "--size-metric"),
+    "unknown_constraint_mode": (["--constraint-mode", "maybe"], "--constraint-mode"),
+    "student_without_quantization": (["--student", "x.pt"], "only be quantized"),
+    "missing_init_policy": (["--init-policy", "missing.pt"], "no such file"),
+    "text_init_policy": (["--init-policy", "text.pt"], "it is a text file"),
+    "missing_teacher_weights": (["--teacher-weights", "missing.pt"], "no such checkpoint"),
+    "text_teacher_weights": (["--teacher-weights", "text.pt"], "it is a text file"),
+    "empty_teacher_weights": (["--teacher-weights", "empty.pt"], "the file is empty"),
+    "resume_without_a_run": (["--resume"], "holds no run"),
+    "out_is_a_file": (["--out", "text.pt"], "is a file"),
+    "target_zero_reduction": (["--target", "params=0x"], "reduction factor"),
+    "target_negative_latency": (["--target", "latency_ms=-1"], "cannot read"),
+    "missing_dataset_folder": (["--dataset", "imagefolder:nowhere"], "is not a folder"),
+    "missing_torchvision_files": (
+        ["--dataset", "fashion_mnist", "--data-dir", "nowhere"],
+        "Expected nowhere/FashionMNIST",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SEARCH_OPTIONS))
+def test_bad_search_options(case, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("text.pt").write_text("hello\n")
+    Path("empty.pt").write_bytes(b"")
+    args, words = BAD_SEARCH_OPTIONS[case]
+    if "--out" not in args:
+        args = [*args, "--out", "run"]
+    code, output = cli(monkeypatch, capsys, "search", "--profile", "x86_host", *args)
+    assert code == 2 and one_clean_line(output), output
+    assert words in " ".join(output.split()), output
+    assert not Path("run").exists() and not Path("runs").exists(), "a failed start leaves nothing"
+
+
+def _stored_config(tmp_path: Path) -> dict:
+    from hwcompress.search import SearchConfig
+
+    return SearchConfig(profile="x86_host", out=str(tmp_path / "run")).to_dict()
+
+
+BAD_RUN_CONFIGS = {
+    "not_json": lambda c: b"{oops",
+    "empty": lambda c: b"",
+    "a_list": lambda c: b"[1, 2]",
+    "null": lambda c: b"null",
+    "binary": lambda c: bytes(range(256)),
+    "truncated": lambda c: json.dumps(c).encode()[:200],
+    "unknown_setting": lambda c: json.dumps({**c, "warp_speed": 9}).encode(),
+    "wrong_type": lambda c: json.dumps({**c, "episodes": "many"}).encode(),
+    "negative_rollouts": lambda c: json.dumps({**c, "rollouts": -4}).encode(),
+    "unknown_stage": lambda c: json.dumps({**c, "stages": ["teleport"]}).encode(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RUN_CONFIGS))
+def test_resume_of_a_corrupt_config(case, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    stored = BAD_RUN_CONFIGS[case](_stored_config(tmp_path))
+    (run / "config.json").write_bytes(stored)
+    (run / "journal.jsonl").write_text('{"type": "episode"}\n')
+    code, output = cli(
+        monkeypatch, capsys, "search", "--profile", "x86_host", "--resume", "--out", str(run)
+    )
+    assert code == 2 and one_clean_line(output), output
+    assert "config.json" in output and len(output) < 800, output
+    # nothing already computed is touched
+    assert (run / "config.json").read_bytes() == stored
+    assert (run / "journal.jsonl").read_text() == '{"type": "episode"}\n'
+
+
+def _png(path: Path, colour: int = 0) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (colour, colour, colour)).save(path)
+
+
+def _image_folder(root: Path, case: str) -> Path:
+    for cls in ("cat", "dog"):
+        for i in range(3):
+            _png(root / cls / f"{i}.png", 40 * i)
+    if case == "one_class":
+        import shutil
+
+        shutil.rmtree(root / "dog")
+    elif case == "corrupt_png":
+        (root / "dog" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    elif case == "text_as_png":
+        (root / "cat" / "2.png").write_text("not an image")
+    elif case == "empty_png":
+        (root / "cat" / "0.png").write_bytes(b"")
+    elif case == "truncated_png":
+        data = (root / "dog" / "0.png").read_bytes()
+        (root / "dog" / "0.png").write_bytes(data[: len(data) // 2])
+    elif case == "class_without_images":
+        (root / "bird").mkdir()
+    elif case == "no_classes":
+        import shutil
+
+        for cls in ("cat", "dog"):
+            shutil.rmtree(root / cls)
+    elif case == "train_test_differ":
+        for split, classes in (("train", ("cat", "dog")), ("test", ("cat", "dog", "eel"))):
+            for cls in classes:
+                _png(root / split / cls / "0.png")
+    return root
+
+
+BAD_IMAGE_FOLDERS = {
+    "one_class": "at least two",
+    "corrupt_png": "dog/1.png",
+    "text_as_png": "cat/2.png",
+    "empty_png": "cat/0.png",
+    "truncated_png": "dog/0.png",
+    "class_without_images": "cannot read",
+    "no_classes": "cannot read",
+    "train_test_differ": "different classes",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGE_FOLDERS))
+def test_bad_image_folders(case, tmp_path, monkeypatch, capsys):
+    root = _image_folder(tmp_path / "images", case)
+    code, output = cli(
+        monkeypatch,
+        capsys,
+        "search",
+        "--profile",
+        "x86_host",
+        "--dataset",
+        f"imagefolder:{root}",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert code == 2 and one_clean_line(output), output
+    assert BAD_IMAGE_FOLDERS[case] in " ".join(output.split()).replace(f"{root}/", ""), output
+    assert not (tmp_path / "run").exists()
+
+
+BAD_CHECKPOINTS = {
+    "text": lambda p: p.write_text("hello world\n"),
+    "empty": lambda p: p.write_bytes(b""),
+    "random_bytes": lambda p: p.write_bytes(bytes(range(256)) * 4),
+    "damaged_archive": lambda p: p.write_bytes(b"PK\x03\x04" + b"\x00" * 60),
+    "truncated": lambda p: p.write_bytes(_real_checkpoint(p)[:300]),
+    "directory": lambda p: p.mkdir(),
+}
+
+
+def _real_checkpoint(p: Path) -> bytes:
+    tmp = p.with_suffix(".ok")
+    torch.save({"state_dict": torch.nn.Linear(30, 30).state_dict()}, tmp)
+    return tmp.read_bytes()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))
+def test_bad_checkpoints_in_export(case, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "student.pt"
+    BAD_CHECKPOINTS[case](path)
+    code, output = cli(monkeypatch, capsys, "export", str(path), "--out", str(tmp_path / "s.onnx"))
+    assert code == 2 and one_clean_line(output), output
+    assert "(101)" not in output and len(output) < 600, output
+    assert not (tmp_path / "s.onnx").exists()

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from hwcompress.errors import TeacherError
+from hwcompress.files import what_file
 
 CACHE_ENV = "HWCOMPRESS_CACHE"
 
@@ -253,15 +254,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         found = re.search(r"GLOBAL (\S+)", str(err))
         if found is None:
             raise TeacherError(
-                f"{path}: not a readable PyTorch checkpoint (corrupt or not made by torch.save)"
+                f"{path}: not a PyTorch checkpoint ({what_file(path)}); give a file written by "
+                "torch.save"
             ) from None
         raise TeacherError(
             f"{path}: refused to load: the checkpoint contains a pickled Python object "
             f"({found.group(1)}), and loading it would execute code. Re-save only the "
             "weights with torch.save(model.state_dict(), path)"
         ) from None
-    except Exception as err:
-        raise TeacherError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+    except Exception:
+        raise TeacherError(
+            f"{path}: not a PyTorch checkpoint ({what_file(path)}); give a file written by "
+            "torch.save"
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         return data
     if isinstance(data, dict) and isinstance(data.get("model"), dict):

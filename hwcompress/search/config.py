@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -20,6 +22,10 @@ METHOD_DEFAULT_STAGES = {
     "random": DEFAULT_STAGES,
     "drl-prune": ("channels", "kernels", "quantization"),
 }
+#: Worker processes per core a ``process`` executor may start (each trains a whole student).
+MAX_LOCAL_WORKERS_PER_CORE = 4
+#: Ray actors a run may start (they may live on a cluster).
+MAX_RAY_WORKERS = 4096
 #: Settings that may differ when a run is resumed (they do not change its results).
 RESUMABLE_OVERRIDES = frozenset(
     {
@@ -174,6 +180,11 @@ class SearchConfig:
                     f"--stages: '{stage}' is not a stage of --method {self.method}; use a "
                     f"comma-separated subset of {','.join(allowed)}"
                 )
+        repeated = sorted({s for s in self.stages if list(self.stages).count(s) > 1})
+        if repeated:
+            raise HwCompressError(
+                f"--stages: {', '.join(repeated)} given more than once; name each stage once"
+            )
         if list(self.stages) != sorted(self.stages, key=STAGES.index):
             raise HwCompressError(f"--stages: give stages in the order {','.join(allowed)}")
         if not 0 < self.flops_target <= 1:
@@ -194,8 +205,11 @@ class SearchConfig:
         for name in ("episodes", "rollouts", "distill_epochs"):
             if getattr(self, name) < 1:
                 raise HwCompressError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.budget_minutes is not None and self.budget_minutes <= 0:
-            raise HwCompressError("--budget-minutes must be positive")
+        if self.budget_minutes is not None and not 0 < self.budget_minutes < math.inf:
+            raise HwCompressError(
+                f"--budget-minutes must be a positive number of minutes (got "
+                f"{self.budget_minutes}); leave it out for no limit"
+            )
         if self.size_metric not in ("params", "weight_bytes"):
             raise HwCompressError("--size-metric must be params or weight_bytes")
         if self.student is not None and tuple(self.stages) != ("quantization",):
@@ -211,6 +225,16 @@ class SearchConfig:
             )
         if self.workers < 1 or (self.worker_threads is not None and self.worker_threads < 1):
             raise HwCompressError("--workers and worker threads must be at least 1")
+        most = MAX_LOCAL_WORKERS_PER_CORE * (os.cpu_count() or 1)
+        if self.executor == "process" and self.workers > most:
+            raise HwCompressError(
+                f"--workers {self.workers}: this machine has {os.cpu_count()} cores; start at "
+                f"most {most} worker processes (each one trains a whole student)"
+            )
+        if self.executor == "ray" and self.workers > MAX_RAY_WORKERS:
+            raise HwCompressError(
+                f"--workers {self.workers}: at most {MAX_RAY_WORKERS} Ray actors per run"
+            )
         if self.constraint_mode not in ("hard", "soft"):
             raise HwCompressError("--constraint-mode must be hard or soft")
 
@@ -246,7 +270,11 @@ class SearchConfig:
         current = self.to_dict()
         for key, value in overrides.items():
             value = list(value) if isinstance(value, tuple) else value
-            if key == "profile" and _same_profile(current["profile"], value):
+            if (
+                key == "profile"
+                and isinstance(value, str)
+                and _same_profile(current["profile"], value)
+            ):
                 continue
             if key not in RESUMABLE_OVERRIDES and current.get(key) != value:
                 raise HwCompressError(

@@ -1,8 +1,10 @@
 """Evaluating one candidate: build → distil → export → measure → reward.
 
 Identical genomes are evaluated once (a cache keyed by the genome). A candidate that fails
-(a genome that cannot be built, an export error, running out of memory) is recorded with its
-reason and reward −1, and the search goes on.
+(a genome that cannot be built, an export error) is recorded with its reason and reward −1,
+and the search goes on. When the machine fails instead (a full disk, a missing permission,
+no memory) nothing is recorded: :class:`~hwcompress.errors.MachineError` stops the run, which
+``--resume`` continues once the machine is fixed.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ import torch
 from torch import nn
 
 from hwcompress.arch import ArchSpec, Genome, build_student
-from hwcompress.errors import HwCompressError
+from hwcompress.errors import HwCompressError, MachineError, machine_problem
 from hwcompress.export import export_fp32
+from hwcompress.files import save_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile
 from hwcompress.measure.sources import measure_latency
 from hwcompress.measure.stats import analyze_module
 from hwcompress.search.candidate import Candidate, candidate_seed, genome_id
 from hwcompress.search.reward import STAGE_SIZE_METRIC, RewardConfig, reward
 from hwcompress.train import DistillConfig, TeacherLogits, distill
+
+#: Status of a candidate whose evaluation was stopped by the machine (a full disk, no
+#: memory), not by the candidate; :meth:`CandidateEvaluator.finish` raises on it.
+MACHINE = "machine"
 
 
 @dataclass
@@ -206,14 +213,14 @@ class CandidateEvaluator:
                 from hwcompress.quant.convert import default_weight_range_bits
 
                 meta["weight_range_bits"] = default_weight_range_bits()
-            torch.save(
+            save_atomic(
                 {"state_dict": model.state_dict(), "genome": genome.to_dict(), "meta": meta},
                 ctx.run_dir / rel_pt,
             )
             metrics["val_accuracy"] = accuracy
             cand.metrics = metrics
             cand.artifacts = {"onnx": str(rel_onnx), "weights": str(rel_pt)}
-        except (HwCompressError, RuntimeError, MemoryError, ValueError) as err:
+        except (HwCompressError, RuntimeError, MemoryError, ValueError, OSError) as err:
             _failed(cand, err)
         cand.seconds = time.perf_counter() - start
         return cand
@@ -227,6 +234,8 @@ class CandidateEvaluator:
         ctx = self.ctx
         start = time.perf_counter()
         genome = Genome.from_dict(cand.genome)
+        if cand.status == MACHINE:  # found where it was prepared (perhaps another process)
+            raise MachineError(cand.reason)
         if cand.status == "ok":
             try:
                 lat = measure_latency(
@@ -235,8 +244,10 @@ class CandidateEvaluator:
                 cand.metrics = {**cand.metrics, "latency_ms": lat.median_ms}
                 cand.kernels = lat.kernels
                 self.score(cand, episodes=episodes)
-            except (HwCompressError, RuntimeError, MemoryError, ValueError) as err:
+            except (HwCompressError, RuntimeError, MemoryError, ValueError, OSError) as err:
                 _failed(cand, err)
+                if cand.status == MACHINE:
+                    raise MachineError(cand.reason) from err
         cand.seconds += time.perf_counter() - start
         self.cache[genome.key()] = cand
         return cand
@@ -323,11 +334,13 @@ class CandidateEvaluator:
                     model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
                 ).val_accuracy
                 export_fp32(model, shape, ctx.run_dir / rel_onnx)
-            torch.save(
+            save_atomic(
                 {"state_dict": model.state_dict(), "genome": cand.genome, "meta": ckpt["meta"]},
                 ctx.run_dir / rel_pt,
             )
-        except (HwCompressError, RuntimeError, MemoryError, ValueError, KeyError):
+        except (HwCompressError, RuntimeError, MemoryError, ValueError, KeyError, OSError) as err:
+            if (problem := machine_problem(err)) is not None:
+                raise MachineError(f"{problem} ({_first_line(err)})") from err
             return cand
         new = replace(
             cand,
@@ -371,7 +384,17 @@ class CandidateEvaluator:
         return q, metrics, accuracy
 
 
+def _first_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
 def _failed(cand: Candidate, err: BaseException) -> None:
+    """Marks ``cand`` failed (scored −1), or, when the machine failed rather than the
+    candidate, with status :data:`MACHINE` (never journaled: the run stops instead)."""
+    if (problem := machine_problem(err)) is not None:
+        cand.status = MACHINE
+        cand.reason = f"{problem} ({_first_line(err)})"
+        return
     cand.status = "failed"
-    cand.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    cand.reason = _first_line(err)
     cand.reward = -1.0

@@ -16,6 +16,7 @@ from hwcompress.arch import Genome
 from hwcompress.data import DataConfig, load_data
 from hwcompress.data.teachers import load_checkpoint
 from hwcompress.errors import HwCompressError
+from hwcompress.files import save_atomic, write_atomic
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.config import SearchConfig
 from hwcompress.search.evaluate import SearchContext, rebuild_candidate
@@ -172,7 +173,7 @@ def finish_run(
         final: dict[str, Any] | None = None
         if config.final_epochs and not genome.weight_bits:
             final, data = final_distill(config, ctx, student, best_dir / "student.onnx")
-        torch.save(
+        save_atomic(
             {
                 "state_dict": student.state_dict(),
                 "meta": {
@@ -213,9 +214,7 @@ def finish_run(
         "target": list(config.target),
     }
     path = out / "results.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(results, indent=2))
     write_report(out)
     return SearchResult(
         out=out,

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 
 from hwcompress.arch import Genome
+from hwcompress.errors import MachineError, machine_problem
+from hwcompress.files import save_atomic
 from hwcompress.hardware import load_profile
 from hwcompress.search.budget import StageClock
 from hwcompress.search.candidate import Candidate
@@ -33,6 +35,7 @@ from hwcompress.search.evaluate import CandidateEvaluator, SearchContext, struct
 from hwcompress.search.fidelity import promote
 from hwcompress.search.finish import SearchResult, finish_run
 from hwcompress.search.journal import Journal
+from hwcompress.search.lock import RunLock
 from hwcompress.search.product import ProductScore, product_size_metric, rank, select_product
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.setup import (
@@ -196,8 +199,8 @@ class SearchRun:
         self, stage: str, episode: int, state: dict[str, Any], rewards: list[float], loss: Any
     ) -> None:
         """Checkpoints the controller after an episode and journals the episode."""
-        torch.save(state, self.policies_dir / f"{stage}_ep{episode}.pt")
-        torch.save(state, self.policies_dir / f"{stage}_latest.pt")
+        save_atomic(state, self.policies_dir / f"{stage}_ep{episode}.pt")
+        save_atomic(state, self.policies_dir / f"{stage}_latest.pt")
         mean = sum(rewards) / len(rewards)
         self.journal.append(
             {
@@ -288,16 +291,38 @@ def run_search(
     reporter = reporter or SearchReporter()
     started = time.perf_counter()
     profile = load_profile(config.profile)  # reported before anything about --out
+    load_init_policy(config.init_policy)  # a bad file is reported before the teacher is measured
     out, created = prepare_out(config, resume)
+    lock = RunLock(out)
     try:
-        ctx, teacher_info = prepare_context(config, out, reporter, profile)
-    except BaseException:
-        if created is not None:  # a failed start leaves no folder behind
-            shutil.rmtree(created, ignore_errors=True)
-        raise
-    if not resume:
-        write_config(config, out)
-    run = SearchRun(config, ctx, out, reporter, started)
+        lock.acquire()
+        try:
+            ctx, teacher_info = prepare_context(config, out, reporter, profile)
+            run = SearchRun(config, ctx, out, reporter, started)
+        except BaseException:
+            if created is not None:  # a failed start leaves no folder behind
+                lock.release()
+                shutil.rmtree(created, ignore_errors=True)
+            raise
+        if not resume:
+            write_config(config, out)
+        try:
+            return _run(run, teacher_info)
+        except Exception as err:
+            problem = machine_problem(err)
+            if problem is None:
+                raise
+            raise MachineError(
+                f"the search stopped: {problem}. Every finished candidate is in "
+                f"{out / 'journal.jsonl'}; fix the machine (free space, permissions, memory), "
+                f"then continue with: hwcompress search --resume --out {out}"
+            ) from err
+    finally:
+        lock.release()
+
+
+def _run(run: SearchRun, teacher_info: dict[str, Any]) -> SearchResult:
+    config, ctx, reporter = run.config, run.ctx, run.reporter
     if config.executor != "serial":
         from hwcompress.search.executors import make_executor
 

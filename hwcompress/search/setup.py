@@ -15,7 +15,7 @@ from hwcompress.arch import Genome, build_spec
 from hwcompress.data import DataConfig, load_data
 from hwcompress.data.teachers import check_file_teacher, resolve_teacher
 from hwcompress.errors import HwCompressError
-from hwcompress.files import write_atomic
+from hwcompress.files import save_atomic, what_file, write_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile, load_profile
 from hwcompress.search.config import STAGES, SearchConfig
 from hwcompress.search.evaluate import SearchContext, measure_model, structure_of
@@ -78,7 +78,19 @@ def load_search_config(out: str | Path, overrides: dict[str, Any]) -> SearchConf
         raise HwCompressError(
             f"--resume: {out} holds no run (no config.json); start it without --resume"
         )
-    stored = SearchConfig.from_dict(json.loads(path.read_text()))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        stored = SearchConfig.from_dict(data)
+    except HwCompressError as err:
+        raise HwCompressError(f"--resume: {path}: {err}") from None
+    except (ValueError, TypeError, UnicodeDecodeError, OSError) as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise HwCompressError(
+            f"--resume: {path} is corrupt ({reason}), so the run's settings are unknown; "
+            "start a new run with another --out"
+        ) from None
     check_file_teacher(stored.teacher, str(path), overrides.get("teacher"))
     return stored.merged_for_resume({**overrides, "out": str(out)})
 
@@ -225,8 +237,11 @@ def load_init_policy(path: str | None) -> dict[str, Any]:
         )
     try:
         state = torch.load(p, weights_only=True)
-    except Exception as err:
-        raise HwCompressError(f"--init-policy {path}: not a policy checkpoint ({err})") from None
+    except Exception:
+        raise HwCompressError(
+            f"--init-policy {path}: not a policy checkpoint ({what_file(p)}); give a run's "
+            "policies/final.pt or policies/STAGE_latest.pt"
+        ) from None
     if isinstance(state, dict) and "policy" in state:
         stage = "removal" if any(k.startswith("lstm.") for k in state["policy"]) else "shrinkage"
         return {stage: state}
@@ -244,4 +259,4 @@ def save_final_policies(policies_dir: Path, stages: tuple[str, ...]) -> None:
             if state:
                 final[stage] = {"policy": state["policy"]}
     if final:
-        torch.save(final, policies_dir / "final.pt")
+        save_atomic(final, policies_dir / "final.pt")

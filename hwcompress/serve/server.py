@@ -189,6 +189,17 @@ class BenchServer(ThreadingHTTPServer):
         self.measured = 0
         super().__init__((config.host, config.port), _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-request is one log line, not a traceback."""
+        import sys
+
+        err = sys.exc_info()[1]
+        if isinstance(err, (ConnectionError, TimeoutError)):
+            if self.log is not None:
+                self.log(f"{client_address[0]} connection lost ({type(err).__name__})")
+            return
+        super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         """The address clients use."""
@@ -266,9 +277,13 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.LENGTH_REQUIRED, "send the model with a Content-Length header"
             )
         try:
-            n = int(length)
+            n = int(length.strip()) if length.strip().isdigit() else -1
         except ValueError:
-            raise _Refused(HTTPStatus.BAD_REQUEST, "Content-Length must be a number") from None
+            n = -1
+        if n < 0:
+            raise _Refused(
+                HTTPStatus.BAD_REQUEST, "Content-Length must be a whole number of bytes (≥ 0)"
+            )
         limit = self.server.config.max_bytes
         if n > limit:
             raise _Refused(
@@ -276,7 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
                 f"the model is {n} bytes; this server accepts {limit} at most "
                 "(start it with a larger --max-mb)",
             )
-        return self.rfile.read(n)
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise _Refused(
+                HTTPStatus.BAD_REQUEST,
+                f"the body ended after {len(data)} of the {n} bytes Content-Length announced",
+            )
+        return data
 
     def _measure(self) -> tuple[HTTPStatus, dict[str, Any]]:
         from hwcompress.measure.latency import measure_onnx

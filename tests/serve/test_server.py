@@ -73,6 +73,55 @@ def test_size_limit(server_factory, tiny_onnx):
         _measure(_client(server), tiny_onnx)
 
 
+def _socket_request(server, head: str, body: bytes = b"", *, hang_up: bool = False) -> bytes:
+    """A hand-written request on a raw socket; returns what the server answered."""
+    import socket
+
+    url = urlparse(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        if hang_up:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+            return b""  # closed with a reset, mid-request
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e9", " "])
+def test_a_bad_content_length_is_refused_before_reading(server, length):
+    head = (
+        f"POST /v1/measure HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    )
+    answer = _socket_request(server, head, b"x" * 10)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    assert b"whole number of bytes" in answer
+    assert server.measured == 0
+
+
+def test_clients_that_hang_up_are_one_log_line(server_factory, tiny_onnx, capsys):
+    lines: list[str] = []
+    server = server_factory()
+    server.log = lines.append
+    body = Path(tiny_onnx).read_bytes()
+    head = (
+        f"POST /v1/measure HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    short = _socket_request(server, head, body[: len(body) // 2])  # the body stops early
+    assert short.startswith(b"HTTP/1.1 400") and b"body ended after" in short
+    _socket_request(server, head, body[:10], hang_up=True)
+    _socket_request(server, "GET /v1/info HTTP/1.1\r\n", hang_up=True)
+    time.sleep(0.5)
+    assert _raw(server, "GET", "/v1/info")[0] == 200  # still serving
+    assert "Traceback" not in capsys.readouterr().err
+    assert any("connection lost" in line for line in lines), lines
+    assert server.measured == 0
+
+
 def test_bad_models_are_refused_with_the_reason(server, tiny_onnx, tmp_path):
     status, _, data = _raw(server, "POST", "/v1/measure", b"not a model at all")
     assert status == 400 and "not an ONNX model" in data["error"]
