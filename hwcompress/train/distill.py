@@ -95,13 +95,17 @@ class TeacherLogits:
         self.batch_size = train_loader.batch_size or 64
         self.seed = seed
 
-    def loader(self) -> DataLoader:
-        """A shuffled loader of (x, y, teacher logits) batches."""
+    def loader(self, seed: int | None = None) -> DataLoader:
+        """A shuffled loader of (x, y, teacher logits) batches.
+
+        Args:
+            seed: Seed of the shuffling (default: the one given at construction).
+        """
         return DataLoader(
             self.dataset,
             batch_size=self.batch_size,
             shuffle=True,
-            generator=torch.Generator().manual_seed(self.seed),
+            generator=torch.Generator().manual_seed(self.seed if seed is None else seed),
         )
 
 
@@ -159,7 +163,15 @@ def distill(
 
     budget = Budget(config.epochs, config.max_steps, config.time_budget_s)
     stopper = run_epochs(
-        student, cached.loader(), data.val, step, opt, sched, budget, config.patience, record
+        student,
+        cached.loader(config.seed),
+        data.val,
+        step,
+        opt,
+        sched,
+        budget,
+        config.patience,
+        record,
     )
     return DistillResult(
         val_accuracy=stopper.best,
