@@ -1,13 +1,14 @@
 """Device profiles: what a target board can do and what a student must fit into.
 
-A profile is one YAML file in ``hardware_profiles/`` (or anywhere, given by path). It is
-validated as a whole on load; every mistake is reported as a :class:`ProfileError` naming the
+A profile is one YAML file in the package's ``profiles/`` (``hardware_profiles/`` in a checkout
+links there) or anywhere, given by path. It is validated as a whole on load; every mistake is reported as a :class:`ProfileError` naming the
 file, the key and the fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import os
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
 KNOWN_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 #: Environment variable naming an extra folder searched for profiles by name.
 PROFILE_DIR_ENV = "HWCOMPRESS_PROFILE_DIR"
-#: The profiles shipped with the project (next to the package in a source checkout).
-BUILTIN_PROFILE_DIR = Path(__file__).resolve().parents[2] / "hardware_profiles"
+#: The profiles shipped with the package (``hardware_profiles/`` in a checkout links here).
+BUILTIN_PROFILE_DIR = Path(str(importlib.resources.files("hwcompress").joinpath("profiles")))
 
 
 def _positive(value: float | None, key: str, what: str) -> None:

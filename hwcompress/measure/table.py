@@ -528,7 +528,7 @@ def calibrate(
                 "provider": base.provider,
                 "threads": base.threads,
                 "input_shape": list(input_shape),
-                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "config": config.to_dict(),
             },
         )
