@@ -1,8 +1,8 @@
 """Device profiles: what a target board can do and what a student must fit into.
 
 A profile is one YAML file in the package's ``profiles/`` (``hardware_profiles/`` in a checkout
-links there) or anywhere, given by path. It is validated as a whole on load; every mistake is reported as a :class:`ProfileError` naming the
-file, the key and the fix.
+links there) or anywhere, given by path. It is validated as a whole on load; every mistake is
+reported as a :class:`ProfileError` naming the file, the key and the fix.
 """
 
 from __future__ import annotations

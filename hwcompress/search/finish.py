@@ -36,6 +36,8 @@ class SearchResult:
     interrupted_by_budget: bool = False
     final_distillation: dict[str, Any] | None = None
     best_info: dict[str, Any] | None = None
+    #: The product as a module (float, or with Brevitas quantizers), in eval mode.
+    student: torch.nn.Module | None = None
 
 
 def final_distill(
@@ -155,6 +157,7 @@ def finish_run(
     data, teacher, matrix, act_bits = ctx.data, ctx.teacher, ctx.matrix, ctx.act_bits
     candidates = sorted(candidates, key=lambda c: (c.stage, c.episode, c.id))
     best_info: dict[str, Any] | None = None
+    student: torch.nn.Module | None = None
     if best is not None:
         best_dir = out / "best"
         best_dir.mkdir(exist_ok=True)
@@ -226,4 +229,5 @@ def finish_run(
         interrupted_by_budget=out_of_time,
         final_distillation=best_info["final_distillation"] if best_info else None,
         best_info=best_info,
+        student=student.eval() if student is not None else None,
     )

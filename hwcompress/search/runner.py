@@ -25,6 +25,8 @@ from typing import Any
 import torch
 
 from hwcompress.arch import Genome
+from hwcompress.data import DataBundle
+from hwcompress.data.teachers import Teacher
 from hwcompress.errors import MachineError, machine_problem
 from hwcompress.files import save_atomic
 from hwcompress.hardware import load_profile
@@ -272,7 +274,12 @@ class SearchRun:
 
 
 def run_search(
-    config: SearchConfig, *, resume: bool = False, reporter: SearchReporter | None = None
+    config: SearchConfig,
+    *,
+    resume: bool = False,
+    reporter: SearchReporter | None = None,
+    teacher: Teacher | None = None,
+    data: DataBundle | None = None,
 ) -> SearchResult:
     """Runs (or resumes) a search.
 
@@ -281,6 +288,9 @@ def run_search(
             :func:`load_search_config`).
         resume: Continue the run in ``config.out``.
         reporter: Receives progress events.
+        teacher: The teacher as an object instead of ``config.teacher`` (see
+            :func:`hwcompress.compress`).
+        data: The data as a bundle instead of ``config.dataset``.
 
     Returns:
         The result; ``results.json``, ``best/`` and the journal are in ``config.out``.
@@ -297,7 +307,9 @@ def run_search(
     try:
         lock.acquire()
         try:
-            ctx, teacher_info = prepare_context(config, out, reporter, profile)
+            ctx, teacher_info = prepare_context(
+                config, out, reporter, profile, teacher=teacher, data=data
+            )
             run = SearchRun(config, ctx, out, reporter, started)
         except BaseException:
             if created is not None:  # a failed start leaves no folder behind

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from hwcompress.arch import Genome, build_spec
-from hwcompress.data import DataConfig, load_data
-from hwcompress.data.teachers import check_file_teacher, resolve_teacher
+from hwcompress.data import DataBundle, DataConfig, load_data
+from hwcompress.data.teachers import Teacher, check_file_teacher, resolve_teacher
 from hwcompress.errors import HwCompressError
 from hwcompress.files import save_atomic, what_file, write_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile, load_profile
@@ -100,6 +100,9 @@ def prepare_context(
     out: Path,
     reporter: SearchReporter | None = None,
     profile: DeviceProfile | None = None,
+    *,
+    teacher: Teacher | None = None,
+    data: DataBundle | None = None,
 ) -> tuple[SearchContext, dict[str, Any]]:
     """Loads profile, data and teacher, measures the teacher, and builds the evaluation context.
 
@@ -107,6 +110,11 @@ def prepare_context(
         config: The run's settings.
         out: The run folder (the teacher's ONNX model and ``spec.json`` are written there).
         reporter: Receives progress messages.
+        profile: The loaded profile (default: ``config.profile``, loaded here).
+        teacher: A teacher given as an object (:func:`hwcompress.compress`), instead of
+            ``config.teacher``.
+        data: Data given as loaders (:func:`hwcompress.compress`), instead of
+            ``config.dataset``.
 
     Returns:
         The context candidate evaluation needs, and what was measured of the teacher.
@@ -114,18 +122,20 @@ def prepare_context(
     reporter = reporter or SearchReporter()
     profile = profile or load_profile(config.profile)
     matrix = ConstraintMatrix.from_profile(profile)
-    data = load_data(
-        DataConfig(
-            name=config.dataset,
-            data_dir=config.data_dir,
-            download=config.download,
-            seed=config.seed,
-            train_limit=config.train_limit,
+    if data is None:
+        data = load_data(
+            DataConfig(
+                name=config.dataset,
+                data_dir=config.data_dir,
+                download=config.download,
+                seed=config.seed,
+                train_limit=config.train_limit,
+            )
         )
-    )
-    teacher = resolve_teacher(
-        config.teacher, data, weights=config.teacher_weights, reporter=reporter.message
-    )
+    if teacher is None:
+        teacher = resolve_teacher(
+            config.teacher, data, weights=config.teacher_weights, reporter=reporter.message
+        )
     model = teacher.model
     if teacher.adaptations:
         reporter.message(
