@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PIP = (sys.executable, "-m", "pip")
 
 #: Standard-library names that appeared in Python 3.11 or later (the package supports 3.10).
 NEWER_THAN_310 = {
@@ -69,16 +70,14 @@ def test_the_wheel_ships_the_profiles(tmp_path):
     """Built as pip builds it, installed outside the checkout, run from another folder."""
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(wheels), str(ROOT)],
+        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
         check=True,
         capture_output=True,
     )
     (wheel,) = wheels.glob("hwcompress-*.whl")
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site)]
-        + [str(wheel)],
+        [*PIP, "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
         check=True,
         capture_output=True,
     )
@@ -86,7 +85,7 @@ def test_the_wheel_ships_the_profiles(tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "200"}
     env.pop("HWCOMPRESS_PROFILE_DIR", None)
-    code = "import sys, hwcompress.cli as c; print(c.__file__); sys.argv[0] = 'hwcompress'; c.main()"
+    code = "import sys, hwcompress.cli as c; print(c.__file__); sys.argv[0] = 'x'; c.main()"
 
     def run(*args: str) -> str:
         out = subprocess.run(

@@ -307,9 +307,9 @@ def profile_dirs() -> list[Path]:
     dirs.append(Path.cwd() / "hardware_profiles")
     dirs.append(BUILTIN_PROFILE_DIR)
     seen: list[Path] = []
-    for d in dirs:
-        if d.resolve() not in [s.resolve() for s in seen]:
-            seen.append(d)
+    for d in dirs:  # a folder linking to the built-ins (a checkout's) is the built-ins
+        if d.resolve() not in seen:
+            seen.append(d.resolve())
     return seen
 
 

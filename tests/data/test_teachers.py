@@ -87,7 +87,7 @@ def test_pickled_code_is_refused(tmp_path):
 def test_corrupt_and_mismatched_checkpoints(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
-    with pytest.raises(TeacherError, match="not a readable"):
+    with pytest.raises(TeacherError, match="not a PyTorch checkpoint"):
         load_checkpoint(bad)
     good = save_checkpoint(build_teacher("builtin:resnet", 10, 1), tmp_path / "r.pt", {})
     data = load_data(DataConfig(train_limit=64))

@@ -120,7 +120,7 @@ def test_export_command(run, monkeypatch, capsys, tmp_path):
     [
         (lambda tmp: tmp / "missing", "no such file or folder"),
         (lambda tmp: tmp, "not a search run folder"),
-        (lambda tmp: (tmp / "junk.pt").write_bytes(b"junk") and tmp / "junk.pt", "not a readable"),
+        (lambda tmp: (tmp / "junk.pt").write_bytes(b"junk") and tmp / "junk.pt", "not a PyTorch"),
         (
             lambda tmp: torch.save({"w": torch.zeros(1)}, tmp / "sd.pt") or tmp / "sd.pt",
             "not a hwcompress student checkpoint",
