@@ -20,7 +20,7 @@ from torch import nn
 from hwcompress.arch import ArchSpec, Genome, build_student
 from hwcompress.errors import HwCompressError, MachineError, machine_problem
 from hwcompress.export import export_fp32
-from hwcompress.files import save_atomic
+from hwcompress.files import atomic_path, save_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile
 from hwcompress.measure.sources import measure_latency
 from hwcompress.measure.stats import analyze_module
@@ -201,7 +201,8 @@ class CandidateEvaluator:
                     teacher_logits=ctx.teacher_logits,
                 ).val_accuracy
                 metrics = analyze_module(student, shape).metrics()
-                export_fp32(student, shape, ctx.run_dir / rel_onnx)
+                with atomic_path(ctx.run_dir / rel_onnx) as tmp:
+                    export_fp32(student, shape, tmp)
                 model = student
             meta = {
                 **ctx.student_meta,
@@ -327,13 +328,15 @@ class CandidateEvaluator:
                 accuracy = quantization_aware_training(
                     model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
                 )
-                export_qcdq(model, shape, ctx.run_dir / rel_onnx)
+                with atomic_path(ctx.run_dir / rel_onnx) as tmp:
+                    export_qcdq(model, shape, tmp)
                 check_parity(model, ctx.run_dir / rel_onnx, ctx.data.val)
             else:
                 accuracy = distill(
                     model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
                 ).val_accuracy
-                export_fp32(model, shape, ctx.run_dir / rel_onnx)
+                with atomic_path(ctx.run_dir / rel_onnx) as tmp:
+                    export_fp32(model, shape, tmp)
             save_atomic(
                 {"state_dict": model.state_dict(), "genome": cand.genome, "meta": ckpt["meta"]},
                 ctx.run_dir / rel_pt,
@@ -371,7 +374,8 @@ class CandidateEvaluator:
         accuracy = quantization_aware_training(
             q, ctx.teacher, ctx.data, ctx.distill_config, teacher_logits=ctx.teacher_logits
         )
-        export_qcdq(q, shape, onnx_path)
+        with atomic_path(onnx_path) as tmp:
+            export_qcdq(q, shape, tmp)
         check_parity(q, onnx_path, ctx.data.val)
         stats = analyze_module(
             student, shape, weight_bits=genome.weight_bits, activation_bits=ctx.act_bits

@@ -16,7 +16,7 @@ from hwcompress.arch import Genome
 from hwcompress.data import DataConfig, load_data
 from hwcompress.data.teachers import load_checkpoint
 from hwcompress.errors import HwCompressError
-from hwcompress.files import save_atomic, write_atomic
+from hwcompress.files import atomic_path, save_atomic, write_atomic
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.config import SearchConfig
 from hwcompress.search.evaluate import SearchContext, rebuild_candidate
@@ -161,7 +161,8 @@ def finish_run(
     if best is not None:
         best_dir = out / "best"
         best_dir.mkdir(exist_ok=True)
-        shutil.copyfile(out / best.artifacts["onnx"], best_dir / "student.onnx")
+        with atomic_path(best_dir / "student.onnx") as tmp:
+            shutil.copyfile(out / best.artifacts["onnx"], tmp)
         ckpt = load_checkpoint(out / best.artifacts["weights"])
         weight_range = ckpt.get("meta", {}).get("weight_range_bits")  # quantized students only
         genome = Genome.from_dict(best.genome)

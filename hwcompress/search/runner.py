@@ -76,6 +76,11 @@ class SearchRun:
     ) -> None:
         self.config, self.ctx, self.out, self.reporter = config, ctx, out, reporter
         self.journal = Journal(out / "journal.jsonl")
+        if (cut := self.journal.repair()) > 0:
+            reporter.message(
+                f"journal: dropped a torn last line ({cut} bytes; the process that wrote it "
+                "was stopped mid-write); that candidate is evaluated again"
+            )
         (out / "candidates").mkdir(exist_ok=True)
         self.evaluator = CandidateEvaluator(ctx, known=self.journal.candidates())
         self.finished = {(r["stage"], r["episode"]) for r in self.journal.episodes()}

@@ -145,7 +145,7 @@ def prepare_context(
     torch.manual_seed(config.seed)
     spec = build_spec(model, data.input_shape)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
+    write_atomic(out / "spec.json", json.dumps(spec.to_dict(), indent=1))
     latency_kwargs = (
         {"runs": config.latency_runs}
         if (config.latency_runs is not None and profile.latency.source in ("local", "remote"))

@@ -34,7 +34,10 @@ def run(teacher_cache, tmp_path_factory):
                 out=str(tmp_path_factory.mktemp("export") / "run"),
             )
         )
-    assert result.best is not None and result.best.stage == "quantization"
+    assert result.best is not None and result.best.stage == "quantization", [
+        (c.stage, c.status, c.reason, c.metrics.get("val_accuracy"), c.reward)
+        for c in result.candidates
+    ]
     return result
 
 

@@ -34,6 +34,7 @@ def test_a_torn_last_line_is_cut_before_the_next_record(tmp_path):
     path.write_text('{"type": "candidate", "n": 1}\n{"type": "episode", "n": 2}\n{"type": "cand')
     journal = Journal(path)
     assert [r["n"] for r in journal.records()] == [1, 2]
+    assert journal.repair() == len('{"type": "cand')  # what a resume reports
     journal.append({"type": "episode", "n": 3})
     journal.append({"type": "episode", "n": 4})
     assert [r["n"] for r in _records(path)] == [1, 2, 3, 4]  # every line parses
@@ -106,6 +107,10 @@ def _run_in_subprocess(settings: dict) -> subprocess.Popen:
     )
 
 
+def _accuracies(candidates) -> dict:
+    return {(c.id, c.fidelity): c.metrics["val_accuracy"] for c in candidates}
+
+
 def _check_resumed(out: Path, reference) -> None:
     """Resumes (or, killed before the run was recorded, restarts) and compares."""
     if (out / "config.json").is_file():
@@ -118,6 +123,8 @@ def _check_resumed(out: Path, reference) -> None:
     assert len(done) == len(set(done)), "a candidate was evaluated twice"
     assert sorted(c.id for c in resumed.candidates) == sorted(c.id for c in reference.candidates)
     assert not [c for c in resumed.candidates if c.status != "ok"]
+    # the same students at the same fidelities, trained to the same accuracies
+    assert _accuracies(resumed.candidates) == _accuracies(reference.candidates)
     assert (out / "results.json").is_file() and (out / "best" / "student.onnx").is_file()
 
 
