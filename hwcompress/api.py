@@ -32,11 +32,21 @@ from hwcompress.errors import HwCompressError
 
 __all__ = ["CompressResult", "compress"]
 
-#: SearchConfig fields compress() sets itself or that need a named dataset or teacher.
-_NOT_SETTINGS = frozenset(
-    {"profile", "target", "out", "teacher", "teacher_weights", "dataset", "data_dir", "download"}
-)
-_NAMED_ONLY = frozenset({"train_limit", "student"})
+#: SearchConfig fields compress() does not take as settings, and what to do instead.
+_INSTEAD = {
+    "profile": "pass profile=...",
+    "target": "pass target=...",
+    "out": "pass out=...",
+    "teacher": "the model you pass is the teacher",
+    "teacher_weights": "load the weights into the model you pass",
+    "dataset": "the loaders you pass are the data",
+    "data_dir": "the loaders you pass are the data",
+    "download": "the loaders you pass are the data",
+    "train_limit": "it works with named datasets only; pass max_samples=... or a smaller "
+    "train_loader",
+    "student": "it works with named datasets only; a searched student is continued with "
+    "hwcompress search --student",
+}
 
 
 @dataclass
@@ -113,16 +123,12 @@ def compress(
         raise HwCompressError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     known = {f.name for f in fields(SearchConfig)}
     for name in settings:
-        if name in _NOT_SETTINGS:
-            raise HwCompressError(f"compress(): {name} is not a setting here; {_why(name)}")
-        if name in _NAMED_ONLY:
-            raise HwCompressError(
-                f"compress(): {name} works with named datasets only; {_why(name)}"
-            )
+        if name in _INSTEAD:
+            raise HwCompressError(f"compress(): {name} is not a setting here; {_INSTEAD[name]}")
         if name not in known:
             raise HwCompressError(
                 f"compress(): unknown setting {name!r}; choose among "
-                f"{', '.join(sorted(known - _NOT_SETTINGS - _NAMED_ONLY))}"
+                f"{', '.join(sorted(known - _INSTEAD.keys()))}"
             )
     teacher_model = model.eval()
     batch = next(iter(val_loader), None)
@@ -181,18 +187,3 @@ def compress(
         out=result.out,
         search=result,
     )
-
-
-def _why(name: str) -> str:
-    return {
-        "profile": "pass profile=...",
-        "target": "pass target=...",
-        "out": "pass out=...",
-        "teacher": "the model you pass is the teacher",
-        "teacher_weights": "load the weights into the model you pass",
-        "dataset": "the loaders you pass are the data",
-        "data_dir": "the loaders you pass are the data",
-        "download": "the loaders you pass are the data",
-        "train_limit": "pass max_samples=... or a smaller train_loader",
-        "student": "a searched student is continued with hwcompress search --student",
-    }[name]

@@ -256,34 +256,28 @@ def _imagefolder(config: DataConfig, path: str) -> Splits:
             f"imagefolder: '{root}/train' and '{root}/test' hold different classes "
             f"({len(classes)} vs {len(test.classes)}); give both the same class sub-folders"
         )
-    train_set, test_set = _materialise_images(train), _materialise_images(test)
+    train_set, test_set = _materialise(train, "imagefolder"), _materialise(test, "imagefolder")
     shape = tuple(train_set.tensors[0].shape[1:])
     return Splits(train_set, test_set, len(classes), shape)  # type: ignore[arg-type]
 
 
-def _materialise_images(ds: Dataset) -> TensorDataset:
-    """Reads every image of an ``ImageFolder`` (or a subset of one) into memory, naming the
-    file that cannot be read."""
+def _materialise(ds: Dataset, what: str = "dataset") -> TensorDataset:
+    """Reads every sample of ``ds`` into memory, naming the image file (for an ``ImageFolder``
+    or a subset of one) that cannot be read."""
     base, index = (ds.dataset, ds.indices) if isinstance(ds, Subset) else (ds, None)
-    n = len(ds)  # type: ignore[arg-type]
     xs, ys = [], []
-    for i in range(n):
+    for i in range(len(ds)):  # type: ignore[arg-type]
         try:
             x, y = ds[i]
         except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError is OSError
             j = index[i] if index is not None else i
             path = base.samples[j][0] if hasattr(base, "samples") else f"image {j}"
             raise DataError(
-                f"imagefolder: cannot read {path} ({str(err).splitlines()[0][:200]}); "
+                f"{what}: cannot read {path} ({str(err).splitlines()[0][:200]}); "
                 "remove or replace that file"
             ) from None
         xs.append(x)
         ys.append(y)
-    return TensorDataset(torch.stack(xs), torch.tensor(ys, dtype=torch.long))
-
-
-def _materialise(ds: Dataset) -> TensorDataset:
-    xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)  # type: ignore[arg-type]
     return TensorDataset(torch.stack(xs), torch.tensor(ys, dtype=torch.long))
 
 

@@ -122,5 +122,4 @@ def bundle_from_loaders(
         num_classes=num_classes,
         in_channels=shape[0],
         image_shape=shape,  # type: ignore[arg-type]
-        extras={"test_is_val": test is None},
     )

@@ -342,8 +342,8 @@ class CandidateEvaluator:
                 ctx.run_dir / rel_pt,
             )
         except (HwCompressError, RuntimeError, MemoryError, ValueError, KeyError, OSError) as err:
-            if (problem := machine_problem(err)) is not None:
-                raise MachineError(f"{problem} ({_first_line(err)})") from err
+            if (why := _machine_reason(err)) is not None:
+                raise MachineError(why) from err
             return cand
         new = replace(
             cand,
@@ -392,12 +392,18 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
+def _machine_reason(err: BaseException) -> str | None:
+    """How a failure of the machine behind ``err`` reads, or ``None`` if it was not one."""
+    problem = machine_problem(err)
+    return None if problem is None else f"{problem} ({_first_line(err)})"
+
+
 def _failed(cand: Candidate, err: BaseException) -> None:
     """Marks ``cand`` failed (scored −1), or, when the machine failed rather than the
     candidate, with status :data:`MACHINE` (never journaled: the run stops instead)."""
-    if (problem := machine_problem(err)) is not None:
+    if (why := _machine_reason(err)) is not None:
         cand.status = MACHINE
-        cand.reason = f"{problem} ({_first_line(err)})"
+        cand.reason = why
         return
     cand.status = "failed"
     cand.reason = _first_line(err)

@@ -13,13 +13,14 @@ from typing import Any
 import torch
 
 from hwcompress.arch import Genome
-from hwcompress.data import DataConfig, load_data
+from hwcompress.data import load_data
 from hwcompress.data.teachers import load_checkpoint
 from hwcompress.errors import HwCompressError
 from hwcompress.files import atomic_path, save_atomic, write_atomic
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.config import SearchConfig
 from hwcompress.search.evaluate import SearchContext, rebuild_candidate
+from hwcompress.search.setup import data_config
 from hwcompress.train import DistillConfig, TeacherLogits, distill, evaluate
 
 
@@ -54,14 +55,7 @@ def final_distill(
     data = ctx.data
     logits = ctx.teacher_logits
     if config.train_limit is not None:
-        data = load_data(
-            DataConfig(
-                name=config.dataset,
-                data_dir=config.data_dir,
-                download=config.download,
-                seed=config.seed,
-            )
-        )
+        data = load_data(data_config(config, limited=False))
         logits = TeacherLogits(ctx.teacher, data.train, seed=config.seed)
     before = evaluate(student, data.val)
     result = distill(

@@ -1,8 +1,8 @@
 """The append-only run journal: one JSON line per evaluated candidate or finished episode.
 
 Every line is flushed and synced as it is written, so a killed run loses at most the
-candidate in flight; ``--resume`` reads the journal back. A line torn by a kill or a full disk
-is cut off before the next record is appended, so it never corrupts the journal's middle.
+candidate in flight; ``--resume`` reads the journal back. A run cuts off a line torn by a
+kill or a full disk before it appends again, so a torn line never ends up mid-journal.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._repaired = False
 
     def append(self, record: dict[str, Any]) -> None:
-        """Writes one record durably (after cutting off a torn last line, once).
+        """Writes one record durably.
 
         Raises:
             MachineError: If the journal cannot be written (a full disk, no permission).
@@ -36,8 +35,6 @@ class Journal:
         line = json.dumps(record) + "\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self._repaired:
-                self.repair()
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(line)
                 fh.flush()
@@ -48,45 +45,31 @@ class Journal:
             ) from err
 
     def repair(self) -> int:
-        """Cuts off a torn last line (a write a kill or a full disk interrupted).
+        """Cuts off a torn last line (a write a kill or a full disk interrupted); a whole last
+        record that only lost its newline gets it back. A run calls this before appending.
 
         Returns:
             How many bytes were cut off.
         """
-        self._repaired = True
         if not self.path.is_file():
             return 0
-        with self.path.open("rb+") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            if size == 0:
-                return 0
-            fh.seek(max(0, size - 1))
-            if fh.read(1) == b"\n":
-                return 0
-            # find the end of the last complete line
-            pos, keep = size, 0
-            while pos > 0:
-                step = min(65536, pos)
-                pos -= step
-                fh.seek(pos)
-                chunk = fh.read(step)
-                nl = chunk.rfind(b"\n")
-                if nl >= 0:
-                    keep = pos + nl + 1
-                    break
-            fh.seek(keep)
-            tail = fh.read()
-            try:  # only the newline was lost: the record is whole
-                json.loads(tail)
-            except ValueError:
+        data = self.path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[keep:])
+        except ValueError:
+            with self.path.open("rb+") as fh:
                 fh.truncate(keep)
-            else:
-                fh.seek(0, os.SEEK_END)
-                fh.write(b"\n")
-                keep = size
+                fh.flush()
+                os.fsync(fh.fileno())
+            return len(data) - keep
+        with self.path.open("ab") as fh:  # only the newline was lost: the record is whole
+            fh.write(b"\n")
             fh.flush()
             os.fsync(fh.fileno())
-            return size - keep
+        return 0
 
     def records(self) -> list[dict[str, Any]]:
         """All complete records; a torn last line (a kill mid-write) is ignored.

@@ -64,6 +64,7 @@ class SearchRun:
         out: The run folder.
         reporter: Receives progress events.
         started: When the run started (its time budget counts from there).
+        init_state: Policies to start from (``--init-policy``, see :func:`load_init_policy`).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class SearchRun:
         out: Path,
         reporter: SearchReporter,
         started: float,
+        init_state: dict[str, Any],
     ) -> None:
         self.config, self.ctx, self.out, self.reporter = config, ctx, out, reporter
         self.journal = Journal(out / "journal.jsonl")
@@ -86,7 +88,7 @@ class SearchRun:
         self.finished = {(r["stage"], r["episode"]) for r in self.journal.episodes()}
         self.policies_dir = out / "policies"
         self.policies_dir.mkdir(exist_ok=True)
-        self.init_state = load_init_policy(config.init_policy)
+        self.init_state = init_state
         self.start, self.start_state = start_student(config, ctx)
         self.caps = size_caps(ctx.matrix)
         self.stages: dict[str, Stage] = {
@@ -306,7 +308,7 @@ def run_search(
     reporter = reporter or SearchReporter()
     started = time.perf_counter()
     profile = load_profile(config.profile)  # reported before anything about --out
-    load_init_policy(config.init_policy)  # a bad file is reported before the teacher is measured
+    init_state = load_init_policy(config.init_policy)  # reported before the teacher is measured
     out, created = prepare_out(config, resume)
     lock = RunLock(out)
     try:
@@ -315,7 +317,7 @@ def run_search(
             ctx, teacher_info = prepare_context(
                 config, out, reporter, profile, teacher=teacher, data=data
             )
-            run = SearchRun(config, ctx, out, reporter, started)
+            run = SearchRun(config, ctx, out, reporter, started, init_state)
         except BaseException:
             if created is not None:  # a failed start leaves no folder behind
                 lock.release()

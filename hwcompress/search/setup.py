@@ -95,6 +95,17 @@ def load_search_config(out: str | Path, overrides: dict[str, Any]) -> SearchConf
     return stored.merged_for_resume({**overrides, "out": str(out)})
 
 
+def data_config(config: SearchConfig, *, limited: bool = True) -> DataConfig:
+    """The data a run's settings name (``limited``: with its ``train_limit``)."""
+    return DataConfig(
+        name=config.dataset,
+        data_dir=config.data_dir,
+        download=config.download,
+        seed=config.seed,
+        train_limit=config.train_limit if limited else None,
+    )
+
+
 def prepare_context(
     config: SearchConfig,
     out: Path,
@@ -123,15 +134,7 @@ def prepare_context(
     profile = profile or load_profile(config.profile)
     matrix = ConstraintMatrix.from_profile(profile)
     if data is None:
-        data = load_data(
-            DataConfig(
-                name=config.dataset,
-                data_dir=config.data_dir,
-                download=config.download,
-                seed=config.seed,
-                train_limit=config.train_limit,
-            )
-        )
+        data = load_data(data_config(config))
     if teacher is None:
         teacher = resolve_teacher(
             config.teacher, data, weights=config.teacher_weights, reporter=reporter.message
