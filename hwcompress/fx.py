@@ -27,6 +27,8 @@ ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (
 )
 #: Normalisation modules that act per channel.
 NORM_MODULES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
+#: Layers a following batch-norm folds into.
+WEIGHTED_MODULES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def trace(model: nn.Module, *, copy_model: bool = False) -> torch.fx.GraphModule:
@@ -75,3 +77,15 @@ def node_shape(node: torch.fx.Node) -> tuple[int, ...] | None:
     if meta is None or not hasattr(meta, "shape"):
         return None
     return tuple(int(d) for d in meta.shape)
+
+
+def folds_into(node: torch.fx.Node, modules: dict[str, nn.Module]) -> nn.Module | None:
+    """The convolution / linear layer the batch-norm at ``node`` folds into, if any: the
+    module that produced its only input, when nothing else reads that output."""
+    if len(node.all_input_nodes) != 1:
+        return None
+    producer = node.all_input_nodes[0]
+    if producer.op != "call_module" or len(producer.users) != 1:
+        return None
+    module = modules.get(str(producer.target))
+    return module if isinstance(module, WEIGHTED_MODULES) else None

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from hwcompress.errors import GenomeError
+from hwcompress.measure.counting import norm_params
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +40,8 @@ class LayerSpec:
         output_shape: Output tensor shape for a batch of one.
         macs: For ``other`` layers (fixed size), their multiply-accumulates, e.g. a linear
             layer applied to every position of a channels-last tensor.
+        folds_into: For ``norm`` layers, the conv / linear layer they fold into when deployed
+            (:mod:`hwcompress.measure.counting`), if any.
     """
 
     name: str
@@ -58,6 +61,7 @@ class LayerSpec:
     input_shape: tuple[int, ...] = ()
     output_shape: tuple[int, ...] = ()
     macs: int = 0
+    folds_into: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,20 +180,33 @@ class ArchSpec:
     def predict_params(self, genome: Genome) -> int:
         """Parameter count of the student ``genome`` describes, computed from the spec alone.
 
-        This does not build the student; tests compare it with the built student, which
+        Counted as deployed, with the rules of :mod:`hwcompress.measure.counting` (batch-norms
+        folded into the convolution before them), so it equals what ``analyze_module`` and
+        ``analyze_onnx`` report for the built and exported student; tests check that, which
         checks the surgery independently.
         """
-        return self._predict(genome, macs=False)
+        return sum(c.weights + c.biases for c in self.costs(genome))
 
     def predict_macs(self, genome: Genome) -> int:
-        """Multiply-accumulates of the student's convolutions and linear layers, from the spec.
+        """Multiply-accumulates of the student, from the spec (the rules of
+        :mod:`hwcompress.measure.counting`: convolutions, linear layers, unfolded batch-norms).
 
         Removal keeps every stride-changing layer, so each kept layer's output resolution is
         the teacher's. Cheap enough to call at every step of a budgeted search.
         """
-        return self._predict(genome, macs=True)
+        return sum(c.macs for c in self.costs(genome))
 
-    def _predict(self, genome: Genome, *, macs: bool) -> int:
+    def predict_weight_bytes(self, genome: Genome, *, default_bits: int = 32) -> int:
+        """Weight bytes of the student: weights at ``genome.weight_bits`` (``default_bits``
+        for layers it does not name), biases at 32 bits, as ``analyze_module`` counts them."""
+        bits = 0
+        for c in self.costs(genome):
+            width = genome.weight_bits.get(c.name, default_bits) if c.quantizable else 32
+            bits += c.weights * width + c.biases * 32
+        return math.ceil(bits / 8)
+
+    def costs(self, genome: Genome) -> list[LayerCost]:
+        """What each kept layer of the student ``genome`` describes costs, in execution order."""
         self.validate(genome)
         removed_units = [u for u in self.units if not genome.keep.get(u.name, True)]
         removed = {name for u in removed_units for name in u.layers}
@@ -207,41 +224,57 @@ class ArchSpec:
             return key
 
         width = self.channels_after(genome)
-        total = 0
+        costs = []
         for layer in self.layers:
             if layer.name in removed:
                 continue
             w_in = width[resolve(layer.in_group)]
             w_out = width[layer.out_group] if layer.kind != "dwconv" else w_in
             k = math.prod(genome.kernel.get(layer.name, layer.kernel))
-            if macs:
-                pixels = math.prod(layer.output_shape[2:]) if layer.kind != "linear" else 1
-                if layer.kind == "conv":
-                    total += w_in * w_out * k * pixels
-                elif layer.kind == "dwconv":
-                    total += w_in * k * pixels
-                elif layer.kind == "linear":
-                    total += w_in * layer.factor * w_out
-                elif layer.kind == "gconv":  # grouped convs keep their channels
-                    weights = layer.params - (layer.out_channels if layer.bias else 0)
-                    total += weights * pixels * k // math.prod(layer.kernel)
-                else:
-                    total += layer.macs
-                continue
+            pixels = math.prod(layer.output_shape[2:]) if layer.kind != "linear" else 1
+            bias = w_out if layer.bias else 0
+            quantizable = True
             if layer.kind == "conv":
-                total += w_in * w_out * k + (w_out if layer.bias else 0)
+                weights, macs = w_in * w_out * k, w_in * w_out * k * pixels
             elif layer.kind == "dwconv":
-                total += w_in * k + (w_in if layer.bias else 0)
+                weights, macs = w_in * k, w_in * k * pixels
             elif layer.kind == "linear":
-                total += w_in * layer.factor * w_out + (w_out if layer.bias else 0)
-            elif layer.kind == "norm":
-                total += 2 * w_in if layer.params else 0
-            elif layer.kind == "gconv":
+                weights = w_in * layer.factor * w_out
+                macs = weights
+            elif layer.kind == "gconv":  # grouped convs keep their channels
                 bias = layer.out_channels if layer.bias else 0
-                total += (layer.params - bias) * k // math.prod(layer.kernel) + bias
+                weights = (layer.params - bias) * k // math.prod(layer.kernel)
+                macs = weights * pixels
+            elif layer.kind == "norm":
+                folded = layer.folds_into is not None
+                producer_bias = folded and self.layer(str(layer.folds_into)).bias
+                total = norm_params(w_in, folded=folded, producer_has_bias=producer_bias)
+                # folded: only a bias is left; else a depthwise 1×1 conv (scale + shift)
+                weights, bias = (0, total) if folded else (w_in, w_in)
+                macs = 0 if folded else w_in * pixels
             else:
-                total += layer.params
-        return total
+                weights, bias, macs, quantizable = 0, layer.params, layer.macs, False
+            costs.append(LayerCost(layer.name, weights, bias, macs, quantizable))
+        return costs
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """What one layer of a student costs (:meth:`ArchSpec.costs`).
+
+    Attributes:
+        name: The layer's module name.
+        weights: Parameters stored at the weight bit-width.
+        biases: Parameters stored at 32 bits.
+        macs: Its multiply-accumulates.
+        quantizable: Whether its weights take the genome's bit-widths.
+    """
+
+    name: str
+    weights: int
+    biases: int
+    macs: int
+    quantizable: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,9 +332,11 @@ def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:
         ModelError: If the model cannot be traced or run on that shape.
     """
     from hwcompress.arch.graph import analyze_graph, trace_model
-    from hwcompress.fx import node_shape
+    from hwcompress.fx import folds_into, node_shape
 
     a = analyze_graph(trace_model(model), input_shape)
+    modules = dict(a.gm.named_modules())
+    names = {id(m): name for name, m in modules.items()}
     unit_of = {name: u.name for u in a.units.values() for name in u.layers}
     in_residual = {name for u in a.units.values() if u.kind == "residual" for name in u.layers}
     layers = []
@@ -314,6 +349,7 @@ def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:
             params = a.gm.get_parameter(str(info.node.target)).numel()
         else:
             params = sum(p.numel() for p in m.parameters(recurse=False))
+        producer = folds_into(info.node, modules) if info.kind == "norm" else None
         macs = 0
         if info.kind == "other" and isinstance(m, nn.Linear) and out_shape:
             macs = m.in_features * m.out_features * math.prod(out_shape[1:-1])
@@ -344,6 +380,7 @@ def build_spec(model: nn.Module, input_shape: Sequence[int]) -> ArchSpec:
                 input_shape=node_shape(node_in) or (),
                 output_shape=out_shape,
                 macs=macs,
+                folds_into=names.get(id(producer)) if producer is not None else None,
             )
         )
     units = tuple(

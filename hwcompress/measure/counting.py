@@ -1,13 +1,23 @@
-"""Counting rules shared by the PyTorch (torch.fx) and the ONNX graph analysers.
+"""The one set of counting rules behind every params / MACs / bytes figure the package shows.
 
-MAC conventions (the same on both sides, checked by hand in the tests):
+The spec's predictions (:meth:`hwcompress.arch.ArchSpec.predict_params`), the PyTorch analysis
+(:func:`hwcompress.measure.stats.analyze_module`) and the ONNX analysis
+(:func:`hwcompress.measure.onnx_graph.analyze_onnx`) all count the model **as deployed**, with
+the rules below, so every command reports the same numbers for the same model:
 
-- convolution: ``out_elements · in_channels/groups · kh · kw``
-- linear / matmul: ``out_elements · in_features``
-- batch-norm: ``out_elements`` (one multiply-add per element)
-- max/avg pooling: ``out_elements · kh · kw``; global/adaptive average pooling: ``in_elements``
-- element-wise add / mul: ``out_elements``
-- activations, reshapes, concatenation: 0
+- **Batch-norm after a convolution or linear layer** (whose output only it reads) is folded into
+  that layer, as every exporter and runtime does: no MACs, and its shift becomes the layer's bias
+  (``C`` parameters if the layer had none, else 0). Its running statistics are never parameters.
+- **Any other batch-norm** is a per-channel scale and shift: ``2·C`` parameters (the scale at the
+  weight bit-width, the shift at 32 bits, as the quantizer makes it a depthwise 1×1 convolution)
+  and one multiply-add per output element.
+- **MACs** are the multiply-accumulates of weighted ops: convolution
+  ``out_elements · in_channels/groups · kh · kw``; linear / matmul ``out_elements · in_features``;
+  unfolded batch-norm ``out_elements``. Pooling, element-wise adds, activations, reshapes and
+  concatenation do no multiply-accumulates and count 0 (the convention of torchvision's published
+  figures and fvcore).
+- **Weight bytes**: weights at their bit-widths, biases at 32 bits; sub-8-bit ONNX weights count
+  the bits their ``Clip`` admits.
 
 Peak activation memory is a liveness analysis over the execution order: a tensor is alive
 from the step that produces it until its last consumer ran; the graph's outputs stay alive.
@@ -38,14 +48,22 @@ def linear_macs(out_shape: Sequence[int], in_features: int) -> int:
     return numel(out_shape) * in_features
 
 
-def elementwise_macs(out_shape: Sequence[int]) -> int:
-    """MACs of an element-wise op (add, mul, batch-norm)."""
-    return numel(out_shape)
+def norm_macs(out_shape: Sequence[int], *, folded: bool) -> int:
+    """MACs of a batch-norm: none when folded into its producer, else one per element."""
+    return 0 if folded else numel(out_shape)
 
 
-def pool_macs(out_shape: Sequence[int], kernel: Sequence[int]) -> int:
-    """MACs (adds or comparisons) of a windowed pooling op."""
-    return numel(out_shape) * numel(kernel)
+def norm_params(channels: int, *, folded: bool, producer_has_bias: bool = False) -> int:
+    """Parameters a batch-norm over ``channels`` adds to the deployed model.
+
+    Args:
+        channels: Its channels (features).
+        folded: Whether it folds into the convolution / linear layer before it.
+        producer_has_bias: Whether that layer already has a bias (then folding adds nothing).
+    """
+    if folded:
+        return 0 if producer_has_bias else channels
+    return 2 * channels
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,10 @@ from hwcompress.measure.counting import (
     Step,
     activation_traffic,
     conv_macs,
-    elementwise_macs,
     linear_macs,
+    norm_macs,
     numel,
     peak_live_bytes,
-    pool_macs,
 )
 from hwcompress.measure.stats import ModelStats
 
@@ -93,19 +92,7 @@ def _matmul(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, 
     return linear_macs(out, a[-1]) if a else 0
 
 
-def _elementwise(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, Any]) -> int:
-    return elementwise_macs(out)
-
-
-def _pool(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, Any]) -> int:
-    return pool_macs(out, _attr(node, "kernel_shape", [1]))
-
-
-def _global_pool(node: Any, ins: Sequence[Shape | None], out: Shape, init: dict[str, Any]) -> int:
-    return numel(ins[0]) if ins and ins[0] else 0
-
-
-#: MAC rule per ONNX op type.
+#: MAC rule per ONNX op type (batch-norm: see :func:`_folded_norms`).
 ONNX_MACS: dict[str, OnnxRule] = {
     "Conv": _conv_rule(1),
     "ConvInteger": _conv_rule(1),
@@ -114,16 +101,37 @@ ONNX_MACS: dict[str, OnnxRule] = {
     "MatMul": _matmul,
     "MatMulInteger": _matmul,
     "QLinearMatMul": _matmul,
-    "BatchNormalization": _elementwise,
-    "Add": _elementwise,
-    "Mul": _elementwise,
-    "Sum": _elementwise,
-    "MaxPool": _pool,
-    "AveragePool": _pool,
-    "GlobalAveragePool": _global_pool,
-    "GlobalMaxPool": _global_pool,
-    "ReduceMean": _global_pool,
 }
+#: Ops a following batch-norm folds into.
+_WEIGHTED_OPS = frozenset({"Conv", "ConvInteger", "QLinearConv", "Gemm", "MatMul"})
+#: Bias input index of each weighted op.
+_BIAS_INPUT = {"Conv": 2, "ConvInteger": -1, "QLinearConv": 8, "Gemm": 2, "MatMul": -1}
+
+
+def _folded_norms(graph: Any) -> dict[str, bool]:
+    """Batch-norms that fold into the op before them, each with whether that op has a bias.
+
+    A ``BatchNormalization`` folds when its input is a convolution / Gemm / MatMul output
+    that nothing else reads (the rule of :mod:`hwcompress.measure.counting`).
+    """
+    producer = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    outputs = {o.name for o in graph.output}
+    folded: dict[str, bool] = {}
+    for n in graph.node:
+        if n.op_type != "BatchNormalization":
+            continue
+        src = producer.get(n.input[0])
+        if src is None or src.op_type not in _WEIGHTED_OPS:
+            continue
+        if readers.get(n.input[0], 0) != 1 or n.input[0] in outputs:
+            continue
+        index = _BIAS_INPUT[src.op_type]
+        folded[n.output[0]] = 0 <= index < len(src.input) and bool(src.input[index])
+    return folded
 
 
 def load_onnx(path: str | Path) -> Any:
@@ -199,33 +207,48 @@ def _constant_tensors(graph: Any, inits: dict[str, Any]) -> set[str]:
     return const
 
 
-def _fused_into_quantizers(graph: Any, const: set[str]) -> set[str]:
-    """Outputs that an integer kernel never writes: a float op's result that only
-    ``QuantizeLinear`` reads (through a ReLU/Clip at most) is fused with it, and what is
-    stored is the quantizer's integer output."""
+def _fused_into_quantizers(graph: Any, const: set[str], itemsize: dict[str, int]) -> dict[str, int]:
+    """Outputs an integer kernel writes straight in the quantizer's type: a float op's result
+    that only ``QuantizeLinear`` reads (through a ReLU/Clip at most) is fused with it (Conv +
+    ReLU + Quantize is one QLinearConv; Add + Quantize one QLinearAdd), so the float tensor
+    never exists and the kernel's output buffer is the quantizer's.
+
+    Returns:
+        Bytes per element of the quantized tensor, per fused output.
+    """
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     outputs = {o.name for o in graph.output}
 
-    def only_quantized(name: str, depth: int = 0) -> bool:
+    def quantizers(name: str, depth: int = 0) -> list[Any] | None:
         users = consumers.get(name, [])
         if not users or name in outputs:
-            return False
-        return all(
-            u.op_type == "QuantizeLinear"
-            or (depth == 0 and u.op_type in ("Relu", "Clip") and only_quantized(u.output[0], 1))
-            for u in users
-        )
+            return None
+        found: list[Any] = []
+        for u in users:
+            if u.op_type == "QuantizeLinear":
+                found.append(u)
+            elif depth == 0 and u.op_type in ("Relu", "Clip"):
+                if (more := quantizers(u.output[0], 1)) is None:
+                    return None
+                found.extend(more)
+            else:
+                return None
+        return found
 
-    return {
-        o
-        for node in graph.node
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear")
-        for o in node.output[:1]
-        if o not in const and only_quantized(o, 1 if node.op_type in ("Relu", "Clip") else 0)
-    }
+    fused: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.output:
+            continue
+        o = node.output[0]
+        if o in const:
+            continue
+        qs = quantizers(o, 1 if node.op_type in ("Relu", "Clip") else 0)
+        if qs:
+            fused[o] = max(itemsize.get(q.output[0], 1) for q in qs)
+    return fused
 
 
 def analyze_onnx(path: str | Path) -> ModelStats:
@@ -267,6 +290,14 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         for i, inp in enumerate(node.input)
         if (node.op_type, i) in _QPARAM_INPUTS
     }
+    folded = _folded_norms(graph)
+    for node in graph.node:  # running statistics, and what folding absorbs, are not weights
+        if node.op_type == "BatchNormalization":
+            qparam.update(node.input[3:5])
+            if node.output[0] in folded:
+                qparam.add(node.input[1])
+                if folded[node.output[0]]:
+                    qparam.add(node.input[2])
     bits = clipped_bits(graph, inits)
     params = 0
     weight_bits = 0
@@ -283,7 +314,7 @@ def analyze_onnx(path: str | Path) -> ModelStats:
     ]
     total_macs = 0
     const = _constant_tensors(graph, inits)
-    fused = _fused_into_quantizers(graph, const)
+    fused = _fused_into_quantizers(graph, const, itemsize)
     for node in graph.node:
         ins = [shapes.get(i) for i in node.input]
         out_name = node.output[0] if node.output else ""
@@ -291,6 +322,8 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         rule = ONNX_MACS.get(node.op_type)
         if rule is not None and out is not None:
             total_macs += rule(node, ins, out, inits)
+        elif node.op_type == "BatchNormalization" and out is not None:
+            total_macs += norm_macs(out, folded=out_name in folded)
         if out is None:
             if node.op_type not in ("Constant", "Shape"):
                 raise ModelError(
@@ -301,13 +334,16 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         if out_name in const:  # weights computed from initializers (Q/DQ of weights)
             continue
         act_inputs = tuple(i for i in node.input if i and i not in const)
-        # A quantizer writes its own (narrower) integer tensor; a dequantizer is folded into
+        # A quantizer writes its own (narrower) integer tensor, unless the op before it was
+        # fused with it (then that op wrote the integer tensor); a dequantizer is folded into
         # the integer kernel that reads it.
-        aliased = node.op_type in ALIAS_OPS and node.op_type != "QuantizeLinear"
-        alias = act_inputs[0] if (aliased or out_name in fused) and act_inputs else None
-        steps.append(
-            Step(out_name, math.ceil(numel(out) * itemsize.get(out_name, 4)), act_inputs, alias)
-        )
+        if node.op_type == "QuantizeLinear":
+            aliased = bool(act_inputs) and act_inputs[0] in fused
+        else:
+            aliased = node.op_type in ALIAS_OPS
+        alias = act_inputs[0] if aliased and act_inputs else None
+        size = fused.get(out_name, itemsize.get(out_name, 4))
+        steps.append(Step(out_name, math.ceil(numel(out) * size), act_inputs, alias))
     input_shape = next((shapes[i.name] for i in graph.input if i.name not in inits), ())
     return ModelStats(
         params=params,

@@ -20,6 +20,7 @@ from torch import nn
 from hwcompress.fx import (
     ACTIVATION_MODULES,
     NORM_MODULES,
+    folds_into,
     node_shape,
     propagate_shapes,
     trace,
@@ -28,11 +29,11 @@ from hwcompress.measure.counting import (
     Step,
     activation_traffic,
     conv_macs,
-    elementwise_macs,
     linear_macs,
+    norm_macs,
+    norm_params,
     numel,
     peak_live_bytes,
-    pool_macs,
 )
 
 
@@ -71,13 +72,6 @@ class ModelStats:
         }
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, ...]:
-    return tuple(v) if isinstance(v, Sequence) else (v, v)
-
-
-ModuleRule = Callable[[Any, Sequence[tuple[int, ...]], tuple[int, ...]], int]
-
-
 def _conv(m: nn.Module, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
     assert isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)
     return conv_macs(out, m.in_channels // m.groups, m.kernel_size)
@@ -88,54 +82,24 @@ def _linear(m: nn.Module, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) 
     return linear_macs(out, m.in_features)
 
 
-def _elementwise(m: Any, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
-    return elementwise_macs(out)
+def _matmul(m: Any, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
+    return linear_macs(out, ins[0][-1]) if ins and ins[0] else 0
 
 
-def _pool(m: nn.Module, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
-    return pool_macs(out, _pair(m.kernel_size))  # type: ignore[arg-type]
+ModuleRule = Callable[[Any, Sequence[tuple[int, ...]], tuple[int, ...]], int]
 
-
-def _global_pool(m: Any, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
-    return numel(ins[0]) if ins else 0
-
-
-def _zero(m: Any, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
-    return 0
-
-
-#: MAC rule per module type (looked up along the MRO, so subclasses inherit their rule).
+#: MAC rule per module type (looked up along the MRO, so subclasses inherit their rule); the
+#: batch-norms' rule depends on their producer (see :mod:`hwcompress.measure.counting`).
 MODULE_MACS: dict[type, ModuleRule] = {
     nn.Conv1d: _conv,
     nn.Conv2d: _conv,
     nn.Conv3d: _conv,
     nn.Linear: _linear,
-    nn.BatchNorm1d: _elementwise,
-    nn.BatchNorm2d: _elementwise,
-    nn.MaxPool2d: _pool,
-    nn.AvgPool2d: _pool,
-    nn.AdaptiveAvgPool2d: _global_pool,
-    nn.AdaptiveMaxPool2d: _global_pool,
 }
 
-#: MAC rule per function called in the traced graph.
-FUNCTION_MACS: dict[Any, ModuleRule] = {
-    operator.add: _elementwise,
-    operator.iadd: _elementwise,
-    operator.mul: _elementwise,
-    operator.imul: _elementwise,
-    torch.add: _elementwise,
-    torch.mul: _elementwise,
-    F.adaptive_avg_pool2d: _global_pool,
-    torch.mean: _global_pool,
-}
-METHOD_MACS: dict[str, ModuleRule] = {
-    "add": _elementwise,
-    "add_": _elementwise,
-    "mul": _elementwise,
-    "mul_": _elementwise,
-    "mean": _global_pool,
-}
+#: MAC rule per function / method called in the traced graph.
+FUNCTION_MACS: dict[Any, ModuleRule] = {torch.matmul: _matmul, operator.matmul: _matmul}
+METHOD_MACS: dict[str, ModuleRule] = {"matmul": _matmul}
 
 #: Ops whose output reuses an input buffer (reshapes, fused activations, folded batch-norm).
 ALIAS_MODULES: tuple[type, ...] = (
@@ -183,11 +147,14 @@ def analyze_module(
 ) -> ModelStats:
     """Measures parameters, MACs, weight bytes and peak activation memory of ``model``.
 
+    The model is counted as deployed (:mod:`hwcompress.measure.counting`): a batch-norm after a
+    convolution is folded into it, so the figures equal those of the exported ONNX file.
+
     Args:
         model: The model; it is traced, not modified.
         input_shape: Shape of one input batch, e.g. ``(1, 1, 8, 8)``.
         weight_bits: Bit-width of the ``weight`` parameter per module name; others use
-            ``default_weight_bits``. Biases and norm parameters are counted at 32 bits.
+            ``default_weight_bits``. Biases are counted at 32 bits.
         default_weight_bits: Bit-width for modules absent from ``weight_bits``.
         activation_bits: Bit-width of every activation tensor.
 
@@ -218,14 +185,18 @@ def analyze_module(
         alias = False
         if node.op == "call_module":
             module = modules[node.target]
-            rule = _lookup(MODULE_MACS, module)
-            macs = rule(module, in_shapes, out) if rule and out is not None else 0
             alias = isinstance(module, ALIAS_MODULES)
-            own = list(module.parameters(recurse=False))
-            if own or macs:
-                layers.append(
-                    _layer_stats(node.target, module, macs, out, weight_bits, default_weight_bits)
+            if isinstance(module, NORM_MODULES):
+                layer = _norm_stats(node, module, modules, out, weight_bits, default_weight_bits)
+            else:
+                rule = _lookup(MODULE_MACS, module)
+                macs = rule(module, in_shapes, out) if rule and out is not None else 0
+                layer = _layer_stats(
+                    node.target, module, macs, out, weight_bits, default_weight_bits
                 )
+            macs = layer.macs
+            if list(module.parameters(recurse=False)) or layer.params or macs:
+                layers.append(layer)
         elif node.op == "call_function":
             rule = FUNCTION_MACS.get(node.target)
             macs = rule(None, in_shapes, out) if rule and out is not None else 0
@@ -243,23 +214,50 @@ def analyze_module(
                 node.name, math.ceil(numel(out) * act_bytes), inputs, first_input if alias else None
             )
         )
-    params = sum(p.numel() for p in model.parameters())
     covered = {layer.name for layer in layers}
-    extra_bytes = sum(  # parameters of modules the graph never called (rare) at 32 bits
-        p.numel() * 4
+    extra = [  # parameters of modules the graph never called (rare) at 32 bits
+        p.numel()
         for name, m in model.named_modules()
-        if name not in covered
+        if name not in covered and not isinstance(m, NORM_MODULES)
         for p in m.parameters(recurse=False)
-    )
-    weight_bytes = sum(layer.weight_bytes for layer in layers) + extra_bytes
+    ]
     return ModelStats(
-        params=params,
+        params=sum(layer.params for layer in layers) + sum(extra),
         macs=total_macs,
-        weight_bytes=weight_bytes,
+        weight_bytes=sum(layer.weight_bytes for layer in layers) + 4 * sum(extra),
         peak_activation_bytes=peak_live_bytes(steps, outputs),
         activation_traffic_bytes=activation_traffic(steps),
         input_shape=tuple(int(d) for d in input_shape),
         layers=tuple(layers),
+    )
+
+
+def _norm_stats(
+    node: torch.fx.Node,
+    module: nn.Module,
+    modules: dict[str, nn.Module],
+    out: tuple[int, ...] | None,
+    weight_bits: Mapping[str, int],
+    default_bits: int,
+) -> LayerStats:
+    channels = int(getattr(module, "num_features", 0))
+    producer = folds_into(node, modules)
+    folded = producer is not None
+    params = norm_params(
+        channels, folded=folded, producer_has_bias=getattr(producer, "bias", None) is not None
+    )
+    # folded: the shift becomes a 32-bit bias; else a depthwise 1×1 conv (scale at the weight
+    # bits, shift at 32)
+    bits = 32 if folded else weight_bits.get(str(node.target), default_bits)
+    total_bits = params * 32 if folded else channels * (bits + 32)
+    return LayerStats(
+        name=str(node.target),
+        kind=type(module).__name__,
+        params=params,
+        macs=norm_macs(out, folded=folded) if out is not None else 0,
+        weight_bits=bits,
+        weight_bytes=math.ceil(total_bits / 8),
+        output_shape=out or (),
     )
 
 

@@ -109,11 +109,11 @@ def test_torchvision_cnn(name, tmp_path):
     torch.manual_seed(0)
     teacher = build_teacher(f"torchvision:{name}", 10, 3, SHAPE[-1]).eval()
     spec = build_spec(teacher, SHAPE)
-    n_teacher = sum(p.numel() for p in teacher.parameters())
-    macs_teacher = spec.predict_macs(Genome())
+    counted = analyze_module(teacher, SHAPE)
+    n_teacher, macs_teacher = counted.params, counted.macs
     x = torch.randn(1, *SHAPE[1:])
 
-    assert spec.predict_params(Genome()) == n_teacher
+    assert (spec.predict_params(Genome()), spec.predict_macs(Genome())) == (n_teacher, macs_teacher)
     with torch.no_grad():
         assert torch.equal(build_student(teacher, Genome(), SHAPE, spec=spec)(x), teacher(x))
     for unit in spec.units:
@@ -125,10 +125,11 @@ def test_torchvision_cnn(name, tmp_path):
     for i in range(2):
         genome = _random_genome(spec, rng)
         student = build_student(teacher, genome, SHAPE, spec=spec).eval()
-        assert sum(p.numel() for p in student.parameters()) == spec.predict_params(genome)
-        layers = analyze_module(student, SHAPE).layers
-        compute = sum(la.macs for la in layers if la.kind in ("Conv2d", "Linear"))
-        assert compute == spec.predict_macs(genome)
+        stats = analyze_module(student, SHAPE)
+        assert (stats.params, stats.macs) == (
+            spec.predict_params(genome),
+            spec.predict_macs(genome),
+        )
         with torch.no_grad():
             ours = student(x)
         assert ours.shape == (1, 10)

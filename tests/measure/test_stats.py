@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 import torchvision
+from torch import nn
 
+from hwcompress.arch import Genome, build_spec
 from hwcompress.export import export_fp32
 from hwcompress.measure.counting import Step, peak_live_bytes
 from hwcompress.measure.onnx_graph import analyze_onnx
@@ -12,10 +15,11 @@ from hwcompress.measure.stats import analyze_module
 
 def test_tiny_net_counts_by_hand(tiny_net):
     s = analyze_module(tiny_net, (1, 1, 8, 8))
-    # conv 256·9 = 2304, bn 256, maxpool 64·4 = 256, linear 640
-    assert s.macs == 2304 + 256 + 256 + 640
-    assert s.params == 40 + 8 + 650
-    assert s.weight_bytes == (40 + 8 + 650) * 4
+    # conv 256·9 = 2304, bn folded into the conv (0), max pooling does no MACs, linear 640
+    assert s.macs == 2304 + 640
+    # the conv has a bias, so the folded batch-norm adds no parameters
+    assert s.params == 40 + 650
+    assert s.weight_bytes == (40 + 650) * 4
     # input 256 B + conv out 1024 B live together; bn/relu in place; pool 256 B + conv 1024 B.
     assert s.peak_activation_bytes == 1280
     per_layer = {layer.name: layer for layer in s.layers}
@@ -25,10 +29,10 @@ def test_tiny_net_counts_by_hand(tiny_net):
 
 def test_weight_bytes_at_per_layer_bits(tiny_net):
     s = analyze_module(tiny_net, (1, 1, 8, 8), weight_bits={"conv": 8, "fc": 4})
-    # conv: 36 weights · 1 B + 4 fp32 biases; bn: 8 · 4 B; fc: 640 · 0.5 B + 10 · 4 B
-    assert s.weight_bytes == (36 + 16) + 32 + (320 + 40)
+    # conv: 36 weights · 1 B + 4 fp32 biases; bn folded; fc: 640 · 0.5 B + 10 · 4 B
+    assert s.weight_bytes == (36 + 16) + (320 + 40)
     s8 = analyze_module(tiny_net, (1, 1, 8, 8), default_weight_bits=8)
-    assert s8.weight_bytes == (36 + 16) + 32 + (640 + 40)
+    assert s8.weight_bytes == (36 + 16) + (640 + 40)
 
 
 def test_activation_bits_scale_peak(tiny_net):
@@ -38,7 +42,7 @@ def test_activation_bits_scale_peak(tiny_net):
 
 def test_residual_add_keeps_input_alive(tiny_residual):
     s = analyze_module(tiny_residual, (1, 2, 4, 4))
-    assert s.macs == 32 * 2 * 9 + 32
+    assert s.macs == 32 * 2 * 9  # the add does no multiply-accumulates
     assert s.params == 36
     # input (128 B) stays alive for the add: input + conv out + sum = 384 B
     assert s.peak_activation_bytes == 384
@@ -59,8 +63,8 @@ def test_liveness_frees_dead_tensors():
 def test_onnx_counts_match_module_with_bn_folded(tiny_net, tmp_path):
     path = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "tiny.onnx")
     s = analyze_onnx(path)
-    # The exporter folds batch-norm into the conv: no bn MACs, no bn parameters.
-    assert s.macs == 2304 + 256 + 640
+    # The exporter folds batch-norm into the conv, as the module count does.
+    assert s.macs == 2304 + 640
     assert s.params == 40 + 650
     assert s.weight_bytes == (40 + 650) * 4
     assert s.peak_activation_bytes == 1280
@@ -70,7 +74,44 @@ def test_onnx_counts_match_module_with_bn_folded(tiny_net, tmp_path):
 def test_residual_onnx_matches_module(tiny_residual, tmp_path):
     path = export_fp32(tiny_residual, (1, 2, 4, 4), tmp_path / "res.onnx")
     s = analyze_onnx(path)
-    assert (s.macs, s.params, s.peak_activation_bytes) == (608, 36, 384)
+    assert (s.macs, s.params, s.peak_activation_bytes) == (576, 36, 384)
+
+
+class _Counted(nn.Module):
+    """conv(no bias)→bn folds (adds 4 biases); bn after the add does not (2·4 params)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.bn1(self.conv(x)) + x)
+        return self.fc(torch.flatten(y, 1))
+
+
+def test_batchnorm_folds_only_after_a_conv(tmp_path):
+    torch.manual_seed(0)
+    model = _Counted().eval()
+    for bn in (model.bn1, model.bn2):  # trained-looking statistics, so nothing is deduplicated
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 2)
+        bn.bias.data.uniform_(-1, 1)
+    s = analyze_module(model, (1, 4, 4, 4))
+    assert s.params == 144 + 4 + 8 + 195
+    assert s.macs == 16 * 4 * 36 + 64 + 64 * 3  # conv, the unfolded bn, fc
+    assert s.weight_bytes == (144 + 4 + 8 + 195) * 4
+    # 8-bit weights: the unfolded bn is a depthwise 1×1 conv, scale at 8 bits, shift at 32
+    s8 = analyze_module(model, (1, 4, 4, 4), default_weight_bits=8)
+    assert s8.weight_bytes == 144 + 4 * 4 + (4 + 4 * 4) + (192 + 3 * 4)
+    o = analyze_onnx(export_fp32(model, (1, 4, 4, 4), tmp_path / "c.onnx"))
+    assert (o.params, o.macs, o.weight_bytes) == (s.params, s.macs, s.weight_bytes)
+    spec = build_spec(model, (1, 4, 4, 4))
+    assert spec.predict_params(Genome()) == s.params
+    assert spec.predict_macs(Genome()) == s.macs
 
 
 def test_torchvision_resnet18_macs_match_published_figure():
@@ -79,4 +120,8 @@ def test_torchvision_resnet18_macs_match_published_figure():
     s = analyze_module(model, (1, 3, 224, 224))
     conv_linear = sum(layer.macs for layer in s.layers if layer.kind in ("Conv2d", "Linear"))
     assert abs(conv_linear / 1e9 - 1.81) < 0.01
-    assert s.params == sum(p.numel() for p in model.parameters()) == 11_689_512
+    assert abs(s.macs / 1e9 - 1.81) < 0.01  # nothing else counts: batch-norms fold, pools add
+    # PyTorch's count (11,689,512) less one parameter per batch-norm channel: deployed, each
+    # batch-norm's scale folds into its conv's weights and its shift becomes the conv's bias
+    bn_channels = sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert s.params == sum(p.numel() for p in model.parameters()) - bn_channels == 11_684_712

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hwcompress.arch import Genome, build_spec, build_student
+from hwcompress.measure.stats import analyze_module
 from hwcompress.models.builtin import build_builtin
 from hwcompress.search.seeds import channel_scores, width_seeds
 
@@ -33,7 +34,7 @@ def test_seeds_meet_the_ladder_and_build(resnet):
         assert predicted > full / ratio / 2  # the largest student of that size, not a tiny one
         assert all(genome.keep.get(u.name, True) for u in spec.units)  # every layer kept
         built = build_student(resnet, genome, shape, spec=spec)
-        assert sum(p.numel() for p in built.parameters()) == predicted
+        assert analyze_module(built, shape).params == predicted
     uniform = dict(seeds)["uniform 2x"].width
     assert len({round(w, 1) for w in uniform.values()}) == 1  # one factor everywhere
 
