@@ -43,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = export_fp32(student, data.input_shape, Path(tmp) / "student.onnx")
         latency = measure_latency(path, profile, runs=5 if args.tiny else None)
-    metrics = {**stats.metrics(), "latency_ms": latency.median_ms}
+    metrics = {**stats.metrics(profile), "latency_ms": latency.median_ms}
     matrix = ConstraintMatrix.from_profile(profile)
     print(
         f"student: {stats.params} parameters, {evaluate(student, data.val):.2%} validation "

@@ -6,13 +6,13 @@ floor, and each constraint row with its slack.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hwcompress.hardware.constraints import ConstraintMatrix
 from hwcompress.hardware.profile import DeviceProfile
-from hwcompress.measure.latency import INTEGER_KERNELS, LatencyResult
+from hwcompress.measure.latency import LatencyResult
 from hwcompress.measure.onnx_graph import analyze_onnx
 from hwcompress.measure.roofline import Roofline, roofline
 from hwcompress.measure.sources import measure_latency
@@ -29,6 +29,7 @@ class BenchReport:
     latency: LatencyResult
     roofline: Roofline
     constraints: list[dict[str, Any]]
+    values: dict[str, float] = field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
@@ -37,7 +38,7 @@ class BenchReport:
 
     def metrics(self) -> dict[str, float]:
         """The metric vector the constraint matrix reads."""
-        return {**self.stats.metrics(), "latency_ms": self.latency.median_ms}
+        return dict(self.values) or {**self.stats.metrics(), "latency_ms": self.latency.median_ms}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for ``--json``."""
@@ -81,11 +82,9 @@ def bench(
     if profile.latency.source == "local":
         kwargs = {"runs": runs, "warmup": warmup}
     latency = measure_latency(onnx_path, profile, **kwargs)
-    uses_int = any(k.split(":")[-1] in INTEGER_KERNELS for k in latency.kernels)
-    precision = "int8" if uses_int else "fp32"
-    floor = roofline(stats, profile, precision)
+    floor = roofline(stats, profile, stats.precision)
     matrix = ConstraintMatrix.from_profile(profile)
-    metrics = {**stats.metrics(), "latency_ms": latency.median_ms}
+    metrics = {**stats.metrics(profile), "latency_ms": latency.median_ms}
     return BenchReport(
         model=str(onnx_path),
         profile=profile.name,
@@ -93,4 +92,5 @@ def bench(
         latency=latency,
         roofline=floor,
         constraints=matrix.report(metrics),
+        values=metrics,
     )

@@ -485,9 +485,14 @@ def export_cmd(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
     fmt: Annotated[
-        str,
-        typer.Option("--format", "-f", help="onnx (fp32) or qcdq (integer ONNX) (default: qcdq)."),
-    ] = "qcdq",
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx (fp32) or qcdq (integer ONNX); default: qcdq for a quantized student or "
+            "a device with 8-bit kernels, else onnx.",
+        ),
+    ] = None,
     data_dir: Annotated[
         str | None, typer.Option(help="Dataset folder for calibration and the parity check.")
     ] = None,
@@ -505,9 +510,12 @@ def export_cmd(
     ] = None,
 ) -> None:
     """Export a searched student as deployable ONNX and check what onnxruntime runs."""
-    from hwcompress.export.student import export_student, load_student
+    from hwcompress.export.student import default_format, export_student, load_student
 
     student = load_student(source, teacher=teacher)
+    if fmt is None:
+        fmt, why = default_format(student)
+        console.print(f"format {fmt}: {why} (--format to choose)")
     data = None
     if not no_data:
         from hwcompress.data import DataConfig, load_data
@@ -601,7 +609,7 @@ def _resolve_model(model: str, input_shape: str, tmp: Path) -> Path:
 
 
 def _render_bench(report) -> None:
-    from hwcompress.fmt import human_bytes, human_count, human_metric
+    from hwcompress.fmt import bit_widths, human_bytes, human_count, human_metric
 
     s, lat, roof = report.stats, report.latency, report.roofline
     t = Table(title=f"{Path(report.model).name} on {report.profile}", show_header=False)
@@ -611,6 +619,11 @@ def _render_bench(report) -> None:
     t.add_row("MACs", human_count(s.macs))
     t.add_row("weight bytes", human_bytes(s.weight_bytes))
     t.add_row("peak activation", human_bytes(s.peak_activation_bytes))
+    t.add_row(
+        "bit-widths",
+        f"weights {bit_widths(s.weight_bit_widths)}, "
+        f"activations {bit_widths(s.activation_bit_widths)} ({s.precision})",
+    )
     t.add_row(
         "latency source",
         lat.source + (f" ({lat.provider}, {lat.threads} threads)" if lat.provider else ""),

@@ -26,4 +26,11 @@ def human_metric(name: str, value: float) -> str:
         return human_bytes(value)
     if name.endswith("_ms"):
         return f"{value:.3f} ms"
+    if name == "unsupported_bits":
+        return f"{value:.0f} layers"
     return human_count(value)
+
+
+def bit_widths(widths: tuple[int, ...] | list[int]) -> str:
+    """The distinct bit-widths of a model's layers (``8/4``), or ``none``."""
+    return "/".join(str(b) for b in sorted(set(widths), reverse=True)) or "none"

@@ -220,3 +220,32 @@ def test_search_bad_options(monkeypatch, capsys, tmp_path):
         )
         assert code == 2 and words in err and "Traceback" not in err + out, err
         assert not (tmp_path / "t" / "config.json").exists()
+
+
+def test_bench_holds_bit_widths_to_the_device(tiny_net, tmp_path):
+    import torch
+
+    from hwcompress.quant.convert import calibrate, quantize_model
+    from hwcompress.quant.export import export_qcdq
+
+    fp32 = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "fp32.onnx")
+    out = tmp_path / "fp32.json"
+    result = runner.invoke(app, ["bench", str(fp32), "--profile", "stm32h7", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "VIOLATES bit_widths_supported" in " ".join(result.output.split())
+    report = json.loads(out.read_text())
+    rows = {r["name"]: r for r in report["constraints"]}
+    assert rows["bit_widths_supported"]["value"] == 2  # the conv and the linear layer
+    # the roofline source's estimate is the roofline floor: they cannot contradict each other
+    assert report["roofline"]["precision"] == "fp32"
+    assert report["latency"]["median_ms"] == report["roofline"]["floor_ms"]
+
+    q = quantize_model(tiny_net, default_act_bits=8)
+    calibrate(q, [(torch.rand(8, 1, 8, 8), torch.zeros(8, dtype=torch.long))])
+    int8 = export_qcdq(q, (1, 1, 8, 8), tmp_path / "int8.onnx")
+    result = runner.invoke(app, ["bench", str(int8), "--profile", "stm32h7", "--json", str(out)])
+    report = json.loads(out.read_text())
+    rows = {r["name"]: r for r in report["constraints"]}
+    assert rows["bit_widths_supported"]["ok"] is True, result.output
+    assert report["roofline"]["precision"] == "int8"
+    assert report["static"]["weight_bit_widths"] == [8, 8]

@@ -293,6 +293,29 @@ def _export_qcdq(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
     return report
 
 
+def default_format(student: LoadedStudent) -> tuple[str, str]:
+    """The format ``export`` writes when none is asked for, and why.
+
+    A quantized student exports as integer ONNX (``qcdq``); a float one as integer ONNX where
+    its run's device has 8-bit kernels, else as fp32 ONNX (``onnx``): a Jetson Nano, which
+    has no int8 kernels, gets the float model it can run.
+    """
+    if student.meta.get("quantized"):
+        return "qcdq", "the student is quantized"
+    name = student.meta.get("profile")
+    if not name:
+        return "qcdq", "the run did not record its device"
+    from hwcompress.hardware import load_profile
+
+    try:
+        bits = load_profile(str(name)).bits
+    except HwCompressError:
+        return "qcdq", f"the run's profile {name} could not be loaded"
+    if 8 in bits.weight and 8 in bits.activation:
+        return "qcdq", f"{name} has 8-bit kernels"
+    return "onnx", f"{name} has no 8-bit kernels ({bits.describe()})"
+
+
 def export_student(
     student: LoadedStudent, fmt: str, out: str | Path, data: Any = None
 ) -> ExportReport:

@@ -17,10 +17,19 @@ from hwcompress.errors import ConstraintError
 from hwcompress.hardware.profile import DeviceProfile
 
 #: The metrics a constraint row may refer to, in the column order of ``A``.
-METRICS = ("params", "weight_bytes", "macs", "peak_activation_bytes", "latency_ms")
+METRICS = (
+    "params",
+    "weight_bytes",
+    "macs",
+    "peak_activation_bytes",
+    "latency_ms",
+    "unsupported_bits",
+)
 
 
 def _unit(metric: str) -> str:
+    if metric == "unsupported_bits":
+        return "layers"
     return "bytes" if metric.endswith("bytes") else "ms" if metric.endswith("_ms") else "count"
 
 
@@ -77,6 +86,14 @@ class ConstraintMatrix:
                 f"latency ≤ {profile.latency.budget_ms:g} ms",
             )
         )
+        spec.append(
+            (
+                "bit_widths_supported",
+                {"unsupported_bits": 1.0},
+                0.0,
+                f"no layer at widths the device lacks ({profile.bits.describe()})",
+            )
+        )
         if budgets.macs is not None:
             spec.append(("macs_budget", {"macs": 1.0}, budgets.macs, "MACs ≤ budget"))
         if budgets.params is not None:
@@ -106,8 +123,13 @@ class ConstraintMatrix:
             value = metrics.get(name)
             if value is None:
                 if used[j]:
+                    hint = (
+                        "; count it with ModelStats.metrics(profile)"
+                        if name == "unsupported_bits"
+                        else ""
+                    )
                     raise ConstraintError(
-                        f"metric '{name}' is needed by a constraint row but was not measured"
+                        f"metric '{name}' is needed by a constraint row but was not measured" + hint
                     )
                 continue
             if not np.isfinite(value):

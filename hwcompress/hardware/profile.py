@@ -11,6 +11,7 @@ import dataclasses
 import importlib.resources
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ KNOWN_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 #: Environment variable naming an extra folder searched for profiles by name.
 PROFILE_DIR_ENV = "HWCOMPRESS_PROFILE_DIR"
 #: The profiles shipped with the package (``hardware_profiles/`` in a checkout links here).
+#: Names a profile's ``latency.source`` may take. The sources themselves live in
+#: :mod:`hwcompress.measure.sources`, which adds the name of every source it registers here
+#: (this package is data only and imports nothing above it).
+LATENCY_SOURCE_NAMES: set[str] = {"local", "remote", "table", "roofline"}
+
 BUILTIN_PROFILE_DIR = Path(str(importlib.resources.files("hwcompress").joinpath("profiles")))
 
 
@@ -88,6 +94,33 @@ class BitWidthSpec:
                         key=f"bits.{kind}",
                     )
 
+    @property
+    def runs_float(self) -> bool:
+        """Whether the device runs fp32 models (32 among both its weight and activation bits)."""
+        return 32 in self.weight and 32 in self.activation
+
+    def unsupported(self, weight: Sequence[int], activation: Sequence[int]) -> int:
+        """How many layers use a width the device's kernels cannot run.
+
+        Args:
+            weight: The weight bit-width of each weighted layer.
+            activation: The bit-width of each weighted layer's input activation.
+
+        Returns:
+            The number of layers whose weight or input activation width is not supported.
+        """
+        return sum(
+            w not in self.weight or a not in self.activation
+            for w, a in zip(weight, activation, strict=True)
+        )
+
+    def describe(self) -> str:
+        """The supported widths, in words."""
+        return (
+            f"weights at {'/'.join(map(str, self.weight))} bits, "
+            f"activations at {'/'.join(map(str, self.activation))} bits"
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeSpec:
@@ -142,12 +175,10 @@ class LatencySpec:
     table: str | None = None
 
     def __post_init__(self) -> None:
-        from hwcompress.measure.sources import LATENCY_SOURCES
-
-        if self.source not in LATENCY_SOURCES:
+        if self.source not in LATENCY_SOURCE_NAMES:
             raise ProfileError(
                 f"unknown latency source {self.source!r}; use one of "
-                f"{', '.join(sorted(LATENCY_SOURCES))}",
+                f"{', '.join(sorted(LATENCY_SOURCE_NAMES))}",
                 key="latency.source",
             )
         _positive(self.budget_ms, "latency.budget_ms", "number of milliseconds")

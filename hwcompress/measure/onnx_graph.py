@@ -251,6 +251,65 @@ def _fused_into_quantizers(graph: Any, const: set[str], itemsize: dict[str, int]
     return fused
 
 
+#: Weight input index of each weighted op.
+_WEIGHT_INPUT = {
+    "Conv": 1,
+    "ConvInteger": 1,
+    "QLinearConv": 3,
+    "Gemm": 1,
+    "MatMul": 1,
+    "MatMulInteger": 1,
+    "QLinearMatMul": 3,
+}
+#: Ops a weight or an activation passes through unchanged in width on its way to a kernel.
+_PASS_THROUGH = frozenset({"Clip", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze"})
+
+
+def _bit_widths(
+    graph: Any,
+    inits: dict[str, Any],
+    const: set[str],
+    clipped: dict[str, int],
+    itemsize: dict[str, int],
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The weight and input-activation bit-width of every weighted op, in graph order.
+
+    A weight is traced back through dequantizers and clips to its initializer (its clipped
+    bits, or its type's); an activation that a dequantizer produces is as wide as the integer
+    tensor it dequantizes, any other as wide as its own type.
+    """
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def width(name: str, *, weight: bool) -> int:
+        for _ in range(8):
+            if weight and name in inits:
+                arr = inits[name]
+                return clipped.get(name, 8 * arr.dtype.itemsize)
+            node = producer.get(name)
+            if node is None:
+                break
+            if node.op_type == "DequantizeLinear":
+                src = node.input[0]
+                if weight:
+                    name = src
+                    continue
+                return 8 * itemsize.get(src, 1)
+            if node.op_type not in _PASS_THROUGH:
+                break
+            name = node.input[0]
+        return 8 * itemsize.get(name, 4)
+
+    weights: list[int] = []
+    acts: list[int] = []
+    for node in graph.node:
+        index = _WEIGHT_INPUT.get(node.op_type)
+        if index is None or len(node.input) <= index or node.input[index] not in const:
+            continue  # not a weighted op (a matmul of two activations)
+        weights.append(width(node.input[index], weight=True))
+        acts.append(width(node.input[0], weight=False))
+    return tuple(weights), tuple(acts)
+
+
 def analyze_onnx(path: str | Path) -> ModelStats:
     """Measures parameters, MACs, weight bytes and peak activation memory of an ONNX file.
 
@@ -345,6 +404,7 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         size = fused.get(out_name, itemsize.get(out_name, 4))
         steps.append(Step(out_name, math.ceil(numel(out) * size), act_inputs, alias))
     input_shape = next((shapes[i.name] for i in graph.input if i.name not in inits), ())
+    weight_widths, act_widths = _bit_widths(graph, inits, const, bits, itemsize)
     return ModelStats(
         params=params,
         macs=total_macs,
@@ -352,4 +412,6 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         peak_activation_bytes=peak_live_bytes(steps, [o.name for o in graph.output]),
         activation_traffic_bytes=activation_traffic(steps),
         input_shape=input_shape,
+        weight_bit_widths=weight_widths,
+        activation_bit_widths=act_widths,
     )

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hwcompress.hardware.profile import LATENCY_SOURCE_NAMES
+
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
     from hwcompress.measure.latency import LatencyResult
@@ -26,6 +28,7 @@ def register_latency_source(name: str) -> Callable[[LatencySource], LatencySourc
 
     def wrap(fn: LatencySource) -> LatencySource:
         LATENCY_SOURCES[name] = fn
+        LATENCY_SOURCE_NAMES.add(name)  # profiles may name it from now on
         return fn
 
     return wrap
@@ -45,7 +48,7 @@ def _roofline(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> Latency
     from hwcompress.measure.roofline import roofline
 
     stats = analyze_onnx(onnx_path)
-    precision = "int8" if max(profile.bits.weight) <= 8 else "fp32"
+    precision = stats.precision  # the model's own, as bench's floor uses: they cannot disagree
     est = roofline(stats, profile, precision)
     ms = est.floor_ms
     return LatencyResult.estimate(
@@ -58,7 +61,7 @@ def _roofline(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> Latency
 
 @register_latency_source("remote")
 def _remote(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
-    from hwcompress.serve.client import measure_remote
+    from hwcompress.measure.remote import measure_remote
 
     return measure_remote(onnx_path, profile, **kwargs)
 

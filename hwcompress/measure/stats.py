@@ -10,7 +10,7 @@ import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx
@@ -25,6 +25,9 @@ from hwcompress.fx import (
     propagate_shapes,
     trace,
 )
+
+if TYPE_CHECKING:
+    from hwcompress.hardware.profile import DeviceProfile
 from hwcompress.measure.counting import (
     Step,
     activation_traffic,
@@ -48,6 +51,7 @@ class LayerStats:
     weight_bits: int
     weight_bytes: int
     output_shape: tuple[int, ...]
+    quantizable: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,35 @@ class ModelStats:
     activation_traffic_bytes: int
     input_shape: tuple[int, ...]
     layers: tuple[LayerStats, ...] = field(default=())
+    weight_bit_widths: tuple[int, ...] = ()
+    activation_bit_widths: tuple[int, ...] = ()
 
-    def metrics(self) -> dict[str, float]:
-        """The metrics the constraint matrix reads."""
-        return {
+    @property
+    def precision(self) -> str:
+        """The precision the model computes in: that of its widest weights (``fp32`` for a
+        float model, ``int8`` for an 8-bit one); the roofline and ``bench`` both use it."""
+        from hwcompress.measure.roofline import precision_for_bits
+
+        return precision_for_bits(max(self.weight_bit_widths, default=32))
+
+    def metrics(self, profile: DeviceProfile | None = None) -> dict[str, float]:
+        """The metrics the constraint matrix reads.
+
+        Args:
+            profile: The device; with it, ``unsupported_bits`` (layers at bit-widths its
+                kernels cannot run) is included.
+        """
+        metrics: dict[str, float] = {
             "params": self.params,
             "macs": self.macs,
             "weight_bytes": self.weight_bytes,
             "peak_activation_bytes": self.peak_activation_bytes,
         }
+        if profile is not None:
+            metrics["unsupported_bits"] = profile.bits.unsupported(
+                self.weight_bit_widths, self.activation_bit_widths
+            )
+        return metrics
 
 
 def _conv(m: nn.Module, ins: Sequence[tuple[int, ...]], out: tuple[int, ...]) -> int:
@@ -221,6 +245,7 @@ def analyze_module(
         if name not in covered and not isinstance(m, NORM_MODULES)
         for p in m.parameters(recurse=False)
     ]
+    weighted = [la for la in layers if la.quantizable]
     return ModelStats(
         params=sum(layer.params for layer in layers) + sum(extra),
         macs=total_macs,
@@ -229,6 +254,8 @@ def analyze_module(
         activation_traffic_bytes=activation_traffic(steps),
         input_shape=tuple(int(d) for d in input_shape),
         layers=tuple(layers),
+        weight_bit_widths=tuple(la.weight_bits for la in weighted),
+        activation_bit_widths=(activation_bits,) * len(weighted),
     )
 
 
@@ -258,6 +285,7 @@ def _norm_stats(
         weight_bits=bits,
         weight_bytes=math.ceil(total_bits / 8),
         output_shape=out or (),
+        quantizable=not folded,
     )
 
 
@@ -284,4 +312,5 @@ def _layer_stats(
         weight_bits=bits,
         weight_bytes=math.ceil(total_bits / 8),
         output_shape=out or (),
+        quantizable=quantizable,
     )

@@ -69,7 +69,10 @@ class Candidate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
         """Inverse of :meth:`to_dict`."""
-        return cls(**data)
+        cand = cls(**data)
+        if cand.status == "ok":  # journals written before bit-widths were a constraint row
+            cand.metrics.setdefault("unsupported_bits", 0.0)
+        return cand
 
     def reward_at(self, fidelity: int) -> float:
         """The reward it had at ``fidelity`` (its current one when it never was there)."""

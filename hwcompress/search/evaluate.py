@@ -90,6 +90,19 @@ def rebuild_candidate(
     return model.eval()
 
 
+def float_counting(profile: DeviceProfile) -> tuple[int, int]:
+    """The weight and activation bits a float model of a run on ``profile`` is counted at:
+    fp32 where the device runs fp32, else the integer model it will ship as (the profile's
+    widest integer widths; a run on such a device must quantize, and its product is a
+    quantized student)."""
+    if profile.bits.runs_float:
+        return 32, 32
+    return (
+        max(b for b in profile.bits.weight if b <= 8),
+        max(b for b in profile.bits.activation if b <= 8),
+    )
+
+
 def measure_model(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -102,10 +115,11 @@ def measure_model(
     Returns:
         The metrics and the kernels onnxruntime ran.
     """
-    stats = analyze_module(model, input_shape)
+    w_bits, a_bits = float_counting(profile)
+    stats = analyze_module(model, input_shape, default_weight_bits=w_bits, activation_bits=a_bits)
     export_fp32(model, input_shape, onnx_path)
     lat = measure_latency(onnx_path, profile, **latency_kwargs)
-    return {**stats.metrics(), "latency_ms": lat.median_ms}, lat.kernels
+    return {**stats.metrics(profile), "latency_ms": lat.median_ms}, lat.kernels
 
 
 class CandidateEvaluator:
@@ -200,7 +214,10 @@ class CandidateEvaluator:
                     ctx.distill_config,
                     teacher_logits=ctx.teacher_logits,
                 ).val_accuracy
-                metrics = analyze_module(student, shape).metrics()
+                w_bits, a_bits = float_counting(ctx.profile)
+                metrics = analyze_module(
+                    student, shape, default_weight_bits=w_bits, activation_bits=a_bits
+                ).metrics(ctx.profile)
                 with atomic_path(ctx.run_dir / rel_onnx) as tmp:
                     export_fp32(student, shape, tmp)
                 model = student
@@ -378,11 +395,15 @@ class CandidateEvaluator:
             export_qcdq(q, shape, tmp)
         check_parity(q, onnx_path, ctx.data.val)
         stats = analyze_module(
-            student, shape, weight_bits=genome.weight_bits, activation_bits=ctx.act_bits
+            student,
+            shape,
+            weight_bits=genome.weight_bits,
+            default_weight_bits=8,  # what quantize_model gives the layers the genome omits
+            activation_bits=ctx.act_bits,
         )
         # what the deployed integer model scores, beside the PyTorch (fake-quant) accuracy
         metrics = {
-            **stats.metrics(),
+            **stats.metrics(ctx.profile),
             "val_accuracy_onnxruntime": onnx_accuracy(onnx_path, ctx.data.val),
         }
         return q, metrics, accuracy

@@ -29,6 +29,8 @@ class ProductScore:
         teacher_accuracy: The teacher's validation accuracy.
         size_metric: The size every candidate is compared by.
         objective: ``n2n`` or ``accuracy`` (a run with a target).
+        float_ships: Whether the device runs float models; where it does not, only quantized
+            students can be the product.
     """
 
     def __init__(
@@ -37,11 +39,14 @@ class ProductScore:
         teacher_accuracy: float,
         size_metric: str,
         objective: str,
+        *,
+        float_ships: bool = True,
     ) -> None:
         self.teacher = teacher_metrics
         self.accuracy = teacher_accuracy
         self.size_metric = size_metric
         self.objective = objective
+        self.float_ships = float_ships
 
     def __call__(self, cand: Candidate) -> float:
         ra = cand.metrics.get("val_accuracy", 0.0) / max(self.accuracy, 1e-12)
@@ -54,11 +59,13 @@ class ProductScore:
         """Sort key, best last: feasible first, then the score, then fewer parameters.
 
         A student with more parameters than its teacher is never ranked feasible: it is not
-        a compression, whatever its constraints say.
+        a compression, whatever its constraints say; nor is a float student on a device that
+        runs only integer models.
         """
         params = cand.metrics.get("params", 0.0)
         smaller = params <= self.teacher.get("params", float("inf"))
-        return (cand.feasible and smaller, self(cand), -params)
+        ships = self.float_ships or bool(cand.genome.get("weight_bits"))
+        return (cand.feasible and smaller and ships, self(cand), -params)
 
     def describe(self) -> str:
         """How candidates are ranked, in words."""
@@ -105,7 +112,7 @@ def select_product(
         return rank(list(evaluator.cache.values()), score)
 
     if epochs > 0:
-        for cand in [c for c in pool() if c.feasible][:contenders]:
+        for cand in [c for c in pool() if score.key(c)[0]][:contenders]:
             if cand.fidelity < TOP_FIDELITY:
                 new = evaluator.refine(cand, epochs)
                 if new is not cand:
@@ -114,7 +121,7 @@ def select_product(
     if not ranked:
         return None, {"reason": "no candidate could be evaluated"}
     best = ranked[0]
-    feasible = [c for c in ranked if c.feasible]
+    feasible = [c for c in ranked if score.key(c)[0]]
     why = {
         "stage": best.stage,
         "method": best.method,
@@ -125,7 +132,7 @@ def select_product(
         "feasible_candidates": len(feasible),
         "reason": (
             f"{score.describe()} over all {len(feasible)} feasible students of the run"
-            if best.feasible
+            if score.key(best)[0]
             else "no student met every constraint; the best-scoring one is shown"
         ),
     }

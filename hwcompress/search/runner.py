@@ -104,6 +104,7 @@ class SearchRun:
             ctx.teacher_accuracy,
             product_size_metric(config.method, config.size_metric, "quantization" in config.stages),
             ctx.reward_config.objective,
+            float_ships=ctx.profile.bits.runs_float,
         )
         self.stage_bests: dict[str, Candidate] = {}
         self.executor: Any = None

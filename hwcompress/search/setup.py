@@ -132,6 +132,12 @@ def prepare_context(
     """
     reporter = reporter or SearchReporter()
     profile = profile or load_profile(config.profile)
+    if not profile.bits.runs_float and "quantization" not in config.stages:
+        raise HwCompressError(
+            f"profile {profile.name} runs only {profile.bits.describe()}: a float student "
+            "cannot ship to it; add the quantization stage (e.g. --stages "
+            f"{','.join((*config.stages, 'quantization'))})"
+        )
     matrix = ConstraintMatrix.from_profile(profile)
     if data is None:
         data = load_data(data_config(config))
@@ -197,6 +203,7 @@ def prepare_context(
         student_meta={
             "teacher": config.teacher,
             "teacher_weights": config.teacher_weights,
+            "profile": profile.name,
             "dataset": config.dataset,
             "data_dir": config.data_dir,
             "seed": config.seed,

@@ -131,9 +131,13 @@ def size_caps(matrix: ConstraintMatrix) -> dict[str, float]:
 
 
 def predicted_sizes(spec: ArchSpec, genome: Genome) -> dict[str, float]:
-    """Parameters, fp32 weight bytes and MACs of the float student ``genome`` describes."""
-    params = spec.predict_params(genome)
-    return {"params": params, "weight_bytes": 4.0 * params, "macs": spec.predict_macs(genome)}
+    """Parameters, weight bytes (at the genome's bits, else fp32) and MACs of the student
+    ``genome`` describes."""
+    return {
+        "params": spec.predict_params(genome),
+        "weight_bytes": spec.predict_weight_bytes(genome),
+        "macs": spec.predict_macs(genome),
+    }
 
 
 def fits(spec: ArchSpec, genome: Genome, caps: dict[str, float], margin: float = 0.98) -> bool:

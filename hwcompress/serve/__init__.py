@@ -1,6 +1,6 @@
 """The benchmark server that runs on the board (``hwcompress serve``) and its client."""
 
-from hwcompress.serve.client import RemoteClient, client_for, measure_remote
+from hwcompress.measure.remote import RemoteClient, client_for, measure_remote
 from hwcompress.serve.server import BenchServer, ServeConfig, check_model_bytes, serve_forever
 
 __all__ = [

@@ -35,10 +35,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from hwcompress.errors import HwCompressError, ModelError
+from hwcompress.measure.remote import API
 
 __all__ = ["BenchServer", "ServeConfig", "check_model_bytes", "serve_forever"]
-
-API = "/v1"
 
 
 @dataclass(frozen=True, kw_only=True)

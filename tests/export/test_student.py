@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
@@ -166,3 +167,24 @@ def test_search_quantizes_a_given_float_student(run, tmp_path, monkeypatch, teac
         run_search(
             SearchConfig(**{**settings, "student": str(run.out), "out": str(tmp_path / "r")})
         )
+
+
+def test_export_format_follows_the_device(tiny_net):
+    from hwcompress.export.student import LoadedStudent, default_format
+
+    def student(**meta):
+        return LoadedStudent(tiny_net, {"input_shape": [1, 1, 8, 8], **meta}, Path("s.pt"))
+
+    # a Jetson Nano has no int8 kernels: its float student ships as fp32 ONNX
+    assert default_format(student(profile="jetson_nano"))[0] == "onnx"
+    assert default_format(student(profile="raspberry_pi5"))[0] == "qcdq"
+    assert default_format(student(profile="jetson_nano", quantized=True))[0] == "qcdq"
+    assert default_format(student())[0] == "qcdq"  # runs that did not record their device
+
+
+def test_a_float_only_run_on_an_integer_device_is_refused(tiny_search):
+    from hwcompress.errors import HwCompressError
+    from hwcompress.search import SearchConfig, run_search
+
+    with pytest.raises(HwCompressError, match="--stages removal,shrinkage,quantization"):
+        run_search(SearchConfig(**{**tiny_search, "profile": "stm32h7"}))

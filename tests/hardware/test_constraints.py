@@ -14,9 +14,10 @@ def test_rows_from_budgets_and_extra_rows():
         "weights_fit_storage",
         "activations_fit_memory",
         "latency_budget",
+        "bit_widths_supported",
         "model_ram",
     )
-    assert m.A.shape == (4, len(METRICS))
+    assert m.A.shape == (5, len(METRICS))
     ram = m.rows.index("model_ram")
     assert m.A[ram, METRICS.index("weight_bytes")] == 1
     assert m.A[ram, METRICS.index("peak_activation_bytes")] == 1
@@ -36,14 +37,15 @@ def test_slack_feasible_and_penalty_by_hand(profile_data, write_profile):
         "peak_activation_bytes": 400,
         "macs": 1000,
         "latency_ms": 5,
+        "unsupported_bits": 0,
     }
     assert m.feasible(ok)
-    np.testing.assert_allclose(m.slack(ok), [100, 100, 5, 1000, 6])
+    np.testing.assert_allclose(m.slack(ok), [100, 100, 5, 0, 1000, 6])
     assert m.penalty(ok) == 0
     bad = {**ok, "weight_bytes": 1500, "latency_ms": 15}
     assert not m.feasible(bad)
     # weight 50% over, latency 50% over, mixed row 1 + 15 = 16 vs 12 → 1/3 over.
-    np.testing.assert_allclose(m.violations(bad), [0.5, 0, 0.5, 0, 4 / 12])
+    np.testing.assert_allclose(m.violations(bad), [0.5, 0, 0.5, 0, 0, 4 / 12])
     assert m.penalty(bad) == pytest.approx(1 + 1 / 3)
     report = {r["name"]: r for r in m.report(bad)}
     assert report["latency_budget"]["ok"] is False
@@ -55,3 +57,16 @@ def test_missing_metric_is_an_error():
     m = ConstraintMatrix.from_profile(load_profile("x86_host"))
     with pytest.raises(ConstraintError, match="latency_ms"):
         m.slack({"weight_bytes": 1, "peak_activation_bytes": 1})
+
+
+def test_bit_widths_the_device_lacks_violate():
+    mcu = ConstraintMatrix.from_profile(load_profile("stm32h7"))
+    fits = {"weight_bytes": 1, "peak_activation_bytes": 1, "latency_ms": 1, "unsupported_bits": 0}
+    assert mcu.feasible(fits)
+    row = {r["name"]: r for r in mcu.report({**fits, "unsupported_bits": 3})}
+    assert row["bit_widths_supported"]["ok"] is False
+    assert "8/4" in row["bit_widths_supported"]["description"]
+    bits = load_profile("stm32h7").bits
+    assert bits.unsupported([32, 8, 4], [32, 8, 8]) == 1  # the fp32 layer only
+    assert bits.unsupported([8, 2], [8, 8]) == 1  # no 2-bit kernels
+    assert not bits.runs_float and load_profile("x86_host").bits.runs_float

@@ -47,6 +47,8 @@ def test_quantized_students_count_the_same_everywhere(name, tmp_path_factory):
         assert onnx.params == module.params == spec.predict_params(genome)
         assert onnx.macs == module.macs == spec.predict_macs(genome)
         assert onnx.weight_bytes == module.weight_bytes == spec.predict_weight_bytes(genome)
+        assert onnx.weight_bit_widths == module.weight_bit_widths
+        assert onnx.activation_bit_widths == module.activation_bit_widths
         # an int8 model's activations are counted in int8 on both sides
         assert onnx.peak_activation_bytes == module.peak_activation_bytes
 

@@ -11,6 +11,7 @@ TEACHER = {
     "macs": 10_000,
     "peak_activation_bytes": 100,
     "latency_ms": 1.0,
+    "unsupported_bits": 0,
 }
 
 

@@ -22,7 +22,13 @@ def resnet():
     return build_builtin("resnet").eval()
 
 
-TEACHER = {"params": 1000.0, "weight_bytes": 4000.0, "macs": 1e6, "latency_ms": 2.0}
+TEACHER = {
+    "params": 1000.0,
+    "weight_bytes": 4000.0,
+    "macs": 1e6,
+    "latency_ms": 2.0,
+    "unsupported_bits": 0,
+}
 
 
 @pytest.mark.parametrize(

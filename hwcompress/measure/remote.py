@@ -1,4 +1,7 @@
-"""The client side of the benchmark server: the ``remote`` latency source.
+"""The client side of the benchmark server (``hwcompress serve``): the ``remote`` latency source.
+
+It lives in :mod:`hwcompress.measure` beside the other latency sources; the server
+(:mod:`hwcompress.serve`) imports the protocol from here, never the other way round.
 
 A profile with ``latency: {source: remote, url: http://board:8765, token_env: HWCOMPRESS_TOKEN}``
 sends every model to ``hwcompress serve`` on the board. Network failures, timeouts and a busy
@@ -21,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from hwcompress.errors import LatencyError, ModelError
-from hwcompress.serve.server import API
 
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
     from hwcompress.measure.latency import LatencyResult
 
-__all__ = ["RemoteClient", "measure_remote"]
+__all__ = ["API", "RemoteClient", "client_for", "measure_remote"]
+
+#: The path prefix of the benchmark server's protocol (shared with :mod:`hwcompress.serve`).
+API = "/v1"
 
 #: Statuses worth retrying: the server is busy or briefly broken.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

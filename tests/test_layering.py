@@ -1,0 +1,65 @@
+"""The packages' layering, read from every import in the source (function-level ones too):
+``hardware`` is data only and imports nothing above it; ``measure`` may use ``hardware`` but
+never ``serve``; ``serve`` (the board's server) sits on ``measure``. A hidden cycle between
+them (an import inside a function) fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import hwcompress
+
+PACKAGE = Path(hwcompress.__file__).parent
+#: What each package may import from hwcompress besides itself.
+ALLOWED = {
+    "hardware": {"errors"},
+    "measure": {"errors", "fmt", "files", "fx", "hardware", "arch", "export"},
+    "serve": {"errors", "fmt", "files", "hardware", "measure", "__init__"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """The hwcompress modules ``path`` imports, anywhere in its body."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("hwcompress"))
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "hwcompress":  # a submodule, or a name of the package itself
+                found.update(
+                    f"hwcompress.{a.name}"
+                    if (PACKAGE / a.name).is_dir() or (PACKAGE / f"{a.name}.py").is_file()
+                    else "hwcompress"
+                    for a in node.names
+                )
+            elif node.module.startswith("hwcompress."):
+                found.add(node.module)
+    return found
+
+
+def _top(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_layers_import_only_downwards():
+    wrong = []
+    for package, allowed in ALLOWED.items():
+        for path in sorted((PACKAGE / package).rglob("*.py")):
+            for module in _imports(path):
+                top = _top(module)
+                if top != package and top not in allowed:
+                    wrong.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_cycle_between_hardware_measure_and_serve():
+    edges = {
+        package: {_top(m) for p in (PACKAGE / package).rglob("*.py") for m in _imports(p)}
+        - {package}
+        for package in ALLOWED
+    }
+    for a in ALLOWED:
+        for b in edges[a] & set(ALLOWED):
+            assert a not in edges[b], f"{a} and {b} import each other"
