@@ -624,10 +624,7 @@ def _render_bench(report) -> None:
         f"weights {bit_widths(s.weight_bit_widths)}, "
         f"activations {bit_widths(s.activation_bit_widths)} ({s.precision})",
     )
-    t.add_row(
-        "latency source",
-        lat.source + (f" ({lat.provider}, {lat.threads} threads)" if lat.provider else ""),
-    )
+    t.add_row("latency source", f"{lat.source}: {lat.where}" if lat.where else lat.source)
     t.add_row("latency median", f"{lat.median_ms:.4f} ms")
     if lat.runs:
         t.add_row("latency p90 / min", f"{lat.p90_ms:.4f} / {lat.min_ms:.4f} ms")
@@ -639,6 +636,8 @@ def _render_bench(report) -> None:
     for note in lat.notes:
         t.add_row("note", note)
     console.print(t)
+    if lat.warning:
+        console.print(f"[bold yellow]warning:[/] {lat.warning}")
     c = Table(title="Constraints")
     c.add_column("row", no_wrap=True)
     for col in ("constraint", "value", "bound", "slack", ""):

@@ -146,6 +146,10 @@ def render_result(console: Console, result: SearchResult) -> None:
                 ("[green]" if slack >= 0 else "[red]") + human_metric(metric, slack),
             )
     console.print(table)
+    if result.teacher.get("latency_where"):
+        console.print(f"latency: {result.teacher['latency_where']}")
+    if result.teacher.get("latency_warning"):
+        console.print(f"[bold yellow]warning:[/] {result.teacher['latency_warning']}")
     chosen = (result.best_info or {}).get("chosen")
     if best is not None and chosen:
         label = f" ({best.label})" if best.label else ""

@@ -190,3 +190,33 @@ class ConstraintMatrix:
                 zip(self.rows, self.descriptions or self.rows, used, self.b, slack, strict=True)
             )
         ]
+
+    def activity(self, slacks: list[Mapping[str, float]]) -> list[dict[str, Any]]:
+        """Which rows bound over a set of evaluated students, and which never did.
+
+        Args:
+            slacks: Each student's slack per row name (``b − A·x``).
+
+        Returns:
+            One dict per row: ``name``, ``violated`` (students it rejected), ``tightest``
+            (the smallest slack as a share of the bound, None for a zero bound) and
+            ``status``: ``binds`` (it rejected a student), ``tight`` (some student came within
+            10 % of it) or ``never bound``.
+        """
+        rows = []
+        for name, bound in zip(self.rows, self.b, strict=True):
+            values = [float(s[name]) for s in slacks if name in s]
+            violated = sum(v < 0 for v in values)
+            share = [v / abs(bound) for v in values] if bound else []
+            tightest = min(share) if share else None
+            status = (
+                "binds"
+                if violated
+                else "tight"
+                if tightest is not None and tightest < 0.10
+                else "never bound"
+            )
+            rows.append(
+                {"name": name, "violated": violated, "tightest": tightest, "status": status}
+            )
+        return rows

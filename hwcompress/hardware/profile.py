@@ -124,10 +124,19 @@ class BitWidthSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeSpec:
-    """How onnxruntime is run when latency is measured."""
+    """How onnxruntime is run when latency is measured.
+
+    Attributes:
+        providers: Execution providers in order of preference (the first available runs).
+        threads: Intra-op threads.
+        machines: What ``platform.machine()`` says on the board (``aarch64``, ``x86_64``);
+            when set, a ``local`` measurement on another machine is labelled as this host's
+            and warned about. Empty: unknown (only a provider fallback is warned about).
+    """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     threads: int = 1
+    machines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.providers:
@@ -279,6 +288,25 @@ class DeviceProfile:
         names = [row.name for row in self.constraints]
         if len(set(names)) != len(names):
             raise ProfileError("constraint names must be unique", key="constraints")
+
+    def summary(self) -> dict[str, Any]:
+        """The device's key figures, for reports: name, description, peak compute, memory,
+        bit-widths, runtime and latency source."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "peak_gops": dict(self.compute.peak_gops),
+            "bandwidth_gbps": self.memory.bandwidth_gbps,
+            "ram_bytes": self.memory.ram_bytes,
+            "storage_bytes": self.memory.storage_bytes,
+            "weight_bits": list(self.bits.weight),
+            "activation_bits": list(self.bits.activation),
+            "providers": list(self.runtime.providers),
+            "threads": self.runtime.threads,
+            "machines": list(self.runtime.machines),
+            "latency_source": self.latency.source,
+            "latency_budget_ms": self.latency.budget_ms,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the profile as plain data (the YAML layout)."""

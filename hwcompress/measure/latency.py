@@ -66,6 +66,10 @@ class LatencyResult:
     threads: int = 0
     kernels: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: Where the figure came from, in words (this host, the board at a URL, a table, the
+    #: roofline), and a warning when that is not the profile's device.
+    where: str = ""
+    warning: str = ""
 
     @property
     def integer_kernels(self) -> dict[str, int]:
@@ -92,6 +96,8 @@ class LatencyResult:
             "kernels": dict(self.kernels),
             "integer_kernels": self.integer_kernels,
             "notes": list(self.notes),
+            "where": self.where,
+            "warning": self.warning,
         }
 
     @classmethod
@@ -109,6 +115,8 @@ class LatencyResult:
             threads=int(data.get("threads", 0)),
             kernels={str(k): int(v) for k, v in dict(data.get("kernels", {})).items()},
             notes=tuple(str(n) for n in data.get("notes", ())),
+            where=str(data.get("where", "")),
+            warning=str(data.get("warning", "")),
         )
 
     @classmethod

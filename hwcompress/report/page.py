@@ -101,6 +101,37 @@ def _architecture(spec: dict[str, Any], genome: dict[str, Any]) -> list[dict[str
     return rows
 
 
+def _device_rows(device: dict[str, Any]) -> list[list[str]]:
+    """The device's key figures as label/value rows (empty for runs that did not record it)."""
+    from hwcompress.fmt import human_bytes
+
+    if not device:
+        return []
+    peaks = ", ".join(f"{p} {g:g}" for p, g in device.get("peak_gops", {}).items())
+    rows = [
+        ["device", f"{device.get('name', '')} — {device.get('description', '')}"],
+        ["peak compute (GOP/s)", peaks],
+        ["memory bandwidth", f"{device.get('bandwidth_gbps', 0):g} GB/s"],
+        [
+            "RAM / storage",
+            f"{human_bytes(device.get('ram_bytes', 0))} / "
+            f"{human_bytes(device.get('storage_bytes', 0))}",
+        ],
+        [
+            "bit-widths",
+            f"weights {'/'.join(map(str, device.get('weight_bits', [])))}, "
+            f"activations {'/'.join(map(str, device.get('activation_bits', [])))}",
+        ],
+        ["runtime", f"{', '.join(device.get('providers', []))}; {device.get('threads')} threads"],
+        [
+            "latency",
+            f"{device.get('latency_source')} source, budget "
+            f"{device.get('latency_budget_ms', 0):g} ms",
+        ],
+    ]
+    return rows
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
@@ -166,6 +197,19 @@ def write_report(run_dir: str | Path) -> Report:
         "Mean reward per episode",
     )
 
+    device_rows = _device_rows(results.get("device") or {})
+    where = teacher.get("latency_where", "")
+    warning = teacher.get("latency_warning", "")
+    activity_rows = [
+        [
+            r["name"],
+            r["status"],
+            str(r["violated"]),
+            "—" if r.get("tightest") is None else f"{100 * r['tightest']:.1f}%",
+        ]
+        for r in results.get("constraint_activity", [])
+    ]
+    activity_header = ["row", "over the run", "students it rejected", "smallest slack (of bound)"]
     # profile and constraints
     profile_rows = [
         [r["name"], r.get("description", ""), _fmt(r.get("metric") or "", r.get("bound"))]
@@ -266,8 +310,14 @@ def write_report(run_dir: str | Path) -> Report:
             if teacher.get("adaptations")
             else []
         ),
+        "<h2>Device</h2>",
+        _table(["", ""], device_rows) if device_rows else "<p>—</p>",
+        f"<p>Latency: {html.escape(where)}.</p>" if where else "",
+        f"<p class='bad'><b>Warning:</b> {html.escape(warning)}.</p>" if warning else "",
         "<h2>Device profile and constraints (A·x ≤ b)</h2>",
         _table(["row", "constraint", "bound"], profile_rows),
+        "<h2>Which constraints bound</h2>",
+        _table(activity_header, activity_rows) if activity_rows else "<p>—</p>",
         "<h2>Teacher, each stage's best and the product</h2>",
         _table(["", *(label for label, _ in columns)], compare),
         "<h2>Constraint slack of the product</h2>",
@@ -291,6 +341,16 @@ def write_report(run_dir: str | Path) -> Report:
         "# hwcompress search report",
         "",
         headline,
+        "",
+        *([f"Latency: {where}.", ""] if where else []),
+        *([f"**Warning:** {warning}.", ""] if warning else []),
+        "## Device",
+        "",
+        _md_table(["", ""], device_rows) if device_rows else "—",
+        "",
+        "## Which constraints bound",
+        "",
+        _md_table(activity_header, activity_rows) if activity_rows else "—",
         "",
         "## Teacher, each stage's best and the product",
         "",

@@ -22,6 +22,7 @@ from hwcompress.errors import HwCompressError, MachineError, machine_problem
 from hwcompress.export import export_fp32
 from hwcompress.files import atomic_path, save_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile
+from hwcompress.measure.latency import LatencyResult
 from hwcompress.measure.sources import measure_latency
 from hwcompress.measure.stats import analyze_module
 from hwcompress.search.candidate import Candidate, candidate_seed, genome_id
@@ -109,17 +110,17 @@ def measure_model(
     onnx_path: Path,
     profile: DeviceProfile,
     **latency_kwargs: Any,
-) -> tuple[dict[str, float], dict[str, int]]:
+) -> tuple[dict[str, float], LatencyResult]:
     """Exports ``model`` and measures every constraint metric.
 
     Returns:
-        The metrics and the kernels onnxruntime ran.
+        The metrics and the latency measurement (kernels that ran, where it was measured).
     """
     w_bits, a_bits = float_counting(profile)
     stats = analyze_module(model, input_shape, default_weight_bits=w_bits, activation_bits=a_bits)
     export_fp32(model, input_shape, onnx_path)
     lat = measure_latency(onnx_path, profile, **latency_kwargs)
-    return {**stats.metrics(profile), "latency_ms": lat.median_ms}, lat.kernels
+    return {**stats.metrics(profile), "latency_ms": lat.median_ms}, lat
 
 
 class CandidateEvaluator:

@@ -203,7 +203,11 @@ def finish_run(
         "profile": config.profile,
         "method": config.method,
         "seed": config.seed,
+        "device": ctx.profile.summary(),
         "teacher": teacher_info,
+        "constraint_activity": matrix.activity(
+            [c.slack for c in candidates if c.status == "ok" and c.slack]
+        ),
         "best": best_info,
         "stages": {s: c.to_dict() for s, c in stage_best.items()},
         "candidates": [c.to_dict() for c in candidates],

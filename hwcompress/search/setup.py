@@ -161,9 +161,12 @@ def prepare_context(
         else {}
     )
     reporter.message("measuring the teacher")
-    t_metrics, t_kernels = measure_model(
+    t_metrics, t_latency = measure_model(
         model, data.input_shape, out / "teacher.onnx", profile, **latency_kwargs
     )
+    reporter.message(f"latency: {t_latency.where}")
+    if t_latency.warning:
+        reporter.message(f"warning: {t_latency.warning}")
     t_acc = evaluate(model, data.val)
     targets = tuple(parse_target(t) for t in config.target)
     matrix = with_targets(matrix, targets, t_metrics)
@@ -176,7 +179,9 @@ def prepare_context(
         "test_accuracy": evaluate(model, data.test),
         "feasible": matrix.feasible(t_metrics),
         "constraints": matrix.report(t_metrics),
-        "kernels": t_kernels,
+        "kernels": t_latency.kernels,
+        "latency_where": t_latency.where,
+        "latency_warning": t_latency.warning,
     }
     ctx = SearchContext(
         teacher=model,

@@ -84,3 +84,24 @@ def test_bad_onnx_file_is_a_model_error(tmp_path):
         analyze_onnx(bad)
     with pytest.raises(ModelError, match="no such file"):
         measure_latency(tmp_path / "missing.onnx", load_profile("x86_host"))
+
+
+def test_latency_says_where_it_was_measured(tiny_onnx):
+    import platform
+
+    board = load_profile("jetson_nano")
+    r = measure_latency(tiny_onnx, board, runs=5, warmup=0, min_time_s=0)
+    assert r.where.startswith("this host (") and platform.machine() in r.where
+    if platform.machine() != "aarch64":
+        assert "not on the jetson_nano" in r.warning
+    here = dataclasses.replace(
+        board, runtime=dataclasses.replace(board.runtime, machines=(platform.machine(),))
+    )
+    r = measure_latency(tiny_onnx, here, runs=5, warmup=0, min_time_s=0)
+    # the right machine, but TensorRT is missing, so the CPU ran: still not the device's figure
+    assert "not the profile's TensorrtExecutionProvider" in r.warning
+    cpu = dataclasses.replace(
+        here, runtime=dataclasses.replace(here.runtime, providers=("CPUExecutionProvider",))
+    )
+    assert measure_latency(tiny_onnx, cpu, runs=5, warmup=0, min_time_s=0).warning == ""
+    assert "roofline" in measure_latency(tiny_onnx, load_profile("stm32h7")).where

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -22,8 +23,21 @@ def test_search_writes_a_report_whose_images_exist(tiny_search):
         assert f'data-file="{name}"' in page and f'href="{name}"' in page
     # the images are embedded too: the page stands alone
     assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', page)) == 3
-    for section in ("Device profile", "Pareto", "architecture", "kernels", "product"):
+    for section in (
+        "Device profile",
+        "Which constraints bound",
+        "Pareto",
+        "architecture",
+        "kernels",
+        "product",
+    ):
         assert section in page
+    results = json.loads((Path(tiny_search["out"]) / "results.json").read_text())
+    assert results["device"]["name"] == "x86_host"
+    activity = {r["name"]: r for r in results["constraint_activity"]}
+    assert set(activity) >= {"latency_budget", "bit_widths_supported"}
+    assert activity["bit_widths_supported"]["status"] in ("never bound", "binds")
+    assert "this host" in results["teacher"]["latency_where"]
     assert "removed" in page or "kept" in page  # the per-layer table
     summary = (report / "summary.md").read_text()
     assert "| parameters |" in summary and "![" in summary
@@ -69,3 +83,20 @@ def test_the_page_renders_in_a_headless_browser(tiny_search, tmp_path):
     )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a page, not a blank
+
+
+def test_a_board_measured_on_this_host_is_labelled_and_warned(tiny_search, capsys):
+    from rich.console import Console
+
+    from hwcompress.search_cli import render_result
+
+    settings = {**tiny_search, "profile": "jetson_nano", "episodes": 1, "rollouts": 1}
+    result = run_search(SearchConfig(**settings))
+    warning = result.teacher["latency_warning"]
+    assert "not on the jetson_nano" in warning and "hwcompress serve" in warning
+    page = (Path(settings["out"]) / "report" / "index.html").read_text()
+    assert "NVIDIA Jetson Nano" in page  # the device's description and figures
+    assert "Warning:" in page and "not on the jetson_nano" in page
+    render_result(Console(width=200), result)
+    out = capsys.readouterr().out
+    assert "warning:" in out and "not on the jetson_nano" in out
