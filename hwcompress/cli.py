@@ -136,6 +136,9 @@ def teacher_train(
     lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
     seed: Annotated[int, typer.Option()] = 0,
     out: Annotated[Path, typer.Option(help="Checkpoint to write.")] = Path("teacher.pt"),
+    device: Annotated[
+        str, typer.Option(help="Where training runs: auto, cpu, cuda or cuda:N.")
+    ] = "auto",
 ) -> None:
     """Train a teacher on a dataset and save it (weights + accuracy) as a checkpoint."""
     from hwcompress.data import DataConfig, load_data
@@ -148,7 +151,9 @@ def teacher_train(
         )
     )
     model = build_teacher(teacher, data.num_classes, data.in_channels, data.image_shape[-1])
-    config = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    from hwcompress.train.device import resolve_device
+
+    config = TrainConfig(epochs=epochs, lr=lr, seed=seed, device=str(resolve_device(device)))
     with console.status(f"Training {teacher} on {dataset}") as status:
 
         def on_epoch(epoch: int, loss: float, acc: float) -> None:
@@ -300,6 +305,10 @@ def search(
             "product's contenders (default: 8; 0: off).",
         ),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Where training runs: auto (default), cpu, cuda or cuda:N."),
+    ] = None,
 ) -> None:
     """Search for a student that fits the device (N2N: removal, then shrinkage; or drl-prune)."""
     from hwcompress.search import SearchConfig, load_search_config, run_search
@@ -336,6 +345,7 @@ def search(
         "seed_ratios": _seed_ladder(seeds) if seeds is not None else None,
         "carry": carry,
         "promote_epochs": promote_epochs,
+        "device": device,
     }
     if stages is not None and not given["stages"]:
         raise HwCompressError("--stages: give at least one stage, e.g. removal,shrinkage")

@@ -362,7 +362,8 @@ def resolve_teacher(
                 data.name,
                 list(data.image_shape),
                 data.num_classes,
-                train_config.to_dict(),
+                # where it trains is not part of the recipe (keys predate the device)
+                {k: v for k, v in train_config.to_dict().items() if k not in ("device", "amp")},
                 *_train_size(data),
                 # the default split keeps the keys of teachers cached before splits had a seed
                 *([["split", data.split_seed]] if getattr(data, "split_seed", 0) else []),

@@ -57,6 +57,7 @@ class KernelPruneConfig:
         prune_sigma: Positions whose σ ends above this are removed.
         ce_weight: Weight of the cross-entropy term beside the L2 on teacher logits.
         seed: Seed of the noise and shuffling.
+        device: Where the fine-tune runs (the model is handed back on the CPU).
     """
 
     steps: int = 600
@@ -67,6 +68,7 @@ class KernelPruneConfig:
     prune_sigma: float = 0.5
     ce_weight: float = 0.5
     seed: int = 0
+    device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -301,11 +303,14 @@ def variational_fine_tune(
     Returns:
         The learned σ map of every gated layer.
     """
+    from hwcompress.train.device import resolve_device
     from hwcompress.train.distill import TeacherLogits
 
     config = config or KernelPruneConfig()
     torch.manual_seed(config.seed)
     gates = attach_gates(model, config.sigma_max)
+    device = resolve_device(config.device)
+    model.to(device)
     cached = teacher_logits or TeacherLogits(teacher, data.train, seed=config.seed)
     n_positions = max(1, sum(g.rho.numel() for g in gates.values()))
     gate_params = {id(g.rho) for g in gates.values()}
@@ -319,7 +324,8 @@ def variational_fine_tune(
     model.train()
     step = 0
     while step < config.steps:
-        for x, y, z_t in cached.loader():
+        for batch in cached.loader():
+            x, y, z_t = (t.to(device, non_blocking=True) for t in batch)
             z_s = model(x)
             loss = F.mse_loss(z_s, z_t) + config.ce_weight * F.cross_entropy(z_s, y)
             loss = loss + config.beta * kl_term(gates) / n_positions
@@ -329,7 +335,7 @@ def variational_fine_tune(
             step += 1
             if step >= config.steps:
                 break
-    model.eval()
+    model.eval().cpu()
     sigma = {n: g.sigma.detach().tolist() for n, g in gates.items()}
     detach_gates(model)
     return sigma

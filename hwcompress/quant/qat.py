@@ -23,7 +23,8 @@ QAT_LR_FACTOR = 0.1
 
 def qat_config(config: Any) -> Any:
     """The :class:`~hwcompress.train.DistillConfig` QAT uses for a float ``config``."""
-    return replace(config, lr=config.lr * QAT_LR_FACTOR)
+    # float32 even on a GPU: fake-quantization rounds the float weights it trains
+    return replace(config, lr=config.lr * QAT_LR_FACTOR, amp=False)
 
 
 def quantization_aware_training(

@@ -36,6 +36,7 @@ RESUMABLE_OVERRIDES = frozenset(
         "workers",
         "ray_address",
         "worker_threads",
+        "device",
     }
 )
 
@@ -107,6 +108,9 @@ class SearchConfig:
         promote_epochs: Extra distillation epochs of a promoted candidate (0: off).
         contenders: The run's leading students brought to the top fidelity before the
             product is chosen.
+        device: Where teacher training, distillation, QAT and the kernel stage run: ``auto``
+            (a GPU when PyTorch sees one), ``cpu``, ``cuda`` or ``cuda:N``. Latency is
+            always measured with onnxruntime and the profile's providers.
     """
 
     profile: str
@@ -146,6 +150,7 @@ class SearchConfig:
     promote_fraction: float = 0.25
     promote_epochs: int = 8
     contenders: int = 3
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_STAGES:
@@ -165,6 +170,9 @@ class SearchConfig:
             parse_target(text)
         if any(not r >= 1 for r in self.seed_ratios):
             raise HwCompressError("seed_ratios: give reduction factors ≥ 1, e.g. 2,4,8,16,32")
+        from hwcompress.train.device import check_device
+
+        object.__setattr__(self, "device", check_device(self.device))
         if self.carry < 1 or self.contenders < 1:
             raise HwCompressError("carry and contenders must be at least 1")
         if not 0 <= self.promote_fraction <= 1:

@@ -67,6 +67,7 @@ def final_distill(
             patience=config.final_epochs,
             seed=config.seed,
             kd_weight=config.kd_weight,
+            device=ctx.distill_config.device,
         ),
         teacher_logits=logits,
     )

@@ -65,7 +65,10 @@ class KernelStage(Stage):
             if deadline is not None and time.perf_counter() > deadline:
                 return self._best(run, prev), True
             prune_config = KernelPruneConfig(
-                beta=beta, steps=config.kernel_steps, seed=config.seed + bi
+                beta=beta,
+                steps=config.kernel_steps,
+                seed=config.seed + bi,
+                device=ctx.distill_config.device,
             )
             tuned = copy.deepcopy(start)
             sigma = variational_fine_tune(

@@ -22,7 +22,8 @@ from hwcompress.search.evaluate import SearchContext, measure_model, structure_o
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.reward import RewardConfig
 from hwcompress.search.target import parse_target, with_targets
-from hwcompress.train import DistillConfig, TeacherLogits, evaluate
+from hwcompress.train import DistillConfig, TeacherLogits, TrainConfig, evaluate
+from hwcompress.train.device import resolve_device
 
 
 def prepare_out(config: SearchConfig, resume: bool) -> tuple[Path, Path | None]:
@@ -139,11 +140,18 @@ def prepare_context(
             f"{','.join((*config.stages, 'quantization'))})"
         )
     matrix = ConstraintMatrix.from_profile(profile)
+    device = str(resolve_device(config.device))
+    if device != "cpu":
+        reporter.message(f"training on {device}")
     if data is None:
         data = load_data(data_config(config))
     if teacher is None:
         teacher = resolve_teacher(
-            config.teacher, data, weights=config.teacher_weights, reporter=reporter.message
+            config.teacher,
+            data,
+            weights=config.teacher_weights,
+            reporter=reporter.message,
+            train_config=TrainConfig(device=device),
         )
     model = teacher.model
     if teacher.adaptations:
@@ -196,6 +204,7 @@ def prepare_context(
             patience=config.distill_patience,
             seed=config.seed,
             kd_weight=config.kd_weight,
+            device=device,
         ),
         reward_config=RewardConfig(
             size_metric=config.size_metric,
@@ -203,7 +212,7 @@ def prepare_context(
             objective="accuracy" if targets else "n2n",
         ),
         run_dir=out,
-        teacher_logits=TeacherLogits(model, data.train, seed=config.seed),
+        teacher_logits=_teacher_logits(model, data, config.seed, device),
         latency_kwargs=latency_kwargs,
         student_meta={
             "teacher": config.teacher,
@@ -285,3 +294,13 @@ def save_final_policies(policies_dir: Path, stages: tuple[str, ...]) -> None:
                 final[stage] = {"policy": state["policy"]}
     if final:
         save_atomic(final, policies_dir / "final.pt")
+
+
+def _teacher_logits(model: torch.nn.Module, data: Any, seed: int, device: str) -> TeacherLogits:
+    """The teacher's logits over the training split, computed on ``device`` (the teacher
+    stays on the CPU afterwards)."""
+    model.to(device)
+    try:
+        return TeacherLogits(model, data.train, seed=seed)
+    finally:
+        model.cpu()

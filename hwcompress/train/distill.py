@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from hwcompress.train.device import model_device, resolve_device
 from hwcompress.train.loop import Budget, evaluate, run_epochs
 
 __all__ = ["DistillConfig", "DistillResult", "TeacherLogits", "distill", "evaluate"]
@@ -39,6 +40,9 @@ class DistillConfig:
         temperature: ``T`` of the soft-target term.
         patience: Epochs without validation improvement before stopping.
         seed: Seed of the shuffling.
+        device: Where the student trains (:func:`~hwcompress.train.device.resolve_device`);
+            it is handed back on the CPU.
+        amp: bfloat16 autocast when ``device`` is a GPU.
     """
 
     epochs: int = 20
@@ -51,6 +55,8 @@ class DistillConfig:
     temperature: float = 4.0
     patience: int = 4
     seed: int = 0
+    device: str = "cpu"
+    amp: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -89,8 +95,11 @@ class TeacherLogits:
             raise TypeError("TeacherLogits needs an in-memory TensorDataset")
         x, y = dataset.tensors[0], dataset.tensors[1]
         teacher.eval()
+        device = model_device(teacher)
         with torch.no_grad():
-            logits = torch.cat([teacher(x[i : i + 1024]) for i in range(0, len(x), 1024)])
+            logits = torch.cat(
+                [teacher(x[i : i + 1024].to(device)).float().cpu() for i in range(0, len(x), 1024)]
+            )
         self.dataset = TensorDataset(x, y, logits)
         self.batch_size = train_loader.batch_size or 64
         self.seed = seed
@@ -135,13 +144,14 @@ def distill(
     config = config or DistillConfig()
     torch.manual_seed(config.seed)
     cached = teacher_logits or TeacherLogits(teacher, data.train, seed=config.seed)
+    student.to(resolve_device(config.device))
     opt = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
     history: list[dict[str, float]] = []
 
     def step(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, y, z_t = batch
-        z_s = student(x)
+        z_s = student(x).float()
         loss = F.mse_loss(z_s, z_t)
         if config.ce_weight:
             loss = loss + config.ce_weight * F.cross_entropy(z_s, y)
@@ -172,7 +182,9 @@ def distill(
         budget,
         config.patience,
         record,
+        amp=config.amp,
     )
+    student.cpu()
     return DistillResult(
         val_accuracy=stopper.best,
         best_epoch=stopper.best_epoch,

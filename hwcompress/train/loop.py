@@ -10,14 +10,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from hwcompress.train.device import autocast, model_device, to_device
+
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader) -> float:
     """Top-1 accuracy of ``model`` on ``loader`` (the model is left in eval mode)."""
     model.eval()
+    device = model_device(model)
     correct = total = 0
     for batch in loader:
-        x, y = batch[0], batch[1]
+        x, y = to_device(batch[:2], device)
         correct += int((model(x).argmax(dim=1) == y).sum())
         total += len(y)
     return correct / max(total, 1)
@@ -79,15 +82,23 @@ def run_epochs(
     budget: Budget,
     patience: int,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    *,
+    amp: bool = False,
 ) -> EarlyStopper:
-    """The shared loop: epochs of ``step`` losses, validation, early stop, best restored."""
+    """The shared loop: epochs of ``step`` losses, validation, early stop, best restored.
+
+    Batches are moved to the model's device; ``amp`` runs the steps under bfloat16 autocast
+    there when it is a GPU.
+    """
     stopper = EarlyStopper(patience)
+    device = model_device(model)
     for epoch in range(budget.epochs):
         model.train()
         losses = []
         for batch in loader:
             optimizer.zero_grad(set_to_none=True)
-            loss = step(batch)
+            with autocast(device, amp):
+                loss = step(to_device(batch, device))
             loss.backward()
             optimizer.step()
             losses.append(loss.item())

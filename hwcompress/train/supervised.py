@@ -10,12 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hwcompress.train.device import resolve_device
 from hwcompress.train.loop import Budget, run_epochs
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Supervised training settings."""
+    """Supervised training settings (``device`` and ``amp`` as in
+    :class:`~hwcompress.train.DistillConfig`)."""
 
     epochs: int = 30
     lr: float = 2e-3
@@ -24,6 +26,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     time_budget_s: float | None = None
     seed: int = 0
+    device: str = "cpu"
+    amp: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -50,12 +54,13 @@ def train_classifier(
     """
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
+    model.to(resolve_device(config.device))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
 
     def step(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, y = batch[0], batch[1]
-        return F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+        return F.cross_entropy(model(x).float(), y, label_smoothing=config.label_smoothing)
 
     stopper = run_epochs(
         model,
@@ -67,5 +72,7 @@ def train_classifier(
         Budget(config.epochs, time_budget_s=config.time_budget_s),
         config.patience,
         on_epoch,
+        amp=config.amp,
     )
+    model.cpu()
     return stopper.best
