@@ -10,7 +10,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -314,7 +314,7 @@ def search(
     from hwcompress.search import SearchConfig, load_search_config, run_search
     from hwcompress.search_cli import RichSearchReporter, render_result
 
-    given = {
+    given: dict[str, Any] = {
         "profile": profile,
         "teacher": teacher,
         "teacher_weights": teacher_weights,

@@ -105,3 +105,21 @@ def test_the_wheel_ships_the_profiles(tmp_path):
     for name in shipped:
         assert name in listing, listing
     assert "Jetson Nano" in run("profile", "show", "jetson_nano.yaml")
+
+
+def test_mypy_covers_the_whole_package(tmp_path):
+    """The package type-checks as a whole (typed code is part of the house style)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("mypy") is None and not Path(sys.executable).with_name("mypy").exists():
+        pytest.skip("mypy is not installed (pip install -e '.[dev]')")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), "hwcompress"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout[-4000:]

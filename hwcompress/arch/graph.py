@@ -259,8 +259,8 @@ def analyze_graph(gm: torch.fx.GraphModule, input_shape: Sequence[int]) -> Graph
                 else node.target in PASSTHROUGH_METHODS
             )
             if binary and len(tensor_inputs) == 2:
-                shapes = [node_shape(a) for a in tensor_inputs]
-                if all(s and len(s) > 1 for s in shapes) and shapes[0][1] == shapes[1][1]:
+                s0, s1 = (node_shape(a) for a in tensor_inputs)
+                if s0 and s1 and len(s0) > 1 and len(s1) > 1 and s0[1] == s1[1]:
                     group[node] = uf.union(group[tensor_inputs[0]], group[tensor_inputs[1]])
                 else:
                     group[node] = new(node)
@@ -409,7 +409,7 @@ def _conv_unit(a: GraphAnalysis, info: LayerInfo, modules: dict[str, nn.Module])
     while len(chain[-1].users) == 1:
         nxt = next(iter(chain[-1].users))
         trailing = (*NORM_MODULES, *ACTIVATION_MODULES)
-        if nxt.op == "call_module" and isinstance(modules[nxt.target], trailing):
+        if nxt.op == "call_module" and isinstance(modules[str(nxt.target)], trailing):
             chain.append(nxt)
         else:
             break

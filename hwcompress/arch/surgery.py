@@ -130,7 +130,9 @@ def _expand(idx: torch.Tensor, factor: int) -> torch.Tensor:
 def _importance(a: GraphAnalysis, root: int) -> torch.Tensor:
     score = torch.zeros(a.channels[root])
     for li in a.producers(root):
-        w = li.module.weight.detach()  # type: ignore[union-attr]
+        weight = li.module.weight
+        assert isinstance(weight, torch.Tensor)
+        w = weight.detach()
         score += w.abs().reshape(w.shape[0], -1).sum(dim=1)
     if not a.producers(root):
         raise GenomeError("channel group has no producing layer to rank channels by")
@@ -157,10 +159,10 @@ def _shrink_group(a: GraphAnalysis, root: int, keep: int) -> None:
 
 def _slice_out(m: nn.Module, idx: torch.Tensor) -> None:
     if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-        if m.weight is not None:
+        if m.weight is not None and m.bias is not None:
             m.weight = nn.Parameter(m.weight[idx].clone())
             m.bias = nn.Parameter(m.bias[idx].clone())
-        if m.running_mean is not None:
+        if m.running_mean is not None and m.running_var is not None:
             m.running_mean = m.running_mean[idx].clone()
             m.running_var = m.running_var[idx].clone()
         m.num_features = len(idx)

@@ -99,10 +99,10 @@ def _adapt_torchvision(model: nn.Module, in_channels: int, image_size: int) -> n
                 new = nn.Conv2d(
                     in_channels,
                     m.out_channels,
-                    m.kernel_size,
-                    m.stride,
-                    m.padding,
-                    m.dilation,
+                    m.kernel_size,  # type: ignore[arg-type]  # a 2-D conv's 2-tuples
+                    m.stride,  # type: ignore[arg-type]
+                    m.padding,  # type: ignore[arg-type]
+                    m.dilation,  # type: ignore[arg-type]
                     m.groups,
                     m.bias is not None,
                     padding_mode=m.padding_mode,

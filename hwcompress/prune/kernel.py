@@ -134,7 +134,9 @@ class KernelGate(nn.Module):
 
 def _padding(conv: nn.Conv2d) -> tuple[int, int]:
     """The conv's numeric padding (gated convs never use string padding, see ``_prunable``)."""
-    ph, pw = conv.padding
+    padding = conv.padding
+    assert not isinstance(padding, str)
+    ph, pw = padding
     assert isinstance(ph, int) and isinstance(pw, int)
     return ph, pw
 
@@ -265,7 +267,7 @@ def crop_kernels(model: nn.Module, sizes: dict[str, tuple[int, int]]) -> dict[st
         )
         with torch.no_grad():
             new.weight.copy_(conv.weight[:, :, dh : dh + nh, dw : dw + nw])
-            if conv.bias is not None:
+            if conv.bias is not None and new.bias is not None:
                 new.bias.copy_(conv.bias)
         model.set_submodule(name, new)
         changed[name] = f"{kh}×{kw} → {nh}×{nw}"
@@ -314,13 +316,11 @@ def variational_fine_tune(
     cached = teacher_logits or TeacherLogits(teacher, data.train, seed=config.seed)
     n_positions = max(1, sum(g.rho.numel() for g in gates.values()))
     gate_params = {id(g.rho) for g in gates.values()}
-    opt = torch.optim.Adam(
-        [
-            {"params": [p for p in model.parameters() if id(p) not in gate_params]},
-            {"params": [g.rho for g in gates.values()], "lr": config.gate_lr},
-        ],
-        lr=config.lr,
-    )
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in model.parameters() if id(p) not in gate_params]},
+        {"params": [g.rho for g in gates.values()], "lr": config.gate_lr},
+    ]
+    opt = torch.optim.Adam(groups, lr=config.lr)
     model.train()
     step = 0
     while step < config.steps:

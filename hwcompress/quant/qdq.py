@@ -62,6 +62,11 @@ def activations_to_uint8(model: Any) -> int:
         zp = const(node.input[2]) if len(node.input) > 2 else None
         return zp is not None and zp.dtype == np.int8
 
+    def known(name: str) -> np.ndarray:
+        arr = const(name)
+        assert arr is not None, name  # checked by the callers (int8 zero points, clip bounds)
+        return arr
+
     def add_uint8(name: str, shifted: np.ndarray) -> str:
         graph.initializer.append(numpy_helper.from_array(shifted.astype(np.uint8), name))
         inits[name] = graph.initializer[-1]
@@ -87,13 +92,13 @@ def activations_to_uint8(model: Any) -> int:
                 ok = False
         if not ok or not all(int8_zero_point(d) for d in dqs):
             continue
-        zp = add_uint8(f"hwc_u8_zero_point_{k}", const(q.input[2]).astype(np.int16) + 128)
+        zp = add_uint8(f"hwc_u8_zero_point_{k}", known(q.input[2]).astype(np.int16) + 128)
         q.input[2] = zp
         for d in dqs:
             d.input[2] = zp
         for j, c in enumerate(clips):
-            c.input[1] = add_uint8(f"hwc_u8_min_{k}_{j}", const(c.input[1]).astype(np.int16) + 128)
-            c.input[2] = add_uint8(f"hwc_u8_max_{k}_{j}", const(c.input[2]).astype(np.int16) + 128)
+            c.input[1] = add_uint8(f"hwc_u8_min_{k}_{j}", known(c.input[1]).astype(np.int16) + 128)
+            c.input[2] = add_uint8(f"hwc_u8_max_{k}_{j}", known(c.input[2]).astype(np.int16) + 128)
         converted += 1
     return converted
 

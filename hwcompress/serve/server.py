@@ -203,6 +203,7 @@ class BenchServer(ThreadingHTTPServer):
     def url(self) -> str:
         """The address clients use."""
         host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}"
 
 
