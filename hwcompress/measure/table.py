@@ -12,6 +12,13 @@ configuration that is not in the table is predicted by a least-squares fit
 ``ms ≈ a + b·MACs + c·elements`` over the entries of the same op sequence (or over all
 entries when its kind has fewer than three); the result's notes say how many were fitted.
 
+Tables calibrated since kernel-level features exist also hold a fit of *whole-model*
+latencies on the kernels onnxruntime really runs (:mod:`hwcompress.measure.kernels`:
+blocked vs generic convolutions, layout reorders, padded channels); when present it is the
+prediction, since one-layer measurements miss what the whole graph's optimisation does.
+Whole-model measurements (calibration and check) are corrected for the machine's drift by
+the teacher measured just before and after each one.
+
 The layer configurations come from random students of the teacher (the candidates a search
 will produce), and calibration ends by checking predictions against full measurements of
 further random students: the share within ±10 % is stored in the table and reported.
@@ -247,11 +254,13 @@ class LatencyTable:
         base_ms: The fixed cost of one ``session.run``.
         entries: Per layer key: ``{"ms", "kind", "macs", "elements"}``.
         meta: Where and how it was calibrated (profile, source, onnxruntime, check result).
+        kernels: The kernel-level fit of whole-model latencies (empty in older tables).
     """
 
     base_ms: float
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    kernels: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (the JSON file)."""
@@ -260,6 +269,7 @@ class LatencyTable:
             "base_ms": self.base_ms,
             "meta": self.meta,
             "entries": self.entries,
+            **({"kernels": self.kernels} if self.kernels else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -288,7 +298,12 @@ class LatencyTable:
             data = json.loads(path.read_text())
             if data.get("format") != TABLE_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}, expected {TABLE_FORMAT}")
-            table = cls(float(data["base_ms"]), dict(data["entries"]), dict(data.get("meta", {})))
+            table = cls(
+                float(data["base_ms"]),
+                dict(data["entries"]),
+                dict(data.get("meta", {})),
+                {str(k): float(v) for k, v in dict(data.get("kernels", {})).items()},
+            )
             for entry in table.entries.values():
                 float(entry["ms"]), int(entry["macs"]), int(entry["elements"]), str(entry["kind"])
         except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -372,10 +387,17 @@ def predict_latency(onnx_path: str | Path, profile: DeviceProfile) -> LatencyRes
 
     path = profile.latency_table_path()
     table = load_table(path)
-    _, layers = layers_of(load_onnx(onnx_path))
-    ms, fitted = table.predict(layers)
-    note = f"predicted from the latency table {path} ({len(layers) - fitted}/{len(layers)} layers "
-    note += "looked up" + (f", {fitted} fitted)" if fitted else ")")
+    if table.kernels:
+        from hwcompress.measure.kernels import kernel_features, predict_kernels
+
+        ms, unseen = predict_kernels(table.kernels, kernel_features(onnx_path, profile))
+        note = f"predicted from the kernel-level fit of the latency table {path}"
+        note += f" ({unseen} kernel features it was not calibrated on)" if unseen else ""
+    else:
+        _, layers = layers_of(load_onnx(onnx_path))
+        ms, fitted = table.predict(layers)
+        note = f"predicted from the latency table {path} ({len(layers) - fitted}/{len(layers)} "
+        note += "layers looked up" + (f", {fitted} fitted)" if fitted else ")")
     return LatencyResult.estimate(
         ms,
         "table",
@@ -477,6 +499,7 @@ def calibrate(
     import onnx
 
     from hwcompress.export.onnx import export_fp32
+    from hwcompress.measure.kernels import fit_kernels, kernel_features
     from hwcompress.measure.sources import measure_with, real_source
 
     config = config or CalibrateConfig()
@@ -504,6 +527,14 @@ def calibrate(
         for i, (student, _genome) in enumerate(calib):
             p = export_fp32(student, input_shape, tmp_path / f"student{i}.onnx")
             models.append((f"student {i}", onnx.load(str(p))))
+        reference = _Reference(first, source, profile, kwargs)
+        whole_features, whole_ms = [], []
+        for i, (student, _genome) in enumerate([(teacher, None), *calib]):
+            p = tmp_path / ("teacher.onnx" if student is teacher else f"student{i - 1}.onnx")
+            whole_features.append(kernel_features(p, profile))
+            whole_ms.append(reference.measure(p))
+        kernels = fit_kernels(whole_features, whole_ms)
+        say(f"kernel-level fit on {len(whole_ms)} whole models: {len(kernels) - 1} features")
         for label, model in models:
             inferred, layers = layers_of(model)
             new = [layer for layer in layers if layer.key not in entries]
@@ -531,8 +562,11 @@ def calibrate(
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "config": config.to_dict(),
             },
+            kernels,
         )
-        rows = check_table(table, [s for s, _ in held_out], input_shape, profile, tmp_path, kwargs)
+        rows = check_table(
+            table, [s for s, _ in held_out], input_shape, profile, tmp_path, kwargs, reference
+        )
         for row in rows:
             say(
                 f"check: predicted {row['predicted_ms']:.4f} ms, measured "
@@ -549,11 +583,17 @@ def check_table(
     profile: DeviceProfile,
     folder: Path,
     kwargs: dict[str, Any] | None = None,
+    reference: _Reference | None = None,
 ) -> list[dict[str, Any]]:
-    """Predicts and really measures each model; one row per model."""
+    """Predicts and really measures each model; one row per model.
+
+    With a ``reference``, each measurement is corrected for the machine's drift since
+    calibration (see :class:`_Reference`).
+    """
     import onnx
 
     from hwcompress.export.onnx import export_fp32
+    from hwcompress.measure.kernels import kernel_features, predict_kernels
     from hwcompress.measure.sources import measure_with, real_source
 
     rows = []
@@ -561,11 +601,18 @@ def check_table(
         p = export_fp32(model, input_shape, folder / f"check{i}.onnx")
         _, layers = layers_of(onnx.load(str(p)))
         predicted, fitted = table.predict(layers)
-        measured = measure_with(real_source(profile), p, profile, **(kwargs or {})).median_ms
+        layer_sum = predicted
+        if table.kernels:
+            predicted, _ = predict_kernels(table.kernels, kernel_features(p, profile))
+        if reference is not None:
+            measured = reference.measure(p)
+        else:
+            measured = measure_with(real_source(profile), p, profile, **(kwargs or {})).median_ms
         rows.append(
             {
                 "layer_info": [[la.key, la.kind, la.macs, la.elements] for la in layers],
                 "predicted_ms": predicted,
+                "layer_table_ms": layer_sum,
                 "measured_ms": measured,
                 "error": predicted / measured - 1 if measured > 0 else math.inf,
                 "layers": len(layers),
@@ -573,6 +620,31 @@ def check_table(
             }
         )
     return rows
+
+
+class _Reference:
+    """Measures models beside a reference model (the teacher), correcting for drift.
+
+    A shared machine's speed drifts by tens of percent within minutes. Each measurement is
+    taken between two of the reference, and scaled by the reference's first latency over their
+    mean: what the model would have measured at calibration time.
+    """
+
+    def __init__(self, path: Path, source: str, profile: DeviceProfile, kwargs: dict[str, Any]):
+        self.path, self.source, self.profile, self.kwargs = path, source, profile, kwargs
+        self.first = self._run(path)
+
+    def _run(self, path: Path) -> float:
+        from hwcompress.measure.sources import measure_with
+
+        return measure_with(self.source, path, self.profile, **self.kwargs).median_ms
+
+    def measure(self, path: Path) -> float:
+        """``path``'s latency, drift-corrected to the reference's first measurement."""
+        before = self._run(self.path)
+        ms = self._run(path)
+        after = self._run(self.path)
+        return ms * self.first / max((before + after) / 2, 1e-12)
 
 
 def summary(rows: Sequence[dict[str, Any]], tolerance: float = 0.10) -> dict[str, Any]:

@@ -98,9 +98,10 @@ def float_counting(profile: DeviceProfile) -> tuple[int, int]:
     quantized student)."""
     if profile.bits.runs_float:
         return 32, 32
+    # the widest integer width; a device without one (fp16 only) ships its narrowest width
     return (
-        max(b for b in profile.bits.weight if b <= 8),
-        max(b for b in profile.bits.activation if b <= 8),
+        max((b for b in profile.bits.weight if b <= 8), default=min(profile.bits.weight)),
+        max((b for b in profile.bits.activation if b <= 8), default=min(profile.bits.activation)),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -89,13 +90,19 @@ def test_the_table_source_predicts_and_unknown_layers_are_fitted(
         measure_latency(
             export_fp32(build_builtin("vgg").eval(), SHAPE, tmp_path / "t.onnx"), profile
         )
-    table.save(profile.latency_table_path())
+    # a table without the kernel-level fit (written before it existed): per-layer sums
+    dataclasses.replace(table, kernels={}).save(profile.latency_table_path())
     known = measure_latency(tmp_path / "t.onnx", profile)  # the teacher: every layer known
     assert known.source == "table" and known.median_ms > 0 and "fitted" not in known.notes[0]
     # a model of other widths: its layers are not in the table, they are fitted
     other = export_fp32(SmallVGG(widths=(5, 7, 9, 11, 13, 15)).eval(), SHAPE, tmp_path / "o.onnx")
     fitted = measure_latency(other, profile)
     assert fitted.median_ms > 0 and "fitted" in fitted.notes[0]
+    # a calibrated table predicts from the kernels onnxruntime runs, for any widths
+    assert table.kernels["base"] >= 0 and len(table.kernels) > 2
+    table.save(profile.latency_table_path())
+    kernel = measure_latency(other, profile)
+    assert kernel.median_ms > 0 and "kernel-level fit" in kernel.notes[0]
     (tmp_path / "dev.latency.json").write_text(json.dumps({"format": 1, "entries": 3}))
     with pytest.raises(LatencyError, match="not a latency table"):
         measure_latency(tmp_path / "t.onnx", profile)
@@ -129,3 +136,26 @@ def test_search_with_the_table_source_re_measures_the_best(
     assert all(c.metrics.get("latency_ms", 1) > 0 for c in result.candidates)
     check = json.loads(result.results_path.read_text())["best"]["latency_check"]
     assert check["source"] == "local" and check["best_ms"] > 0 and check["teacher_ms"] > 0
+
+
+def test_kernel_features_read_the_graph_onnxruntime_runs(tmp_path, profile_data, write_profile):
+    from hwcompress.measure.kernels import fit_kernels, kernel_features, predict_kernels
+    from hwcompress.measure.onnx_graph import analyze_onnx
+
+    profile = load_profile(write_profile(profile_data))
+    widths = [(16, 16, 32, 32, 64, 64), (5, 7, 9, 11, 13, 15)]
+    feats, paths = [], []
+    for i, w in enumerate(widths):
+        paths.append(export_fp32(SmallVGG(widths=w).eval(), SHAPE, tmp_path / f"m{i}.onnx"))
+        feats.append(kernel_features(paths[-1], profile))
+    for f, path in zip(feats, paths, strict=True):
+        convs = sum(
+            v for k, v in f.items() if k.endswith("_n") and k.split("_")[0] in ("blocked", "conv")
+        )
+        assert convs == 6  # every convolution is one kernel, whatever class it runs as
+        # padded channel counts never make a kernel cheaper than the convolution it computes
+        conv_macs = sum(v for k, v in f.items() if k.endswith("_macs") and "matmul" not in k)
+        assert conv_macs * 1e6 >= analyze_onnx(path).macs - 64 * 10
+    fit = fit_kernels(feats * 2, [0.2, 0.1, 0.21, 0.09])
+    assert all(v >= 0 for v in fit.values())
+    assert predict_kernels(fit, feats[0])[0] > predict_kernels(fit, feats[1])[0] > 0
