@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--input-shape", default="1,1,28,28")
     parser.add_argument("--profile", default="x86_host")
     parser.add_argument("--students", type=int, default=20)
+    parser.add_argument("--fit-students", type=int, default=60)
     parser.add_argument("--check", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
@@ -48,7 +49,12 @@ def main() -> None:
         teacher,
         shape,
         profile,
-        CalibrateConfig(students=args.students, check=args.check, seed=args.seed),
+        CalibrateConfig(
+            students=args.students,
+            fit_students=args.fit_students,
+            check=args.check,
+            seed=args.seed,
+        ),
         progress=lambda m: print(m, flush=True),
     )
     wall = time.perf_counter() - t0
@@ -69,7 +75,8 @@ def main() -> None:
         f"{table.meta['provider']}, {table.meta['threads']} thread(s)). Machine: "
         f"{platform.machine()}, {platform.processor() or 'CPU'}, CPU only.",
         f"Calibration: {args.students} random students (+ the teacher) cut into "
-        f"{len(table.entries)} distinct layers, each measured alone, and measured whole for "
+        f"{len(table.entries)} distinct layers, each measured alone; "
+        f"{max(args.students, args.fit_students)} students measured whole for "
         f"the kernel-level fit ({len(table.kernels) - 1} features of the graph onnxruntime "
         "runs: blocked / generic convolutions, reorders, padded channels); predicted = the "
         "kernel-level fit. Every whole-model measurement is drift-corrected by the teacher "

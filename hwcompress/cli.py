@@ -433,6 +433,10 @@ def calibrate(
     students: Annotated[
         int, typer.Option(min=1, help="Random students whose layers are measured.")
     ] = 20,
+    fit_students: Annotated[
+        int,
+        typer.Option(min=1, help="Students measured whole for the kernel-level fit."),
+    ] = 60,
     check: Annotated[
         int, typer.Option(min=0, help="Further students measured whole to check the table.")
     ] = 10,
@@ -459,7 +463,7 @@ def calibrate(
         model.eval(),
         data.input_shape,
         prof,
-        CalibrateConfig(students=students, check=check, seed=seed),
+        CalibrateConfig(students=students, fit_students=fit_students, check=check, seed=seed),
         progress=console.print,
     )
     table.save(path)

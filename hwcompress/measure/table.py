@@ -455,6 +455,9 @@ class CalibrateConfig:
 
     Attributes:
         students: Random students whose layers are measured.
+        fit_students: Random students measured whole for the kernel-level fit (the first
+            ``students`` of them are also cut into layers); whole measurements are cheap, and
+            the fit has a dozen or more coefficients.
         check: Further random students measured whole to check the predictions.
         seed: Seed of the students.
         runs: Minimum timed runs per measurement (default: the profile's).
@@ -462,6 +465,7 @@ class CalibrateConfig:
     """
 
     students: int = 20
+    fit_students: int = 60
     check: int = 10
     seed: int = 0
     runs: int | None = None
@@ -510,10 +514,10 @@ def calibrate(
         kwargs["runs"] = config.runs
     if config.min_time_s is not None:
         kwargs["min_time_s"] = config.min_time_s
-    students = random_students(
-        teacher, input_shape, config.students + config.check, seed=config.seed
-    )
-    calib, held_out = students[: config.students], students[config.students :]
+    n_fit = max(config.students, config.fit_students)
+    students = random_students(teacher, input_shape, n_fit + config.check, seed=config.seed)
+    calib, held_out = students[: config.students], students[n_fit:]
+    whole = students[:n_fit]
     entries: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="hwcompress-calibrate-") as tmp:
         tmp_path = Path(tmp)
@@ -529,8 +533,10 @@ def calibrate(
             models.append((f"student {i}", onnx.load(str(p))))
         reference = _Reference(first, source, profile, kwargs)
         whole_features, whole_ms = [], []
-        for i, (student, _genome) in enumerate([(teacher, None), *calib]):
+        for i, (student, _genome) in enumerate([(teacher, None), *whole]):
             p = tmp_path / ("teacher.onnx" if student is teacher else f"student{i - 1}.onnx")
+            if not p.exists():
+                export_fp32(student, input_shape, p)
             whole_features.append(kernel_features(p, profile))
             whole_ms.append(reference.measure(p))
         kernels = fit_kernels(whole_features, whole_ms)

@@ -64,7 +64,7 @@ def test_equal_layers_have_equal_keys_and_widths_change_them():
 def table_and_rows():
     teacher = build_builtin("vgg").eval()
     profile = load_profile("x86_host")
-    cfg = CalibrateConfig(students=3, check=2, runs=5, min_time_s=0.01)
+    cfg = CalibrateConfig(students=3, fit_students=6, check=2, runs=5, min_time_s=0.01)
     return calibrate(teacher, SHAPE, profile, cfg)
 
 
@@ -115,7 +115,18 @@ def test_calibrate_command_writes_the_table_beside_the_profile(profile_data, wri
     profile_data["latency"]["min_time_s"] = 0.01
     path = write_profile(profile_data, "board.yaml")
     res = CliRunner().invoke(
-        app, ["calibrate", "--profile", str(path), "--students", "2", "--check", "1"]
+        app,
+        [
+            "calibrate",
+            "--profile",
+            str(path),
+            "--students",
+            "2",
+            "--fit-students",
+            "4",
+            "--check",
+            "1",
+        ],
     )
     assert res.exit_code == 0, res.output
     table = Path(path).parent / f"{profile_data['name']}.latency.json"
