@@ -503,7 +503,7 @@ def calibrate(
     import onnx
 
     from hwcompress.export.onnx import export_fp32
-    from hwcompress.measure.kernels import fit_kernels, kernel_features
+    from hwcompress.measure.kernels import kernel_features
     from hwcompress.measure.sources import measure_with, real_source
 
     config = config or CalibrateConfig()
@@ -532,15 +532,14 @@ def calibrate(
             p = export_fp32(student, input_shape, tmp_path / f"student{i}.onnx")
             models.append((f"student {i}", onnx.load(str(p))))
         reference = _Reference(first, source, profile, kwargs)
-        whole_features, whole_ms = [], []
+        whole_features, whole_ms, whole_paths = [], [], []
         for i, (student, _genome) in enumerate([(teacher, None), *whole]):
             p = tmp_path / ("teacher.onnx" if student is teacher else f"student{i - 1}.onnx")
             if not p.exists():
                 export_fp32(student, input_shape, p)
             whole_features.append(kernel_features(p, profile))
             whole_ms.append(reference.measure(p))
-        kernels = fit_kernels(whole_features, whole_ms)
-        say(f"kernel-level fit on {len(whole_ms)} whole models: {len(kernels) - 1} features")
+            whole_paths.append(p)
         for label, model in models:
             inferred, layers = layers_of(model)
             new = [layer for layer in layers if layer.key not in entries]
@@ -568,7 +567,14 @@ def calibrate(
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "config": config.to_dict(),
             },
-            kernels,
+        )
+        table.kernels, table.meta["predictor"] = _choose_predictor(
+            table, whole_features, whole_ms, whole_paths
+        )
+        say(
+            f"predictor: {table.meta['predictor']['chosen']} (held-out third of the whole "
+            f"models within ±10 %: kernel-level fit {table.meta['predictor']['kernels']:.0%}, "
+            f"layer sums {table.meta['predictor']['layers']:.0%})"
         )
         rows = check_table(
             table, [s for s, _ in held_out], input_shape, profile, tmp_path, kwargs, reference
@@ -626,6 +632,37 @@ def check_table(
             }
         )
     return rows
+
+
+def _choose_predictor(
+    table: LatencyTable,
+    features: Sequence[dict[str, float]],
+    latencies: Sequence[float],
+    paths: Sequence[Path],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The kernel-level fit, or none (the layer sums predict) when the layer sums do better.
+
+    The fit is made on the first two thirds of the whole-model measurements and both
+    predictors are scored on the last third (share within ±10 %); the kept fit is then made
+    on all of them.
+    """
+    import onnx
+
+    from hwcompress.measure.kernels import fit_kernels, predict_kernels
+
+    cut = max(1, (2 * len(latencies)) // 3)
+    trial = fit_kernels(features[:cut], latencies[:cut])
+    held = list(zip(features[cut:], latencies[cut:], paths[cut:], strict=True))
+
+    def within(predict: Callable[[dict[str, float], Path], float]) -> float:
+        ok = [abs(predict(f, p) / ms - 1) <= 0.10 for f, ms, p in held if ms > 0]
+        return sum(ok) / max(len(ok), 1)
+
+    kernel_share = within(lambda f, p: predict_kernels(trial, f)[0])
+    layer_share = within(lambda f, p: table.predict(layers_of(onnx.load(str(p)))[1])[0])
+    chosen = "kernels" if kernel_share >= layer_share else "layers"
+    info = {"chosen": chosen, "kernels": kernel_share, "layers": layer_share, "held_out": len(held)}
+    return (fit_kernels(features, latencies) if chosen == "kernels" else {}), info
 
 
 class _Reference:

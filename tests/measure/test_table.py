@@ -98,9 +98,16 @@ def test_the_table_source_predicts_and_unknown_layers_are_fitted(
     other = export_fp32(SmallVGG(widths=(5, 7, 9, 11, 13, 15)).eval(), SHAPE, tmp_path / "o.onnx")
     fitted = measure_latency(other, profile)
     assert fitted.median_ms > 0 and "fitted" in fitted.notes[0]
-    # a calibrated table predicts from the kernels onnxruntime runs, for any widths
-    assert table.kernels["base"] >= 0 and len(table.kernels) > 2
-    table.save(profile.latency_table_path())
+    # calibration scored both predictors on held-out whole models and kept the better one
+    chosen = table.meta["predictor"]
+    assert chosen["chosen"] in ("kernels", "layers") and chosen["held_out"] >= 1
+    assert bool(table.kernels) == (chosen["chosen"] == "kernels")
+    # a table with a kernel-level fit predicts from the kernels onnxruntime runs, any widths
+    from hwcompress.measure.kernels import fit_kernels, kernel_features
+
+    feats = [kernel_features(p, profile) for p in (tmp_path / "t.onnx", other)]
+    fitted_table = dataclasses.replace(table, kernels=fit_kernels(feats, [0.2, 0.1]))
+    fitted_table.save(profile.latency_table_path())
     kernel = measure_latency(other, profile)
     assert kernel.median_ms > 0 and "kernel-level fit" in kernel.notes[0]
     (tmp_path / "dev.latency.json").write_text(json.dumps({"format": 1, "entries": 3}))
