@@ -59,7 +59,24 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
     path = Path(onnx_path)
     original = load_onnx(path)
     shapes = _shapes(original)
-    conv_out = [n.output[0] for n in original.graph.node if n.op_type == "Conv"]
+    weights = {t.name: tuple(t.dims) for t in original.graph.initializer}
+    # the original convolutions, each with its kernel size and output: the optimiser may
+    # reorder them (a residual block's 1×1 downsample moves ahead of its 3×3 convs), so an
+    # optimised convolution is matched to the next unused original one of its kernel size
+    conv_out = [
+        (weights.get(n.input[1], ())[2:], n.output[0])
+        for n in original.graph.node
+        if n.op_type == "Conv" and len(n.input) > 1
+    ]
+    used = [False] * len(conv_out)
+
+    def output_of(kernel: tuple[int, ...]) -> tuple[int, ...] | None:
+        for i, (k, out) in enumerate(conv_out):
+            if not used[i] and k == kernel:
+                used[i] = True
+                return shapes.get(out)
+        return None
+
     provider, _ = choose_provider(profile.runtime.providers)
     options = ort.SessionOptions()
     options.intra_op_num_threads = profile.runtime.threads
@@ -71,14 +88,12 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
     def add(name: str, value: float) -> None:
         features[name] = features.get(name, 0.0) + value
 
-    convs = 0
     last = 0  # elements of the last convolution's output (what reorders and pools move)
     for node in graph.node:
         op = node.op_type
         if op in _CONVS and len(node.input) > 1 and node.input[1] in dims:
             w = dims[node.input[1]]
-            out = shapes.get(conv_out[convs]) if convs < len(conv_out) else None
-            convs += 1
+            out = output_of(tuple(w[2:]))
             hw = math.prod(out[2:]) if out and len(out) > 2 else 1
             group = next((a.i for a in node.attribute if a.name == "group"), 1)
             kind = "blocked" if node.domain == "com.microsoft.nchwc" else "conv"
