@@ -6,7 +6,7 @@ floor, and each constraint row with its slack.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ class BenchReport:
     latency: LatencyResult
     roofline: Roofline
     constraints: list[dict[str, Any]]
-    values: dict[str, float] = field(default_factory=dict)
+    values: dict[str, float]
 
     @property
     def fits(self) -> bool:
@@ -38,7 +38,7 @@ class BenchReport:
 
     def metrics(self) -> dict[str, float]:
         """The metric vector the constraint matrix reads."""
-        return dict(self.values) or {**self.stats.metrics(), "latency_ms": self.latency.median_ms}
+        return dict(self.values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for ``--json``."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
@@ -27,18 +27,6 @@ __all__ = ["fit_kernels", "kernel_features", "predict_kernels"]
 
 _CONVS = frozenset({"Conv", "FusedConv", "QLinearConv", "ConvInteger"})
 _POOLS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
-
-
-def _shapes(model: Any) -> dict[str, tuple[int, ...]]:
-    from hwcompress.measure.onnx_graph import _fixed_batch
-
-    fixed = _fixed_batch(model)
-    shapes: dict[str, tuple[int, ...]] = {}
-    for vi in [*fixed.graph.input, *fixed.graph.value_info, *fixed.graph.output]:
-        dims = vi.type.tensor_type.shape.dim
-        if all(d.HasField("dim_value") for d in dims):
-            shapes[vi.name] = tuple(d.dim_value for d in dims)
-    return shapes
 
 
 def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, float]:
@@ -55,10 +43,10 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
 
     from hwcompress.measure.latency import choose_provider, optimized_graph
     from hwcompress.measure.onnx_graph import load_onnx
+    from hwcompress.measure.table import _graph_info
 
     path = Path(onnx_path)
-    original = load_onnx(path)
-    shapes = _shapes(original)
+    original, shapes, _ = _graph_info(load_onnx(path))  # batch 1, shapes inferred
     weights = {t.name: tuple(t.dims) for t in original.graph.initializer}
     # the original convolutions, each with its kernel size and output: the optimiser may
     # reorder them (a residual block's 1×1 downsample moves ahead of its 3×3 convs), so an

@@ -102,19 +102,16 @@ ONNX_MACS: dict[str, OnnxRule] = {
     "MatMulInteger": _matmul,
     "QLinearMatMul": _matmul,
 }
-#: Ops a following batch-norm folds into.
-_WEIGHTED_OPS = frozenset({"Conv", "ConvInteger", "QLinearConv", "Gemm", "MatMul"})
-#: Bias input index of each weighted op.
+#: Ops a following batch-norm folds into, with the index of their bias input (-1: none).
 _BIAS_INPUT = {"Conv": 2, "ConvInteger": -1, "QLinearConv": 8, "Gemm": 2, "MatMul": -1}
 
 
-def _folded_norms(graph: Any) -> dict[str, bool]:
+def _folded_norms(graph: Any, producer: dict[str, Any]) -> dict[str, bool]:
     """Batch-norms that fold into the op before them, each with whether that op has a bias.
 
     A ``BatchNormalization`` folds when its input is a convolution / Gemm / MatMul output
     that nothing else reads (the rule of :mod:`hwcompress.measure.counting`).
     """
-    producer = {o: n for n in graph.node for o in n.output}
     readers: dict[str, int] = {}
     for n in graph.node:
         for i in n.input:
@@ -125,7 +122,7 @@ def _folded_norms(graph: Any) -> dict[str, bool]:
         if n.op_type != "BatchNormalization":
             continue
         src = producer.get(n.input[0])
-        if src is None or src.op_type not in _WEIGHTED_OPS:
+        if src is None or src.op_type not in _BIAS_INPUT:
             continue
         if readers.get(n.input[0], 0) != 1 or n.input[0] in outputs:
             continue
@@ -267,6 +264,7 @@ _PASS_THROUGH = frozenset({"Clip", "Identity", "Reshape", "Transpose", "Squeeze"
 
 def _bit_widths(
     graph: Any,
+    producer: dict[str, Any],
     inits: dict[str, Any],
     const: set[str],
     clipped: dict[str, int],
@@ -278,7 +276,6 @@ def _bit_widths(
     bits, or its type's); an activation that a dequantizer produces is as wide as the integer
     tensor it dequantizes, any other as wide as its own type.
     """
-    producer = {o: n for n in graph.node for o in n.output}
 
     def width(name: str, *, weight: bool) -> int:
         for _ in range(8):
@@ -349,7 +346,8 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         for i, inp in enumerate(node.input)
         if (node.op_type, i) in _QPARAM_INPUTS
     }
-    folded = _folded_norms(graph)
+    producer = {o: n for n in graph.node for o in n.output}
+    folded = _folded_norms(graph, producer)
     for node in graph.node:  # running statistics, and what folding absorbs, are not weights
         if node.op_type == "BatchNormalization":
             qparam.update(node.input[3:5])
@@ -404,7 +402,7 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         size = fused.get(out_name, itemsize.get(out_name, 4))
         steps.append(Step(out_name, math.ceil(numel(out) * size), act_inputs, alias))
     input_shape = next((shapes[i.name] for i in graph.input if i.name not in inits), ())
-    weight_widths, act_widths = _bit_widths(graph, inits, const, bits, itemsize)
+    weight_widths, act_widths = _bit_widths(graph, producer, inits, const, bits, itemsize)
     return ModelStats(
         params=params,
         macs=total_macs,

@@ -9,6 +9,7 @@ themselves with :func:`register_latency_source`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,7 @@ CPU_PROVIDERS = frozenset(
 )
 
 
+@functools.cache
 def host_description() -> str:
     """This machine in a few words: its architecture and CPU model."""
     import platform

@@ -25,9 +25,6 @@ from hwcompress.fx import (
     propagate_shapes,
     trace,
 )
-
-if TYPE_CHECKING:
-    from hwcompress.hardware.profile import DeviceProfile
 from hwcompress.measure.counting import (
     Step,
     activation_traffic,
@@ -38,6 +35,9 @@ from hwcompress.measure.counting import (
     numel,
     peak_live_bytes,
 )
+
+if TYPE_CHECKING:
+    from hwcompress.hardware.profile import DeviceProfile
 
 
 @dataclass(frozen=True)

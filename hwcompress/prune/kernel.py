@@ -305,7 +305,7 @@ def variational_fine_tune(
     Returns:
         The learned σ map of every gated layer.
     """
-    from hwcompress.train.device import resolve_device
+    from hwcompress.train.device import resolve_device, to_device
     from hwcompress.train.distill import TeacherLogits
 
     config = config or KernelPruneConfig()
@@ -325,7 +325,7 @@ def variational_fine_tune(
     step = 0
     while step < config.steps:
         for batch in cached.loader():
-            x, y, z_t = (t.to(device, non_blocking=True) for t in batch)
+            x, y, z_t = to_device(batch, device)
             z_s = model(x)
             loss = F.mse_loss(z_s, z_t) + config.ce_weight * F.cross_entropy(z_s, y)
             loss = loss + config.beta * kl_term(gates) / n_positions

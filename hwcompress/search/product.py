@@ -62,10 +62,14 @@ class ProductScore:
         a compression, whatever its constraints say; nor is a float student on a device that
         runs only integer models.
         """
-        params = cand.metrics.get("params", 0.0)
-        smaller = params <= self.teacher.get("params", float("inf"))
+        return (self.eligible(cand), self(cand), -cand.metrics.get("params", 0.0))
+
+    def eligible(self, cand: Candidate) -> bool:
+        """Whether ``cand`` may be the product: feasible, no larger than its teacher, and
+        quantized where the device runs only integer models (see :meth:`key`)."""
+        smaller = cand.metrics.get("params", 0.0) <= self.teacher.get("params", float("inf"))
         ships = self.float_ships or bool(cand.genome.get("weight_bits"))
-        return (cand.feasible and smaller and ships, self(cand), -params)
+        return cand.feasible and smaller and ships
 
     def describe(self) -> str:
         """How candidates are ranked, in words."""
@@ -112,7 +116,7 @@ def select_product(
         return rank(list(evaluator.cache.values()), score)
 
     if epochs > 0:
-        for cand in [c for c in pool() if score.key(c)[0]][:contenders]:
+        for cand in [c for c in pool() if score.eligible(c)][:contenders]:
             if cand.fidelity < TOP_FIDELITY:
                 new = evaluator.refine(cand, epochs)
                 if new is not cand:
@@ -121,7 +125,7 @@ def select_product(
     if not ranked:
         return None, {"reason": "no candidate could be evaluated"}
     best = ranked[0]
-    feasible = [c for c in ranked if score.key(c)[0]]
+    feasible = [c for c in ranked if score.eligible(c)]
     why = {
         "stage": best.stage,
         "method": best.method,
@@ -132,7 +136,7 @@ def select_product(
         "feasible_candidates": len(feasible),
         "reason": (
             f"{score.describe()} over all {len(feasible)} feasible students of the run"
-            if score.key(best)[0]
+            if score.eligible(best)
             else "no student met every constraint; the best-scoring one is shown"
         ),
     }
