@@ -10,9 +10,10 @@ optimised graph, top-1 agreement between optimisations off (the Q/DQ reference) 
 integer kernels), and latency — the four sessions timed in turn (A, B, C, D, A, …) and
 reported as ratios to fp32.
 
-Models: (a) a VGG student distilled from the built-in Fashion-MNIST teacher (``--student`` to
-use a search product instead), (b) torchvision ResNet-18 and (c) MobileNetV2 at 1×3×64×64,
-trained briefly on Fashion-MNIST upsampled to 64×64 with the grey channel repeated.
+Models: (a) a search product's student (``--student RUN/best/student.pt``; without it, a
+uniformly narrowed VGG distilled from the built-in Fashion-MNIST teacher), (b) torchvision
+ResNet-18 and (c) MobileNetV2 at 1×3×64×64, trained briefly on Fashion-MNIST upsampled to
+64×64 with the grey channel repeated.
 
 Usage: python benchmarks/int8_vs_ort.py [--models vgg_student,resnet18,mobilenet_v2]
 """
@@ -148,14 +149,24 @@ def build_model(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module, D
     """A trained float model, its data and a description."""
     base = load_data(DataConfig(name="fashion_mnist", data_dir=args.data_dir, batch_size=128))
     if name == "vgg_student":
-        teacher = resolve_teacher(
-            "builtin:vgg", base, train_config=TrainConfig(epochs=12, patience=4), reporter=print
-        ).model
         if args.student:
             from hwcompress.export.student import load_student
 
             loaded = load_student(args.student)
-            return loaded.model.eval(), base, f"search product {args.student}"
+            metrics = loaded.meta.get("metrics", {})
+            return (
+                loaded.model.eval(),
+                base,
+                (
+                    f"the product of a Fashion-MNIST search (`{loaded.meta.get('teacher')}` "
+                    f"teacher): {metrics.get('params', 0):,} params, "
+                    f"{metrics.get('compression', 0):.1f}× fewer than the teacher, "
+                    f"{'×'.join(map(str, loaded.input_shape))}"
+                ),
+            )
+        teacher = resolve_teacher(
+            "builtin:vgg", base, train_config=TrainConfig(epochs=12, patience=4), reporter=print
+        ).model
         from hwcompress.arch import Genome, build_spec, build_student
 
         spec = build_spec(teacher, base.input_shape)
@@ -241,6 +252,8 @@ def main() -> None:
     for name in args.models.split(","):
         t0 = time.perf_counter()
         model, data, desc = build_model(name, args)
+        if name == "vgg_student" and args.student:
+            name = "search_product"
         print(f"{name}: float model ready in {time.perf_counter() - t0:.0f} s", flush=True)
         shape = data.input_shape
         calib = calibration_batches(data, args.calibration)

@@ -254,7 +254,11 @@ def _export_onnx(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
 
 @register_format("qcdq")
 def _export_qcdq(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
-    from hwcompress.quant.convert import calibrate, quantize_model
+    from hwcompress.quant.convert import (
+        calibrate,
+        clamp_to_activation_ceilings,
+        quantize_model,
+    )
     from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
     from hwcompress.train import evaluate
 
@@ -274,6 +278,11 @@ def _export_qcdq(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
         notes.append(
             "float student quantized to int8 after training (no QAT); for the accuracy of "
             "quantization-aware training run the search with the quantization stage"
+        )
+    elif lowered := clamp_to_activation_ceilings(model):
+        notes.append(
+            f"{lowered} activation range(s) after ReLU6 lowered to 6, so onnxruntime fuses the "
+            "clip into the integer kernel"
         )
     export_qcdq(model, student.input_shape, out)
     agreement = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.fx
@@ -185,6 +186,42 @@ def quantized_layers(model: nn.Module) -> dict[str, int]:
 
 
 @torch.no_grad()
+def clamp_to_activation_ceilings(model: nn.Module) -> int:
+    """Keeps each quantizer after a bounded activation (ReLU6) inside the activation's range.
+
+    A learned (QAT) range can grow past 6 after a ReLU6; onnxruntime then keeps the ``Clip`` as
+    a float op between integer kernels instead of fusing it. Lowering such a range to the
+    ceiling only makes its grid finer: every value the activation lets through stays
+    representable.
+
+    Args:
+        model: A model from :func:`quantize_model` (calibrated or trained).
+
+    Returns:
+        How many quantizer ranges were lowered.
+    """
+    from hwcompress.quant.placement import activation_ceiling
+
+    if not isinstance(model, torch.fx.GraphModule):
+        return 0
+    lowered = 0
+    for node in model.graph.nodes:
+        if node.op != "call_module" or not node.args or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        ceiling = activation_ceiling(node.args[0], model)
+        quantizer = model.get_submodule(str(node.target))
+        if ceiling is None or not hasattr(quantizer, "act_quant"):
+            continue
+        proxy: Any = quantizer.act_quant  # Brevitas internals
+        scaling = proxy.fused_activation_quant_proxy.tensor_quant.scaling_impl
+        value = getattr(scaling, "value", None)
+        if isinstance(value, torch.Tensor) and float(value.abs().max()) > ceiling:
+            value.clamp_(-ceiling, ceiling)
+            lowered += 1
+    return lowered
+
+
+@torch.no_grad()
 def calibrate(
     model: nn.Module, batches: Iterable[Sequence[torch.Tensor]], max_batches: int = 8
 ) -> nn.Module:
@@ -197,4 +234,5 @@ def calibrate(
             if i >= max_batches:
                 break
             model(batch[0])
+    clamp_to_activation_ceilings(model)
     return model.eval()

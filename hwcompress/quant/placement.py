@@ -31,7 +31,12 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["QuantPoint", "batchnorms_to_convs", "place_activation_quantizers"]
+__all__ = [
+    "QuantPoint",
+    "activation_ceiling",
+    "batchnorms_to_convs",
+    "place_activation_quantizers",
+]
 
 #: Activations folded into the quantizer after a compute op (their output is never negative,
 #: so that quantizer is unsigned).
@@ -118,6 +123,22 @@ class QuantPoint:
     after: str
     signed: bool
     bits: int
+
+
+def activation_ceiling(node: torch.fx.Node, gm: torch.fx.GraphModule) -> float | None:
+    """The largest value a clamping activation lets through (6 for ReLU6), None if unbounded.
+
+    An unsigned quantizer after such an activation must not represent more than this value:
+    onnxruntime drops the ``Clip`` (and fuses the activation into the integer kernel) only when
+    the quantizer's own range lies inside the clip's.
+    """
+    if node.op == "call_module":
+        m = gm.get_submodule(str(node.target))
+        if isinstance(m, nn.Hardtanh) and m.min_val >= 0:  # ReLU6 is Hardtanh(0, 6)
+            return float(m.max_val)
+    elif node.op == "call_function" and node.target is F.relu6:
+        return 6.0
+    return None
 
 
 def batchnorms_to_convs(gm: torch.fx.GraphModule) -> int:

@@ -12,7 +12,7 @@ from hwcompress.measure.latency import dequantize_left, kernel_counts, optimized
 from hwcompress.measure.onnx_graph import analyze_onnx
 from hwcompress.measure.stats import analyze_module
 from hwcompress.models import build_builtin
-from hwcompress.quant.convert import calibrate, quantize_model
+from hwcompress.quant.convert import calibrate, clamp_to_activation_ceilings, quantize_model
 from hwcompress.quant.export import (
     check_parity,
     export_qcdq,
@@ -170,3 +170,35 @@ def test_every_quantized_layer_reads_quantized_values_after_float_activations(tm
     kernels = kernel_counts(_optimized(path))
     assert kernels.get("com.microsoft:QLinearConv") == 4
     assert not {k for k in kernels if k.split(":")[-1] in ("Conv", "FusedConv")}
+
+
+def test_a_relu6_range_grown_past_six_is_lowered_so_the_clip_fuses(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU6(),
+        nn.Conv2d(4, 4, 3),
+        nn.ReLU6(),
+        nn.Flatten(),
+        nn.Linear(64, 3),
+    ).eval()
+    q = calibrate(quantize_model(model), [(torch.randn(8, 1, 8, 8) * 10,)])
+    ranges = {
+        name: m.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value
+        for name, m in q.named_children()
+        if name.startswith("act_quant") and not m.act_quant.is_signed
+    }
+    assert len(ranges) == 2 and all(float(v) <= 6.0 for v in ranges.values())
+    with torch.no_grad():  # what a QAT run can learn: ranges past the activation's ceiling
+        for v in ranges.values():
+            v.fill_(9.0)
+    grown = _optimized(export_qcdq(q, (1, 1, 8, 8), tmp_path / "grown.onnx"))
+    assert dequantize_left(grown) > 0  # float convs and clips between quantizers
+    assert clamp_to_activation_ceilings(q) == 2
+    assert all(float(v) == 6.0 for v in ranges.values())
+    graph = _optimized(export_qcdq(q, (1, 1, 8, 8), tmp_path / "clamped.onnx"))
+    ops = [n.op_type for n in graph.node]
+    assert "Clip" not in ops and ops.count("QLinearConv") == 2
+    assert dequantize_left(graph) == 0
+    assert clamp_to_activation_ceilings(q) == 0
