@@ -6,6 +6,7 @@ one red line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import sys
@@ -16,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hwcompress.errors import HwCompressError
+from hwcompress.cli_options import OptionSpec, config_values, dataclass_options, flag_names
+from hwcompress.errors import ConfigError, HwCompressError
 
 app = typer.Typer(
     name="hwcompress",
@@ -174,196 +176,12 @@ def teacher_train(
     )
 
 
-@app.command()
-def search(
-    profile: Annotated[
-        str, typer.Option("--profile", "-p", help="Device profile name or YAML path.")
-    ],
-    teacher: Annotated[
-        str | None,
-        typer.Option(
-            help="builtin:NAME, torchvision:NAME or module.path:factory (default: builtin:vgg)."
-        ),
-    ] = None,
-    teacher_weights: Annotated[str | None, typer.Option(help="Teacher checkpoint.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset (default: digits).")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="Folder of torchvision datasets.")] = None,
-    download: Annotated[
-        bool | None, typer.Option("--download", help="Allow downloading the dataset.")
-    ] = None,
-    stages: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated stages (default: removal,shrinkage; drl-prune: "
-            "channels,kernels,quantization)."
-        ),
-    ] = None,
-    episodes: Annotated[
-        int | None, typer.Option(min=1, help="Episodes per stage (default: 6).")
-    ] = None,
-    rollouts: Annotated[
-        int | None, typer.Option(min=1, help="Candidates per episode (default: 4).")
-    ] = None,
-    budget_minutes: Annotated[
-        float | None, typer.Option(min=0.01, help="Wall-clock limit.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (default: 0).")] = None,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            help="n2n (removal + shrinkage), random (the same stages, sampled uniformly) or "
-            "drl-prune (DDPG channel pruning + variational kernel pruning + quantization) "
-            "(default: n2n)."
-        ),
-    ] = None,
-    final_epochs: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Distil the float product this many more epochs on the whole training split "
-            "after the search (default: 20; 0: off).",
-        ),
-    ] = None,
-    executor: Annotated[
-        str | None,
-        typer.Option(
-            help="Where candidates train: serial, process (local workers) or ray "
-            "(default: serial). Latency is always measured one model at a time.",
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=1, help="Workers for process/ray (default: 2).")
-    ] = None,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join (default: a local instance).")
-    ] = None,
-    kd_weight: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Weight of the soft-target (T=4) term in every distillation (default: 0, "
-            "N2N's L2 on logits alone).",
-        ),
-    ] = None,
-    flops_target: Annotated[
-        float | None,
-        typer.Option(
-            min=0.01,
-            max=1.0,
-            help="drl-prune: keep every student within this fraction of the teacher's MACs "
-            "(default: 0.5).",
-        ),
-    ] = None,
-    out: Annotated[str, typer.Option(help="Output folder.")] = "runs/search",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    init_policy: Annotated[
-        str | None, typer.Option(help="Start from a policy of another run (policies/final.pt).")
-    ] = None,
-    distill_epochs: Annotated[
-        int | None, typer.Option(min=1, help="Distillation epochs (default: 4).")
-    ] = None,
-    train_limit: Annotated[
-        int | None, typer.Option(min=1, help="Use at most N training samples.")
-    ] = None,
-    size_metric: Annotated[
-        str | None, typer.Option(help="params or weight_bytes (default: params).")
-    ] = None,
-    constraint_mode: Annotated[
-        str | None,
-        typer.Option(help="hard (−1 when violated) or soft (scheduled penalty) (default: hard)."),
-    ] = None,
-    student: Annotated[
-        str | None,
-        typer.Option(
-            help="Quantize this float student (a run folder or .pt) with --stages quantization."
-        ),
-    ] = None,
-    target: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="A target as METRIC=VALUE, repeatable: params=10x, weight_bytes=64KiB, "
-            "macs=2M, latency_ms=0.5. Adds rows to the profile's constraints; the reward "
-            "becomes accuracy among students that meet them.",
-        ),
-    ] = None,
-    seeds: Annotated[
-        str | None,
-        typer.Option(
-            help="Seed ladder: comma-separated parameter reductions tried first with uniform "
-            "width scaling and global L1 pruning (default: 2,4,8,16,24,32,48; 'none': no seeds).",
-        ),
-    ] = None,
-    carry: Annotated[
-        int | None,
-        typer.Option(min=1, help="Best structures shrinkage starts from (default: 3)."),
-    ] = None,
-    promote_epochs: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Extra distillation epochs for the best quarter of each episode and the "
-            "product's contenders (default: 8; 0: off).",
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(help="Where training runs: auto (default), cpu, cuda or cuda:N."),
-    ] = None,
-) -> None:
-    """Search for a student that fits the device (N2N: removal, then shrinkage; or drl-prune)."""
-    from hwcompress.search import SearchConfig, load_search_config, run_search
-    from hwcompress.search_cli import RichSearchReporter, render_result
-
-    given: dict[str, Any] = {
-        "profile": profile,
-        "teacher": teacher,
-        "teacher_weights": teacher_weights,
-        "dataset": dataset,
-        "data_dir": data_dir,
-        "download": download,
-        "stages": tuple(s.strip() for s in stages.split(",") if s.strip())
-        if stages is not None
-        else None,
-        "episodes": episodes,
-        "rollouts": rollouts,
-        "budget_minutes": budget_minutes,
-        "seed": seed,
-        "method": method,
-        "flops_target": flops_target,
-        "final_epochs": final_epochs,
-        "kd_weight": kd_weight,
-        "executor": executor,
-        "workers": workers,
-        "ray_address": ray_address,
-        "init_policy": init_policy,
-        "distill_epochs": distill_epochs,
-        "train_limit": train_limit,
-        "size_metric": size_metric,
-        "constraint_mode": constraint_mode,
-        "student": student,
-        "target": tuple(target) if target else None,
-        "seed_ratios": _seed_ladder(seeds) if seeds is not None else None,
-        "carry": carry,
-        "promote_epochs": promote_epochs,
-        "device": device,
-    }
-    if stages is not None and not given["stages"]:
-        raise HwCompressError("--stages: give at least one stage, e.g. removal,shrinkage")
-    overrides = {k: v for k, v in given.items() if v is not None}
-    config = load_search_config(out, overrides) if resume else SearchConfig(**overrides, out=out)
-    try:
-        with RichSearchReporter(console) as reporter:
-            result = run_search(config, resume=resume, reporter=reporter)
-    except KeyboardInterrupt:
-        err_console.print(
-            f"[bold yellow]interrupted[/]: every finished candidate is in "
-            f"{out}/journal.jsonl; continue with: hwcompress search --profile "
-            f"{profile} --out {out} --resume"
-        )
-        raise typer.Exit(130) from None
-    render_result(console, result)
-    if result.best is None:
-        raise typer.Exit(1)
+def _stage_list(text: str) -> tuple[str, ...]:
+    """``--stages``: ``removal,shrinkage``."""
+    stages = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not stages:
+        raise ConfigError("{stages}: give at least one stage, e.g. removal,shrinkage")
+    return stages
 
 
 def _seed_ladder(text: str) -> tuple[float, ...]:
@@ -373,9 +191,90 @@ def _seed_ladder(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(x.rstrip("xX")) for x in text.split(",") if x.strip())
     except ValueError:
-        raise HwCompressError(
-            f"--seeds: cannot read {text!r}; give reductions such as 2,4,8,16,32 or 'none'"
+        raise ConfigError(
+            f"{{seed_ratios}}: cannot read {text!r}; give reductions such as 2,4,8,16,32 or 'none'"
         ) from None
+
+
+#: How SearchConfig's fields differ on the command line; every other field is --field-name.
+SEARCH_OPTIONS = {
+    "profile": OptionSpec(short="-p", help="Device profile name or YAML path."),
+    "stages": OptionSpec(
+        parse=_stage_list,
+        metavar="STAGE,...",
+        help="Comma-separated stages to run in order (default: removal,shrinkage; drl-prune: "
+        "channels,kernels,quantization).",
+    ),
+    "target": OptionSpec(
+        repeatable=True,
+        metavar="METRIC=VALUE",
+        help="A target, repeatable: params=10x, weight_bytes=64KiB, macs=2M, latency_ms=0.5. "
+        "Adds rows to the profile's constraints; the reward becomes accuracy among students "
+        "that meet them.",
+    ),
+    "seed_ratios": OptionSpec(
+        flag="seeds",
+        parse=_seed_ladder,
+        metavar="R,...",
+        help="Seed ladder: parameter reductions tried first with uniform width scaling and "
+        "global L1 pruning (default: 2,4,8,16,24,32,48; 'none': no seeds).",
+    ),
+}
+
+
+def _search_flag(field: str) -> str:
+    """The command-line name of a SearchConfig field (or of ``resume``)."""
+    from hwcompress.search.config import SearchConfig
+
+    return flag_names(SearchConfig, SEARCH_OPTIONS).get(field, "--" + field.replace("_", "-"))
+
+
+def search(*, resume: bool = False, **options: Any) -> None:
+    """Search for a student that fits the device (N2N: removal, then shrinkage; or drl-prune).
+
+    Every option but --resume is a field of SearchConfig; hwcompress.compress() takes the same
+    settings by their field names.
+    """
+    from hwcompress.search import SearchConfig, load_search_config, run_search
+    from hwcompress.search_cli import RichSearchReporter, render_result
+
+    overrides = config_values(SearchConfig, options, SEARCH_OPTIONS)
+    out = overrides.setdefault("out", SearchConfig.__dataclass_fields__["out"].default)
+    config = load_search_config(out, overrides) if resume else SearchConfig(**overrides)
+    try:
+        with RichSearchReporter(console) as reporter:
+            result = run_search(config, resume=resume, reporter=reporter)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[bold yellow]interrupted[/]: every finished candidate is in "
+            f"{out}/journal.jsonl; continue with: hwcompress search --profile "
+            f"{config.profile} --out {out} --resume"
+        )
+        raise typer.Exit(130) from None
+    render_result(console, result)
+    if result.best is None:
+        raise typer.Exit(1)
+
+
+def _register_search() -> None:
+    """Registers :func:`search` with one option per SearchConfig field, plus ``--resume``."""
+    from hwcompress.search.config import SearchConfig
+
+    resume = inspect.Parameter(
+        "resume",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[
+            bool, typer.Option("--resume", help="Continue the run in --out.", show_default=False)
+        ],
+    )
+    params = [*dataclass_options(SearchConfig, SEARCH_OPTIONS), resume]
+    search.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    search.__annotations__ = {p.name: p.annotation for p in params}
+    app.command("search")(search)
+
+
+_register_search()
 
 
 @app.command()
@@ -683,7 +582,9 @@ def main() -> None:
     try:
         app()
     except HwCompressError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        # settings are named by their flags here (the Python API names the fields)
+        text = err.render(_search_flag) if isinstance(err, ConfigError) else str(err)
+        err_console.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+from collections.abc import Callable
 
 
 class HwCompressError(Exception):
@@ -36,6 +38,36 @@ class ProfileError(HwCompressError):
             shown = key if len(key) <= 100 else key[:97] + "..."
             where += f"'{shown}': "
         super().__init__(where + message)
+
+
+#: A setting named in a :class:`ConfigError` message: ``{field_name}``.
+_SETTING = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+class ConfigError(HwCompressError):
+    """A bad setting of a run, named by its configuration field.
+
+    The message is written once with the settings it names in braces (``"{episodes} must be at
+    least 1"``). ``str()`` names them as the Python API does (``episodes``);
+    :meth:`render` names them as a caller wants, e.g. the CLI's flags (``--episodes``).
+
+    Args:
+        template: What is wrong and what to do, settings in braces.
+
+    Attributes:
+        field: The first setting the message names (the one that is wrong).
+        fields: Every setting it names.
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.fields = tuple(dict.fromkeys(_SETTING.findall(template)))
+        self.field = self.fields[0] if self.fields else None
+        super().__init__(self.render(str))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with each setting shown as ``name(field)``."""
+        return _SETTING.sub(lambda m: name(m.group(1)), self.template)
 
 
 class ModelError(HwCompressError):

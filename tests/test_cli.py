@@ -205,7 +205,7 @@ def test_search_bad_options(monkeypatch, capsys, tmp_path):
         ("--target", "flops=3x", "name one of"),
         ("--target", "params=0.5x", "≥ 1"),
         ("--seeds", "four", "--seeds"),
-        ("--seeds", "0.5", "seed_ratios"),
+        ("--seeds", "0.5", "--seeds: give reduction factors"),
     ):
         code, out, err = run_main(
             monkeypatch,

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from hwcompress.errors import HwCompressError
+from hwcompress.errors import ConfigError, HwCompressError
 
 STAGES = ("removal", "shrinkage", "channels", "kernels", "quantization")
 DEFAULT_STAGES = ("removal", "shrinkage")
@@ -56,16 +56,18 @@ class SearchConfig:
 
     Attributes:
         profile: Device profile name or path.
-        teacher: Teacher spec.
-        teacher_weights: Checkpoint for the teacher.
-        dataset: Dataset name.
+        teacher: The teacher: ``builtin:NAME``, ``torchvision:NAME`` or ``module.path:factory``.
+        teacher_weights: The teacher's checkpoint (``weights_only``; default: train it).
+        dataset: A dataset name (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10``, …) or
+            an image folder.
         data_dir: Folder of torchvision datasets.
         download: Allow downloading the dataset.
         stages: Stages to run in order (empty: the method's default, see
             ``METHOD_DEFAULT_STAGES``).
         episodes: Policy updates per stage.
         rollouts: Candidates sampled per episode.
-        budget_minutes: Wall-clock limit for the whole run (None: none).
+        budget_minutes: Wall-clock limit for the whole run, shared among its stages (default:
+            none).
         seed: Seed of data splits, sampling and training.
         method: ``n2n`` (policy gradient: removal, shrinkage), ``random`` (uniform sampling
             baseline of the same stages) or ``drl-prune`` (Zhan et al.: DDPG channel
@@ -77,12 +79,12 @@ class SearchConfig:
         train_limit: Use at most this many training samples (quick runs).
         final_epochs: After the search, distil the float product this many more epochs on
             the whole training split (N2N trains its final student to convergence; the
-            candidates' short distillation only ranks them). 0: off. Default 20.
+            candidates' short distillation only ranks them). 0: off.
         kd_weight: Weight of the soft-target term (``T²·KL`` at T = 4) beside the L2 on logits,
             in every distillation of the run and the final one. 0: N2N's L2 alone.
         size_metric: ``params`` or ``weight_bytes`` for the compression reward.
         constraint_mode: ``hard`` (−1 when violated, as in N2N) or ``soft`` (scheduled penalty).
-        latency_runs: Minimum timed runs per candidate (None: the profile's).
+        latency_runs: Minimum timed runs per candidate.
         flops_target: The drl-prune channel agent keeps every student within this fraction
             of the teacher's MACs (and within the profile's MACs budget, if any).
         kernel_betas: KL weights tried by the kernel stage, one variational fine-tune each.
@@ -154,8 +156,8 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_STAGES:
-            raise HwCompressError(
-                f"--method: unknown method '{self.method}'; choose one of "
+            raise ConfigError(
+                f"{{method}}: unknown method '{self.method}'; choose one of "
                 f"{', '.join(sorted(METHOD_STAGES))}"
             )
         if not self.stages:
@@ -167,84 +169,92 @@ class SearchConfig:
         from hwcompress.search.target import parse_target
 
         for text in self.target:
-            parse_target(text)
+            try:
+                parse_target(text)
+            except HwCompressError as err:
+                raise ConfigError(f"{{target}} {text!r}: {err}") from None
         if any(not r >= 1 for r in self.seed_ratios):
-            raise HwCompressError("seed_ratios: give reduction factors ≥ 1, e.g. 2,4,8,16,32")
+            raise ConfigError("{seed_ratios}: give reduction factors ≥ 1, e.g. 2,4,8,16,32")
         from hwcompress.train.device import check_device
 
         object.__setattr__(self, "device", check_device(self.device))
         if self.carry < 1 or self.contenders < 1:
-            raise HwCompressError("carry and contenders must be at least 1")
+            raise ConfigError("{carry} and {contenders} must be at least 1")
         if not 0 <= self.promote_fraction <= 1:
-            raise HwCompressError(
-                f"promote_fraction must be a share in [0, 1], got {self.promote_fraction}"
+            raise ConfigError(
+                f"{{promote_fraction}} must be a share in [0, 1], got {self.promote_fraction}"
             )
         if self.promote_epochs < 0:
-            raise HwCompressError("promote_epochs must be 0 (off) or more")
+            raise ConfigError("{promote_epochs} must be 0 (off) or more")
         allowed = METHOD_STAGES[self.method]
         for stage in self.stages:
             if stage not in allowed:
-                raise HwCompressError(
-                    f"--stages: '{stage}' is not a stage of --method {self.method}; use a "
-                    f"comma-separated subset of {','.join(allowed)}"
+                raise ConfigError(
+                    f"{{stages}}: '{stage}' is not a stage of {{method}} {self.method}; use a "
+                    f"subset of {','.join(allowed)}"
                 )
         repeated = sorted({s for s in self.stages if list(self.stages).count(s) > 1})
         if repeated:
-            raise HwCompressError(
-                f"--stages: {', '.join(repeated)} given more than once; name each stage once"
+            raise ConfigError(
+                f"{{stages}}: {', '.join(repeated)} given more than once; name each stage once"
             )
         if list(self.stages) != sorted(self.stages, key=STAGES.index):
-            raise HwCompressError(f"--stages: give stages in the order {','.join(allowed)}")
+            raise ConfigError(f"{{stages}}: give stages in the order {','.join(allowed)}")
         if not 0 < self.flops_target <= 1:
-            raise HwCompressError(
-                f"--flops-target must be a fraction of the teacher's MACs in (0, 1], got "
+            raise ConfigError(
+                f"{{flops_target}} must be a fraction of the teacher's MACs in (0, 1], got "
                 f"{self.flops_target}"
             )
         if not self.kernel_betas or any(b < 0 for b in self.kernel_betas):
-            raise HwCompressError("kernel_betas: give one or more non-negative KL weights")
+            raise ConfigError("{kernel_betas}: give one or more non-negative KL weights")
         if not self.kernel_shares or any(not 0 <= b <= 1 for b in self.kernel_shares):
-            raise HwCompressError("kernel_shares: give one or more shares in [0, 1]")
+            raise ConfigError("{kernel_shares}: give one or more shares in [0, 1]")
         if self.kernel_steps < 1:
-            raise HwCompressError("kernel_steps must be at least 1")
+            raise ConfigError("{kernel_steps} must be at least 1")
         if not self.kd_weight >= 0:
-            raise HwCompressError(f"kd_weight must be ≥ 0 (got {self.kd_weight})")
+            raise ConfigError(f"{{kd_weight}} must be ≥ 0 (got {self.kd_weight})")
         if self.final_epochs < 0:
-            raise HwCompressError("--final-epochs must be 0 (off) or more")
-        for name in ("episodes", "rollouts", "distill_epochs"):
+            raise ConfigError("{final_epochs} must be 0 (off) or more")
+        for name in ("episodes", "rollouts", "distill_epochs", "distill_patience"):
             if getattr(self, name) < 1:
-                raise HwCompressError(f"--{name.replace('_', '-')} must be at least 1")
+                raise ConfigError(f"{{{name}}} must be at least 1 (got {getattr(self, name)})")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ConfigError("{train_limit} must be at least 1; leave it out to use every sample")
+        if self.latency_runs is not None and self.latency_runs < 1:
+            raise ConfigError("{latency_runs} must be at least 1")
         if self.budget_minutes is not None and not 0 < self.budget_minutes < math.inf:
-            raise HwCompressError(
-                f"--budget-minutes must be a positive number of minutes (got "
+            raise ConfigError(
+                f"{{budget_minutes}} must be a positive number of minutes (got "
                 f"{self.budget_minutes}); leave it out for no limit"
             )
         if self.size_metric not in ("params", "weight_bytes"):
-            raise HwCompressError("--size-metric must be params or weight_bytes")
+            raise ConfigError("{size_metric} must be params or weight_bytes")
         if self.student is not None and tuple(self.stages) != ("quantization",):
-            raise HwCompressError(
-                "--student: a searched student can only be quantized; pass --stages "
-                "quantization (removal and shrinkage start from the teacher)"
+            raise ConfigError(
+                "{student}: a searched student can only be quantized; set {stages} to "
+                "quantization alone (removal and shrinkage start from the teacher)"
             )
         from hwcompress.search.executors import EXECUTORS
 
         if self.executor != "serial" and self.executor not in EXECUTORS:
-            raise HwCompressError(
-                f"--executor must be one of serial, {', '.join(EXECUTORS)} (got {self.executor!r})"
+            raise ConfigError(
+                f"{{executor}} must be one of serial, {', '.join(EXECUTORS)} "
+                f"(got {self.executor!r})"
             )
         if self.workers < 1 or (self.worker_threads is not None and self.worker_threads < 1):
-            raise HwCompressError("--workers and worker threads must be at least 1")
+            raise ConfigError("{workers} and {worker_threads} must be at least 1")
         most = MAX_LOCAL_WORKERS_PER_CORE * (os.cpu_count() or 1)
         if self.executor == "process" and self.workers > most:
-            raise HwCompressError(
-                f"--workers {self.workers}: this machine has {os.cpu_count()} cores; start at "
-                f"most {most} worker processes (each one trains a whole student)"
+            raise ConfigError(
+                f"{{workers}} {self.workers}: this machine has {os.cpu_count()} cores; start "
+                f"at most {most} worker processes (each one trains a whole student)"
             )
         if self.executor == "ray" and self.workers > MAX_RAY_WORKERS:
-            raise HwCompressError(
-                f"--workers {self.workers}: at most {MAX_RAY_WORKERS} Ray actors per run"
+            raise ConfigError(
+                f"{{workers}} {self.workers}: at most {MAX_RAY_WORKERS} Ray actors per run"
             )
         if self.constraint_mode not in ("hard", "soft"):
-            raise HwCompressError("--constraint-mode must be hard or soft")
+            raise ConfigError("{constraint_mode} must be hard or soft")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -262,7 +272,10 @@ class SearchConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise HwCompressError(f"unknown search settings: {', '.join(sorted(unknown))}")
+            raise ConfigError(
+                f"unknown search settings: {', '.join(sorted(unknown))}; known ones: "
+                f"{', '.join(sorted(known))}"
+            )
         data = dict(data)
         for key in ("stages", "kernel_betas", "kernel_shares", "seed_ratios", "target"):
             if data.get(key) is not None:
@@ -285,10 +298,10 @@ class SearchConfig:
             ):
                 continue
             if key not in RESUMABLE_OVERRIDES and current.get(key) != value:
-                raise HwCompressError(
-                    f"--resume: this run was started with {key}={current.get(key)!r}, not "
-                    f"{value!r}; drop that option to resume, or start a new run with another "
-                    "--out"
+                raise ConfigError(
+                    f"{{resume}}: this run was started with {{{key}}} {current.get(key)!r}, "
+                    f"not {value!r}; drop that setting to resume, or start a new run with "
+                    "another {out}"
                 )
         return SearchConfig.from_dict(
             {**current, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES}}

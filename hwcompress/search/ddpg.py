@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from hwcompress.arch.spec import ArchSpec, Genome
-from hwcompress.errors import HwCompressError
+from hwcompress.errors import ConfigError
 from hwcompress.search.features import FEATURE_DIM
 from hwcompress.search.policies import Sample
 
@@ -128,7 +128,7 @@ class MacsBudget:
         min_keep: Smallest keep ratio.
 
     Raises:
-        HwCompressError: If even keeping ``min_keep`` of every group misses the target.
+        ConfigError: If even keeping ``min_keep`` of every group misses the target.
     """
 
     def __init__(
@@ -140,10 +140,10 @@ class MacsBudget:
         self.full = spec.predict_macs(base)
         smallest = self.macs([self.snap(k, min_keep) for k in keys])
         if smallest > self.target:
-            raise HwCompressError(
+            raise ConfigError(
                 f"the MACs target {self.target:,.0f} is below the smallest student the channel "
                 f"agent can build ({smallest:,.0f} MACs at keep ratio {min_keep}); raise "
-                "--flops-target or the profile's MACs budget"
+                "{flops_target} or the profile's MACs budget"
             )
         # each group's MACs share: what halving it alone saves, relative to the base
         self.share = [

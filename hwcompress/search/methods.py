@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import torch
 
-from hwcompress.search.policies import POLICIES, WIDTH_CHOICES, Sample
+from hwcompress.search.policies import POLICIES, WIDTH_CHOICES, Sample, demonstration_target
 from hwcompress.search.reinforce import Reinforce
 
 
@@ -42,6 +42,32 @@ class PolicyController:
 
     def update(self, samples: list[Sample], rewards: list[float]) -> float | None:
         return self.learner.update([s.log_prob for s in samples], rewards)
+
+    def imitate(
+        self, features: torch.Tensor, actions: list[int], steps: int = 100, lr: float = 1e-2
+    ) -> float:
+        """Starts the policy near a demonstrated action sequence (the run's best student so
+        far): per step, half the probability on the demonstrated choice, some on its
+        neighbours, the rest spread, so REINFORCE explores around it rather than from
+        uniform (random search's distribution).
+
+        Returns:
+            The final KL divergence from the target distributions (summed over steps).
+        """
+        forced = getattr(self.policy, "teacher_forced_logits", None)
+        if forced is None or not actions:
+            return 0.0
+        k = len(getattr(self.policy, "choices", ()))
+        target = torch.stack([demonstration_target(a, k) for a in actions])
+        optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
+        kl = torch.zeros(())
+        for _ in range(steps):
+            log_p = torch.log_softmax(forced(features, actions), dim=1)
+            kl = (target * (target.clamp_min(1e-12).log() - log_p)).sum()
+            optimizer.zero_grad()
+            kl.backward()
+            optimizer.step()
+        return float(kl.detach())
 
     def state_dict(self) -> dict[str, Any]:
         return self.learner.state_dict()

@@ -85,6 +85,42 @@ class ShrinkPolicy(nn.Module):
             prev[0, a] = 1.0
         return Sample(actions, log_prob)
 
+    def teacher_forced_logits(self, features: torch.Tensor, actions: list[int]) -> torch.Tensor:
+        """The logits of every step when the previous choices were ``actions``.
+
+        Returns:
+            Shape ``(steps, choices)``.
+        """
+        k = len(self.choices)
+        h = torch.zeros(1, self.cell.hidden_size)
+        c = torch.zeros(1, self.cell.hidden_size)
+        prev = torch.zeros(1, k)
+        prev[0, k - 1] = 1.0
+        rows = []
+        for t, a in enumerate(actions):
+            h, c = self.cell(torch.cat([features[t : t + 1], prev], dim=1), (h, c))
+            rows.append(self.head(h)[0])
+            prev = torch.zeros(1, k)
+            prev[0, a] = 1.0
+        return torch.stack(rows)
+
+
+def demonstration_target(action: int, choices: int, share: float = 0.5) -> torch.Tensor:
+    """A distribution over ``choices`` centred on ``action``: ``share`` on it, the rest spread
+    over the other choices with twice the weight on its neighbours (the policy keeps
+    exploring around the demonstration).
+    """
+    weight = torch.ones(choices)
+    for a in (action - 1, action + 1):
+        if 0 <= a < choices:
+            weight[a] = 2.0
+    weight[action] = 0.0
+    if choices == 1:
+        return torch.ones(1)
+    target = weight / weight.sum() * (1 - share)
+    target[action] = share
+    return target
+
 
 class BitWidthPolicy(ShrinkPolicy):
     """Emits a weight bit-width per conv/linear layer, each conditioned on the previous one.

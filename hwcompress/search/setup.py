@@ -14,7 +14,7 @@ import torch
 from hwcompress.arch import Genome, build_spec
 from hwcompress.data import DataBundle, DataConfig, load_data
 from hwcompress.data.teachers import Teacher, check_file_teacher, resolve_teacher
-from hwcompress.errors import HwCompressError
+from hwcompress.errors import ConfigError, HwCompressError
 from hwcompress.files import save_atomic, what_file, write_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile, load_profile
 from hwcompress.search.config import STAGES, SearchConfig
@@ -39,16 +39,16 @@ def prepare_out(config: SearchConfig, resume: bool) -> tuple[Path, Path | None]:
     """
     out = Path(config.out)
     if out.exists() and not out.is_dir():
-        raise HwCompressError(f"--out {out} is a file; give a folder for the run")
+        raise ConfigError(f"{{out}} {out} is a file; give a folder for the run")
     if resume:
         if not (out / "config.json").is_file():
-            raise HwCompressError(
-                f"--resume: {out} holds no run (no config.json); start it without --resume"
+            raise ConfigError(
+                f"{{resume}}: {out} holds no run (no config.json); start it without {{resume}}"
             )
         return out, None
     if (out / "journal.jsonl").is_file() or (out / "config.json").is_file():
-        raise HwCompressError(
-            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        raise ConfigError(
+            f"{out} already holds a run; pass {{resume}} to continue it or choose another {{out}}"
         )
     created = None
     if not out.exists():
@@ -58,12 +58,12 @@ def prepare_out(config: SearchConfig, resume: bool) -> tuple[Path, Path | None]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise HwCompressError(
-            f"--out {out}: cannot create the run folder ({err.strerror or err}); choose a "
+        raise ConfigError(
+            f"{{out}} {out}: cannot create the run folder ({err.strerror or err}); choose a "
             "writable place"
         ) from None
     if not os.access(out, os.W_OK | os.X_OK):
-        raise HwCompressError(f"--out {out}: the folder is not writable; choose another")
+        raise ConfigError(f"{{out}} {out}: the folder is not writable; choose another")
     return out, created
 
 
@@ -76,21 +76,23 @@ def load_search_config(out: str | Path, overrides: dict[str, Any]) -> SearchConf
     """The stored config of the run in ``out`` with resume-safe ``overrides`` applied."""
     path = Path(out) / "config.json"
     if not path.is_file():
-        raise HwCompressError(
-            f"--resume: {out} holds no run (no config.json); start it without --resume"
+        raise ConfigError(
+            f"{{resume}}: {out} holds no run (no config.json); start it without {{resume}}"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         stored = SearchConfig.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{{resume}}: {path}: {err.template}") from None
     except HwCompressError as err:
-        raise HwCompressError(f"--resume: {path}: {err}") from None
+        raise ConfigError(f"{{resume}}: {path}: {err}") from None
     except (ValueError, TypeError, UnicodeDecodeError, OSError) as err:
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise HwCompressError(
-            f"--resume: {path} is corrupt ({reason}), so the run's settings are unknown; "
-            "start a new run with another --out"
+        raise ConfigError(
+            f"{{resume}}: {path} is corrupt ({reason}), so the run's settings are unknown; "
+            "start a new run with another {out}"
         ) from None
     check_file_teacher(stored.teacher, str(path), overrides.get("teacher"))
     return stored.merged_for_resume({**overrides, "out": str(out)})
@@ -134,9 +136,9 @@ def prepare_context(
     reporter = reporter or SearchReporter()
     profile = profile or load_profile(config.profile)
     if not profile.bits.runs_float and "quantization" not in config.stages:
-        raise HwCompressError(
-            f"profile {profile.name} runs only {profile.bits.describe()}: a float student "
-            "cannot ship to it; add the quantization stage (e.g. --stages "
+        raise ConfigError(
+            f"{{profile}} {profile.name} runs only {profile.bits.describe()}: a float student "
+            "cannot ship to it; add the quantization stage to {stages} (e.g. "
             f"{','.join((*config.stages, 'quantization'))})"
         )
     matrix = ConstraintMatrix.from_profile(profile)
@@ -243,17 +245,17 @@ def start_student(
     student = load_student(config.student, teacher=config.teacher)
     meta = student.meta
     if student.quantized:
-        raise HwCompressError(
-            f"--student {config.student}: this student is already quantized; give the float "
-            "student of a removal/shrinkage run"
+        raise ConfigError(
+            f"{{student}} {config.student}: this student is already quantized; give the "
+            "float student of a removal/shrinkage run"
         )
     mine = (config.teacher, list(ctx.data.input_shape), ctx.data.num_classes)
     theirs = (meta["teacher"], list(meta["input_shape"]), meta["num_classes"])
     if mine != theirs:
-        raise HwCompressError(
-            f"--student {config.student}: it was searched from teacher {theirs[0]} on inputs "
+        raise ConfigError(
+            f"{{student}} {config.student}: it was searched from teacher {theirs[0]} on inputs "
             f"{theirs[1]} with {theirs[2]} classes, but this run has {mine[0]}, {mine[1]}, "
-            f"{mine[2]}; pass the same --teacher and --dataset"
+            f"{mine[2]}; give the same {{teacher}} and {{dataset}}"
         )
     genome = Genome.from_dict(meta["genome"])
     return structure_of(genome), student.model.state_dict()
@@ -265,15 +267,15 @@ def load_init_policy(path: str | None) -> dict[str, Any]:
         return {}
     p = Path(path)
     if not p.is_file():
-        raise HwCompressError(
-            f"--init-policy {path}: no such file; give a run's "
+        raise ConfigError(
+            f"{{init_policy}} {path}: no such file; give a run's "
             "policies/final.pt or policies/STAGE_latest.pt"
         )
     try:
         state = torch.load(p, weights_only=True)
     except Exception:
-        raise HwCompressError(
-            f"--init-policy {path}: not a policy checkpoint ({what_file(p)}); give a run's "
+        raise ConfigError(
+            f"{{init_policy}} {path}: not a policy checkpoint ({what_file(p)}); give a run's "
             "policies/final.pt or policies/STAGE_latest.pt"
         ) from None
     if isinstance(state, dict) and "policy" in state:
@@ -281,7 +283,7 @@ def load_init_policy(path: str | None) -> dict[str, Any]:
         return {stage: state}
     if isinstance(state, dict) and state and set(state) <= set(STAGES):
         return dict(state)
-    raise HwCompressError(f"--init-policy {path}: not a policy checkpoint")
+    raise ConfigError(f"{{init_policy}} {path}: not a policy checkpoint")
 
 
 def save_final_policies(policies_dir: Path, stages: tuple[str, ...]) -> None:

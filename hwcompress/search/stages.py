@@ -70,6 +70,11 @@ class PolicyStage(Stage):
         """The genome clamped to the run's size caps (AMC's clamp); unchanged if it fits."""
         return fit_genome(run.ctx.spec, genome, run.caps) or genome
 
+    def demonstration(self, run: SearchRun, base: Genome, items: list[str]) -> list[int] | None:
+        """The actions that rebuild the run's best student of ``base``'s structure so far
+        (None where the stage's actions cannot express it); the policy starts near it."""
+        return None
+
     def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
         """The method's controller for this stage."""
         return METHODS[run.config.method](self.name)
@@ -108,6 +113,14 @@ class PolicyStage(Stage):
             run.evaluate_episode(
                 [g for _, g in seeds], self.name, -1, "baseline", labels=[s for s, _ in seeds]
             )
+        imitate = getattr(controller, "imitate", None)
+        if start_ep == 0 and imitate is not None and self.name not in run.init_state:
+            shown = self.demonstration(run, base0, items0)
+            if shown is not None:
+                imitate(prepared[0][2], shown)
+                run.reporter.message(
+                    f"{self.name}: the policy starts around the best student so far"
+                )
         run.reporter.stage(self.name, config.episodes, config.rollouts, start_ep)
         for ep in range(start_ep, config.episodes):
             if deadline is not None and time.perf_counter() > deadline:
@@ -169,6 +182,22 @@ class ShrinkageStage(PolicyStage):
             width={k: WIDTH_CHOICES[a] for k, a in zip(items, actions, strict=True)},
             kernel=dict(base.kernel),
         )
+
+    def demonstration(self, run: SearchRun, base: Genome, items: list[str]) -> list[int] | None:
+        structure = _structure_key(base)
+        same = [
+            c
+            for c in run.floats()
+            if c.feasible and _structure_key(Genome.from_dict(c.genome)) == structure
+        ]
+        best = run.best_of(same)
+        if best is None:
+            return None
+        width = best.genome.get("width", {})
+        return [
+            min(range(len(WIDTH_CHOICES)), key=lambda i: abs(WIDTH_CHOICES[i] - width.get(k, 1.0)))
+            for k in items
+        ]
 
 
 class ChannelsStage(ShrinkageStage):
@@ -271,6 +300,11 @@ class QuantizationStage(PolicyStage):
 
     def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
         return METHODS[run.config.method](self.name, self.choices)
+
+
+def _structure_key(genome: Genome) -> str:
+    """What a genome keeps and crops, whatever its widths and bit-widths."""
+    return Genome(keep=dict(genome.keep), kernel=dict(genome.kernel)).key()
 
 
 def quantization_choices(profile: Any) -> tuple[tuple[float, ...], str | None]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from hwcompress.errors import HwCompressError
+from hwcompress.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -28,11 +28,11 @@ def check_device(spec: str) -> str:
     checked by :func:`resolve_device`).
 
     Raises:
-        HwCompressError: If it is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        ConfigError: If it is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     """
     text = str(spec).strip().lower()
     if not _FORM.match(text):
-        raise HwCompressError(f"--device: '{spec}' is not a device; use {DEVICE_HELP}")
+        raise ConfigError(f"{{device}}: '{spec}' is not a device; use {DEVICE_HELP}")
     return text
 
 
@@ -40,7 +40,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     """The device ``spec`` names, checked against what this machine has.
 
     Raises:
-        HwCompressError: If ``spec`` is malformed, or names a GPU PyTorch cannot see.
+        ConfigError: If ``spec`` is malformed, or names a GPU PyTorch cannot see.
     """
     import torch
 
@@ -50,15 +50,15 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if text == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise HwCompressError(
-            f"--device {text}: PyTorch sees no CUDA GPU here (torch {torch.__version__}, "
-            f"CUDA build {torch.version.cuda or 'none'}); use --device cpu, or auto"
+        raise ConfigError(
+            f"{{device}} {text}: PyTorch sees no CUDA GPU here (torch {torch.__version__}, "
+            f"CUDA build {torch.version.cuda or 'none'}); set {{device}} to cpu, or auto"
         )
     device = torch.device(text)
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
-        raise HwCompressError(
-            f"--device {text}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}"
+        raise ConfigError(
+            f"{{device}} {text}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}"
         )
     return device
 

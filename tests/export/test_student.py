@@ -186,5 +186,8 @@ def test_a_float_only_run_on_an_integer_device_is_refused(tiny_search):
     from hwcompress.errors import HwCompressError
     from hwcompress.search import SearchConfig, run_search
 
-    with pytest.raises(HwCompressError, match="--stages removal,shrinkage,quantization"):
+    with pytest.raises(
+        HwCompressError,
+        match=r"add the quantization stage to stages \(e.g. removal,shrinkage,quantization\)",
+    ):
         run_search(SearchConfig(**{**tiny_search, "profile": "stm32h7"}))

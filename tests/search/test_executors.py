@@ -92,7 +92,7 @@ def test_resume_may_change_the_executor(tiny_search, tmp_path):
 
     cfg = load_search_config(settings["out"], {"executor": "process", "episodes": 1})
     assert cfg.executor == "process"
-    with pytest.raises(HwCompressError, match="--executor"):
+    with pytest.raises(HwCompressError, match="executor must be one of"):
         SearchConfig(profile="x86_host", executor="gpu-farm")
 
 

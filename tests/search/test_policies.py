@@ -40,3 +40,25 @@ def test_reinforce_moves_the_policy_towards_rewarded_actions():
     after = policy.probs(x).detach()
     assert after[0] < before[0] - 0.3
     assert learner.baseline is not None
+
+
+def test_imitation_starts_the_policy_around_a_demonstration_and_keeps_exploring():
+    from hwcompress.search.methods import PolicyController
+    from hwcompress.search.policies import demonstration_target
+
+    torch.manual_seed(0)
+    controller = PolicyController("shrinkage")
+    x = torch.rand(6, FEATURE_DIM)
+    shown = [2, 2, 3, 5, 9, 0]
+    kl = controller.imitate(x, shown)
+    assert kl < 0.1
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.tensor([controller.sample(x, gen).actions for _ in range(200)])
+    on = (draws == torch.tensor(shown)).float().mean(0)
+    near = ((draws - torch.tensor(shown)).abs() <= 1).float().mean(0)
+    # about half on it (uniform: a tenth), not all: it keeps exploring
+    assert torch.all(on > 0.25) and torch.all(on < 0.7), on
+    assert torch.all(near > 0.45), near
+    target = demonstration_target(3, len(WIDTH_CHOICES))
+    assert abs(float(target.sum()) - 1) < 1e-6 and int(target.argmax()) == 3
+    assert target[2] == target[4] > target[0]

@@ -74,7 +74,7 @@ def test_same_seed_same_genomes(tiny_search, tmp_path):
 
 def test_existing_run_needs_resume_and_resume_refuses_changes(tiny_search):
     run_search(SearchConfig(**tiny_search))
-    with pytest.raises(HwCompressError, match="--resume"):
+    with pytest.raises(HwCompressError, match="pass resume to continue"):
         run_search(SearchConfig(**tiny_search))
     with pytest.raises(HwCompressError, match="episodes"):
         load_search_config(tiny_search["out"], {"episodes": 5})
