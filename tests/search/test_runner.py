@@ -293,3 +293,26 @@ def test_a_genome_trains_the_same_whatever_ran_before_it(tiny_search):
 
     for stage in genomes:
         assert evaluate_after(stage, 1) == evaluate_after(stage, 12_347), stage
+
+
+def test_the_shrinkage_policy_starts_around_the_best_student_random_search_does_not(tiny_search):
+    from hwcompress.search.progress import SearchReporter
+
+    def run(method):
+        messages = []
+
+        class Collect(SearchReporter):
+            def message(self, text):
+                messages.append(text)
+
+        settings = {**tiny_search, "episodes": 1, "rollouts": 2, "stages": ("shrinkage",)}
+        settings["out"] += f"-{method}"
+        result = run_search(SearchConfig(**settings, method=method), reporter=Collect())
+        return result, messages
+
+    result, messages = run("n2n")
+    assert any("starts around the best student so far" in m for m in messages)
+    seeds = [c for c in result.candidates if c.method == "baseline"]
+    assert seeds and all(c.stage == "shrinkage" for c in seeds)
+    _, messages = run("random")
+    assert not any("starts around" in m for m in messages)
