@@ -165,7 +165,9 @@ def dataclass_options(
             raise TypeError(f"{cls.__name__}.{f.name}: no command-line form for {hint!r}")
         text = spec.help or docs.get(f.name, "")
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if not required and f.default not in (None, (), "") and f.default is not False:
+        shows_default = "(default:" in text
+        unset = f.default is None or f.default is False or f.default in ((), "")
+        if not (required or shows_default or unset):
             text = f"{text.rstrip('.')} (default: {_show(f.default)})."
         if item is not None and not spec.repeatable and spec.parse is None:
             text += " Comma-separated."

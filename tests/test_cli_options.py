@@ -43,6 +43,8 @@ def test_help_text_and_defaults_come_from_the_dataclass():
             assert "(default: " in text, f.name
     assert "(default: 6)" in params["episodes"].help
     assert "(default: 1,10)" in params["kernel_betas"].help
+    assert "(default: 0)" in params["seed"].help  # a zero default is still shown
+    assert params["seed_ratios"].help.count("(default:") == 1  # not twice
 
 
 def test_command_line_values_are_read_into_field_types():
