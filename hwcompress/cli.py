@@ -17,7 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hwcompress.cli_options import OptionSpec, config_values, dataclass_options, flag_names
+from hwcompress.cli_options import (
+    OptionSpec,
+    config_values,
+    dataclass_options,
+    flag_names,
+    option_name,
+)
 from hwcompress.errors import ConfigError, HwCompressError
 
 app = typer.Typer(
@@ -226,7 +232,7 @@ def _search_flag(field: str) -> str:
     """The command-line name of a SearchConfig field (or of ``resume``)."""
     from hwcompress.search.config import SearchConfig
 
-    return flag_names(SearchConfig, SEARCH_OPTIONS).get(field, "--" + field.replace("_", "-"))
+    return flag_names(SearchConfig, SEARCH_OPTIONS).get(field) or option_name(field)
 
 
 def search(*, resume: bool = False, **options: Any) -> None:

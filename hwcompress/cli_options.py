@@ -29,6 +29,7 @@ __all__ = [
     "dataclass_options",
     "field_docs",
     "flag_names",
+    "option_name",
 ]
 
 
@@ -77,13 +78,17 @@ def field_docs(cls: type) -> dict[str, str]:
     return {k: v.replace("``", "") for k, v in docs.items()}
 
 
+def option_name(name: str) -> str:
+    """``--name-with-dashes`` for a field or keyword ``name_with_underscores``."""
+    return "--" + name.replace("_", "-")
+
+
 def flag_names(cls: type, specs: Mapping[str, OptionSpec]) -> dict[str, str]:
     """Each field's option, e.g. ``{"seed_ratios": "--seeds"}``."""
-    names = {}
-    for f in dataclasses.fields(cls):
-        spec = specs.get(f.name, OptionSpec())
-        names[f.name] = "--" + (spec.flag or f.name).replace("_", "-")
-    return names
+    return {
+        f.name: option_name(specs.get(f.name, OptionSpec()).flag or f.name)
+        for f in dataclasses.fields(cls)
+    }
 
 
 def _show(value: Any) -> str:
@@ -94,13 +99,13 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _unwrap(hint: Any) -> tuple[Any, bool]:
-    """``(type, optional)`` of a field's type hint (``int | None`` → ``(int, True)``)."""
+def _unwrap(hint: Any) -> Any:
+    """A field's type hint without ``| None`` (``int | None`` → ``int``)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(args) == 1:
-            return args[0], True
-    return hint, False
+            return args[0]
+    return hint
 
 
 def _item_type(hint: Any) -> Any:
@@ -153,7 +158,7 @@ def dataclass_options(
     params = []
     for f in dataclasses.fields(cls):
         spec = specs.get(f.name, OptionSpec())
-        hint, _ = _unwrap(hints[f.name])
+        hint = _unwrap(hints[f.name])
         item = _item_type(hint)
         if spec.repeatable:
             kind: Any = list[str]
@@ -205,7 +210,7 @@ def config_values(
         if value is None:
             continue
         spec = specs.get(f.name, OptionSpec())
-        item = _item_type(_unwrap(hints[f.name])[0])
+        item = _item_type(_unwrap(hints[f.name]))
         if spec.repeatable:
             parse = spec.parse or (item or str)
             value = tuple(parse(v) for v in value)

@@ -293,6 +293,10 @@ class Genome:
     weight_bits: dict[str, int] = field(default_factory=dict)
     act_bits: dict[str, int] = field(default_factory=dict)
 
+    def structure(self) -> Genome:
+        """What this genome keeps and crops, with widths and bit-widths reset."""
+        return Genome(keep=dict(self.keep), kernel=dict(self.kernel))
+
     def key(self) -> str:
         """A canonical string: equal genomes (after dropping defaults) have equal keys."""
         data = {

@@ -65,24 +65,42 @@ class ShrinkPolicy(nn.Module):
         self.cell = nn.LSTMCell(FEATURE_DIM + len(choices), hidden)
         self.head = nn.Linear(hidden, len(choices))
 
+    def _unroll(
+        self, features: torch.Tensor, choose: Callable[[int, torch.Tensor], int]
+    ) -> tuple[list[int], list[torch.Tensor]]:
+        """Runs the LSTM over the steps; ``choose(t, logits)`` picks step ``t``'s choice,
+        which the next step is conditioned on.
+
+        Returns:
+            The choices and each step's logits.
+        """
+        k = len(self.choices)
+        state = None  # zeros
+        prev = k - 1  # "full width" before the first step
+        actions: list[int] = []
+        rows: list[torch.Tensor] = []
+        for t in range(features.shape[0]):
+            one_hot = torch.zeros(1, k)
+            one_hot[0, prev] = 1.0
+            h, c = self.cell(torch.cat([features[t : t + 1], one_hot], dim=1), state)
+            state = (h, c)
+            logits = self.head(h)[0]
+            prev = choose(t, logits)
+            actions.append(prev)
+            rows.append(logits)
+        return actions, rows
+
     def sample(self, features: torch.Tensor, generator: torch.Generator) -> Sample:
         """Samples a width index for every step, autoregressively."""
-        k = len(self.choices)
-        h = torch.zeros(1, self.cell.hidden_size)
-        c = torch.zeros(1, self.cell.hidden_size)
-        prev = torch.zeros(1, k)
-        prev[0, k - 1] = 1.0  # "full width" before the first step
-        actions: list[int] = []
+
+        def draw(_t: int, logits: torch.Tensor) -> int:
+            probs = torch.softmax(logits, dim=0).detach()
+            return int(torch.multinomial(probs, 1, generator=generator))
+
+        actions, rows = self._unroll(features, draw)
         log_prob = torch.zeros(())
-        for t in range(features.shape[0]):
-            h, c = self.cell(torch.cat([features[t : t + 1], prev], dim=1), (h, c))
-            logits = self.head(h)[0]
-            probs = torch.softmax(logits, dim=0)
-            a = int(torch.multinomial(probs.detach(), 1, generator=generator))
+        for logits, a in zip(rows, actions, strict=True):
             log_prob = log_prob + torch.log_softmax(logits, dim=0)[a]
-            actions.append(a)
-            prev = torch.zeros(1, k)
-            prev[0, a] = 1.0
         return Sample(actions, log_prob)
 
     def teacher_forced_logits(self, features: torch.Tensor, actions: list[int]) -> torch.Tensor:
@@ -91,17 +109,7 @@ class ShrinkPolicy(nn.Module):
         Returns:
             Shape ``(steps, choices)``.
         """
-        k = len(self.choices)
-        h = torch.zeros(1, self.cell.hidden_size)
-        c = torch.zeros(1, self.cell.hidden_size)
-        prev = torch.zeros(1, k)
-        prev[0, k - 1] = 1.0
-        rows = []
-        for t, a in enumerate(actions):
-            h, c = self.cell(torch.cat([features[t : t + 1], prev], dim=1), (h, c))
-            rows.append(self.head(h)[0])
-            prev = torch.zeros(1, k)
-            prev[0, a] = 1.0
+        _, rows = self._unroll(features, lambda t, _logits: actions[t])
         return torch.stack(rows)
 
 
@@ -110,13 +118,13 @@ def demonstration_target(action: int, choices: int, share: float = 0.5) -> torch
     over the other choices with twice the weight on its neighbours (the policy keeps
     exploring around the demonstration).
     """
+    if choices == 1:
+        return torch.ones(1)
     weight = torch.ones(choices)
     for a in (action - 1, action + 1):
         if 0 <= a < choices:
             weight[a] = 2.0
     weight[action] = 0.0
-    if choices == 1:
-        return torch.ones(1)
     target = weight / weight.sum() * (1 - share)
     target[action] = share
     return target

@@ -142,8 +142,7 @@ class SearchRun:
         out: dict[str, Genome] = {}
         ranked = rank(self.floats(), self.score)
         for cand in [c for c in ranked if c.feasible] or ranked:
-            g = Genome.from_dict(cand.genome)
-            structure = Genome(keep=dict(g.keep), kernel=dict(g.kernel))
+            structure = Genome.from_dict(cand.genome).structure()
             out.setdefault(structure.key(), structure)
             if len(out) == k:
                 break

@@ -184,11 +184,11 @@ class ShrinkageStage(PolicyStage):
         )
 
     def demonstration(self, run: SearchRun, base: Genome, items: list[str]) -> list[int] | None:
-        structure = _structure_key(base)
+        structure = base.structure().key()
         same = [
             c
             for c in run.floats()
-            if c.feasible and _structure_key(Genome.from_dict(c.genome)) == structure
+            if c.feasible and Genome.from_dict(c.genome).structure().key() == structure
         ]
         best = run.best_of(same)
         if best is None:
@@ -300,11 +300,6 @@ class QuantizationStage(PolicyStage):
 
     def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
         return METHODS[run.config.method](self.name, self.choices)
-
-
-def _structure_key(genome: Genome) -> str:
-    """What a genome keeps and crops, whatever its widths and bit-widths."""
-    return Genome(keep=dict(genome.keep), kernel=dict(genome.kernel)).key()
 
 
 def quantization_choices(profile: Any) -> tuple[tuple[float, ...], str | None]:
