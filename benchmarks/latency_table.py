@@ -6,7 +6,8 @@ students and writes each prediction, its error, and the share within ±10 % to
 ``benchmarks/results/latency_table_<teacher>_<H>x<W>.md``.
 
 Usage: python benchmarks/latency_table.py [--teacher vgg|resnet|torchvision:resnet18]
-       [--input-shape 1,1,28,28] [--students 20] [--check 50] [--profile x86_host]
+       [--input-shape 1,1,28,28] [--students 20] [--fit-students 200] [--check 50]
+       [--profile x86_host]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--input-shape", default="1,1,28,28")
     parser.add_argument("--profile", default="x86_host")
     parser.add_argument("--students", type=int, default=20)
-    parser.add_argument("--fit-students", type=int, default=60)
+    parser.add_argument("--fit-students", type=int, default=200)
     parser.add_argument("--check", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
@@ -45,16 +46,17 @@ def main() -> None:
     else:
         teacher = build_builtin(args.teacher, in_channels=shape[1]).eval()
     t0 = time.perf_counter()
+    cfg = CalibrateConfig(
+        students=args.students,
+        fit_students=args.fit_students,
+        check=args.check,
+        seed=args.seed,
+    )
     table, rows = calibrate(
         teacher,
         shape,
         profile,
-        CalibrateConfig(
-            students=args.students,
-            fit_students=args.fit_students,
-            check=args.check,
-            seed=args.seed,
-        ),
+        cfg,
         progress=lambda m: print(m, flush=True),
     )
     wall = time.perf_counter() - t0
@@ -80,11 +82,15 @@ def main() -> None:
         f"{len(table.entries)} distinct layers, each measured alone; "
         f"{max(args.students, args.fit_students)} students measured whole for "
         "the kernel-level fit (features of the graph onnxruntime runs: blocked / generic "
-        "convolutions, reorders, padded channels). Calibration scored both predictors on a "
+        "convolutions, reorders, padded channels, MACs by output size; a non-negative "
+        "linear fit corrected by boosted trees). Calibration scored both predictors on a "
         f"held-out third of those ({pred['held_out']} models: kernel-level fit "
         f"{pred['kernels']:.0%}, layer sums {pred['layers']:.0%} within ±10 %) and kept "
-        f"**{chosen}**. Every whole-model measurement is drift-corrected by the teacher "
-        f"measured before and after it. Calibration + check took {wall:.0f} s.",
+        f"**{chosen}**. The teacher, the fit students and the {args.check} check students "
+        f"(never fitted on) were timed whole in turn, {cfg.rounds} rounds × "
+        f"{cfg.round_runs} inferences each; a model's latency is the median of its "
+        f"{cfg.rounds * cfg.round_runs} inferences. "
+        f"Calibration + check took {wall:.0f} s.",
         "",
         f"**Chosen predictor ({chosen}): {chk['within']:.0%} of {chk['models']} predictions "
         "within ±10 %** "

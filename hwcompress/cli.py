@@ -340,8 +340,12 @@ def calibrate(
     ] = 20,
     fit_students: Annotated[
         int,
-        typer.Option(min=1, help="Students measured whole for the kernel-level fit."),
-    ] = 60,
+        typer.Option(
+            min=1,
+            help="Students measured whole for the kernel-level fit (its tree correction "
+            "needs about 200; fewer than 30 fit the linear part alone).",
+        ),
+    ] = 200,
     check: Annotated[
         int, typer.Option(min=0, help="Further students measured whole to check the table.")
     ] = 10,

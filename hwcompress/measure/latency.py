@@ -335,6 +335,81 @@ def measure_local(
     )
 
 
+def _session(
+    path: Path, providers: tuple[str, ...] | list[str], threads: int
+) -> tuple[Any, str, int, dict[str, int], list[str]]:
+    """A measuring session: all optimisations, sequential, ``threads`` intra-op threads.
+
+    Returns:
+        The session, its provider and threads, the kernels of its optimised graph, and notes
+        on what was asked for but not available.
+
+    Raises:
+        ModelError: If the file is missing or onnxruntime cannot load it.
+    """
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file; pass the path to an exported .onnx model")
+    provider, notes = choose_provider(tuple(providers))
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        notes.append(
+            f"{threads} threads were asked for; this machine has {cores} cores, "
+            f"so {cores} were used (more would oversubscribe and distort timings)"
+        )
+        threads = cores
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    try:
+        kernels = optimized_kernels(so, path, provider)
+        session = ort.InferenceSession(str(path), so, providers=[provider])
+    except Exception as err:
+        raise ModelError(
+            f"{path}: onnxruntime cannot load the model ({str(err).splitlines()[0]})"
+        ) from None
+    return session, provider, threads, kernels, notes
+
+
+def measure_local_many(
+    paths: list[Path], profile: DeviceProfile, *, rounds: int = 10, runs: int = 20
+) -> list[LatencyResult]:
+    """Latency of several models timed in turn on this machine (A, B, C, A, B, C, …).
+
+    Every model gets its own session first (the profile's provider and threads); then each
+    round times ``runs`` single inferences of every model after 3 untimed ones, so drift
+    between minutes hits every model alike. Each result summarises a model's
+    ``rounds × runs`` inference times.
+
+    Raises:
+        ModelError: If a model cannot be loaded.
+        LatencyError: If an inference fails.
+    """
+    spec = profile.runtime
+    sessions = [_session(Path(p), spec.providers, spec.threads) for p in paths]
+    feeds = [random_feed(s[0]) for s in sessions]
+    times: list[list[float]] = [[] for _ in sessions]
+    try:
+        for _ in range(rounds):
+            for (session, *_), feed, out in zip(sessions, feeds, times, strict=True):
+                for _ in range(3):
+                    session.run(None, feed)
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    session.run(None, feed)
+                    out.append((time.perf_counter() - t0) * 1e3)
+    except Exception as err:
+        raise LatencyError(f"inference failed in onnxruntime ({err})") from None
+    return [
+        summarize(t, source="local", provider=s[1], threads=s[2], kernels=s[3], notes=tuple(s[4]))
+        for t, s in zip(times, sessions, strict=True)
+    ]
+
+
 def measure_onnx(
     onnx_path: str | Path,
     *,
@@ -370,32 +445,8 @@ def measure_onnx(
         ModelError: If onnxruntime cannot load the model.
         LatencyError: If inference fails.
     """
-    import onnxruntime as ort
-
     path = Path(onnx_path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such file; pass the path to an exported .onnx model")
-    provider, notes = choose_provider(tuple(providers))
-    cores = os.cpu_count() or 1
-    if threads > cores:
-        notes.append(
-            f"{threads} threads were asked for; this machine has {cores} cores, "
-            f"so {cores} were used (more would oversubscribe and distort timings)"
-        )
-        threads = cores
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    try:
-        kernels = optimized_kernels(so, path, provider)
-        session = ort.InferenceSession(str(path), so, providers=[provider])
-    except Exception as err:
-        raise ModelError(
-            f"{path}: onnxruntime cannot load the model ({str(err).splitlines()[0]})"
-        ) from None
+    session, provider, threads, kernels, notes = _session(path, providers, threads)
     feed = random_feed(session)
     try:
         for _ in range(warmup):

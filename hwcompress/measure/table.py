@@ -12,12 +12,12 @@ configuration that is not in the table is predicted by a least-squares fit
 ``ms ≈ a + b·MACs + c·elements`` over the entries of the same op sequence (or over all
 entries when its kind has fewer than three); the result's notes say how many were fitted.
 
-Tables calibrated since kernel-level features exist also hold a fit of *whole-model*
-latencies on the kernels onnxruntime really runs (:mod:`hwcompress.measure.kernels`:
-blocked vs generic convolutions, layout reorders, padded channels); when present it is the
-prediction, since one-layer measurements miss what the whole graph's optimisation does.
-Whole-model measurements (calibration and check) are corrected for the machine's drift by
-the teacher measured just before and after each one.
+Tables also hold a fit of *whole-model* latencies on the kernels onnxruntime really runs
+(:mod:`hwcompress.measure.kernels`: blocked vs generic convolutions, layout reorders, padded
+channels, output sizes), chosen over the layer sums when it predicts held-out models
+better, since one-layer measurements miss what the whole graph's optimisation does. The
+whole models (the fit's and the check's) are timed in turn, round after round, so the
+machine's drift between minutes hits them all alike.
 
 The layer configurations come from random students of the teacher (the candidates a search
 will produce), and calibration ends by checking predictions against full measurements of
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwcompress.errors import LatencyError, ModelError
+from hwcompress.measure.kernels import KernelFit
 from hwcompress.measure.onnx_graph import ALIAS_OPS
 
 if TYPE_CHECKING:
@@ -51,7 +52,10 @@ __all__ = [
     "predict_latency",
 ]
 
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2
+#: Formats that still load; a format-1 table's kernel-level fit used other features and is
+#: dropped (its layer sums predict).
+READABLE_FORMATS = (1, 2)
 #: Ops that join the layer before them when they are its output's only consumer: those that
 #: reuse their input's buffer, and pooling.
 LIGHT_OPS = ALIAS_OPS | {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
@@ -254,13 +258,14 @@ class LatencyTable:
         base_ms: The fixed cost of one ``session.run``.
         entries: Per layer key: ``{"ms", "kind", "macs", "elements"}``.
         meta: Where and how it was calibrated (profile, source, onnxruntime, check result).
-        kernels: The kernel-level fit of whole-model latencies (empty in older tables).
+        kernels: The kernel-level fit of whole-model latencies (``None``: the layer sums
+            predict).
     """
 
     base_ms: float
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    kernels: dict[str, float] = field(default_factory=dict)
+    kernels: KernelFit | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (the JSON file)."""
@@ -269,7 +274,7 @@ class LatencyTable:
             "base_ms": self.base_ms,
             "meta": self.meta,
             "entries": self.entries,
-            **({"kernels": self.kernels} if self.kernels else {}),
+            **({"kernels": self.kernels.to_dict()} if self.kernels else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -296,13 +301,20 @@ class LatencyTable:
             )
         try:
             data = json.loads(path.read_text())
-            if data.get("format") != TABLE_FORMAT:
+            if data.get("format") not in READABLE_FORMATS:
                 raise ValueError(f"format {data.get('format')!r}, expected {TABLE_FORMAT}")
+            kernels = data.get("kernels") if data["format"] == TABLE_FORMAT else None
+            if data.get("kernels") and not kernels:
+                meta = data.setdefault("meta", {})
+                meta["note"] = (
+                    "calibrated by an older hwcompress: its kernel-level fit is not used "
+                    "(run 'hwcompress calibrate' again to get one)"
+                )
             table = cls(
                 float(data["base_ms"]),
                 dict(data["entries"]),
                 dict(data.get("meta", {})),
-                {str(k): float(v) for k, v in dict(data.get("kernels", {})).items()},
+                KernelFit.from_dict(kernels) if kernels else None,
             )
             for entry in table.entries.values():
                 float(entry["ms"]), int(entry["macs"]), int(entry["elements"]), str(entry["kind"])
@@ -388,9 +400,9 @@ def predict_latency(onnx_path: str | Path, profile: DeviceProfile) -> LatencyRes
     path = profile.latency_table_path()
     table = load_table(path)
     if table.kernels:
-        from hwcompress.measure.kernels import kernel_features, predict_kernels
+        from hwcompress.measure.kernels import kernel_features
 
-        ms, unseen = predict_kernels(table.kernels, kernel_features(onnx_path, profile))
+        ms, unseen = table.kernels.predict(kernel_features(onnx_path, profile))
         note = f"predicted from the kernel-level fit of the latency table {path}"
         note += f" ({unseen} kernel features it was not calibrated on)" if unseen else ""
     else:
@@ -398,6 +410,8 @@ def predict_latency(onnx_path: str | Path, profile: DeviceProfile) -> LatencyRes
         ms, fitted = table.predict(layers)
         note = f"predicted from the latency table {path} ({len(layers) - fitted}/{len(layers)} "
         note += "layers looked up" + (f", {fitted} fitted)" if fitted else ")")
+        if table.meta.get("note"):
+            note += f"; {table.meta['note']}"
     return LatencyResult.estimate(
         ms,
         "table",
@@ -457,23 +471,62 @@ class CalibrateConfig:
         students: Random students whose layers are measured.
         fit_students: Random students measured whole for the kernel-level fit (the first
             ``students`` of them are also cut into layers); whole measurements are cheap, and
-            the fit has a dozen or more coefficients.
+            the fit's tree correction needs a couple of hundred to generalise.
         check: Further random students measured whole to check the predictions.
         seed: Seed of the students.
-        runs: Minimum timed runs per measurement (default: the profile's).
-        min_time_s: Minimum timed duration per measurement (default: the profile's).
+        runs: Minimum timed runs per layer measurement (default: the profile's).
+        min_time_s: Minimum timed duration per layer measurement (default: the profile's).
+        rounds: Rounds in which every whole model is timed in turn.
+        round_runs: Timed inferences of each whole model per round.
     """
 
     students: int = 20
-    fit_students: int = 60
+    fit_students: int = 200
     check: int = 10
     seed: int = 0
     runs: int | None = None
     min_time_s: float | None = None
+    rounds: int = 40
+    round_runs: int = 5
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
         return dataclasses.asdict(self)
+
+
+def measure_whole(
+    paths: Sequence[Path],
+    source: str,
+    profile: DeviceProfile,
+    *,
+    rounds: int = 40,
+    runs: int = 5,
+) -> list[float]:
+    """Median latency (ms) of whole models timed in turn, round after round.
+
+    On this machine every model keeps one session and its result is the median of all its
+    inferences (see :func:`~hwcompress.measure.latency.measure_local_many`); another source
+    uploads every model once per round, so it gets an eighth of the rounds with eight times
+    the runs, and the result is the median over rounds. Many short rounds keep the median
+    repeatable on a shared machine, where whole rounds can run up to 2× slower as the
+    neighbours' load moves.
+    """
+    import statistics
+
+    from hwcompress.measure.latency import measure_local_many
+    from hwcompress.measure.sources import measure_with
+
+    if source == "local":
+        results = measure_local_many(list(paths), profile, rounds=rounds, runs=runs)
+        return [r.median_ms for r in results]
+    per_round: list[list[float]] = [[] for _ in paths]
+    remote_rounds = max(1, rounds // 8)
+    runs *= rounds // remote_rounds
+    for _ in range(remote_rounds):
+        for path, out in zip(paths, per_round, strict=True):
+            result = measure_with(source, path, profile, runs=runs, warmup=3, min_time_s=0.0)
+            out.append(result.median_ms)
+    return [statistics.median(v) for v in per_round]
 
 
 def calibrate(
@@ -487,7 +540,11 @@ def calibrate(
     """Builds the profile's latency table from random students of ``teacher``.
 
     Measures with the profile's real source (``remote`` when ``latency.url`` is set, else
-    ``local``), then checks predictions on ``config.check`` other students.
+    ``local``): each distinct layer alone, then the teacher and every fit and check student
+    whole, timed in turn (see :func:`measure_whole`). Fits the
+    kernel-level model on the fit students, keeps it when it predicts a held-out third of
+    them better than the layer sums, and checks the kept predictor on the ``config.check``
+    other students.
 
     Args:
         teacher: The teacher module (weights do not matter for fp32 latency).
@@ -515,45 +572,43 @@ def calibrate(
     if config.min_time_s is not None:
         kwargs["min_time_s"] = config.min_time_s
     n_fit = max(config.students, config.fit_students)
-    students = random_students(teacher, input_shape, n_fit + config.check, seed=config.seed)
-    calib, held_out = students[: config.students], students[n_fit:]
-    whole = students[:n_fit]
+    drawn = random_students(teacher, input_shape, n_fit + config.check, seed=config.seed)
+    students = [s for s, _ in drawn]
     entries: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="hwcompress-calibrate-") as tmp:
         tmp_path = Path(tmp)
-        first = export_fp32(teacher, input_shape, tmp_path / "teacher.onnx")
-        teacher_model = onnx.load(str(first))
+        paths = [export_fp32(teacher, input_shape, tmp_path / "teacher.onnx")]
+        paths += [
+            export_fp32(s, input_shape, tmp_path / f"student{i}.onnx")
+            for i, s in enumerate(students)
+        ]
+        teacher_model = onnx.load(str(paths[0]))
         empty = tmp_path / "empty.onnx"
         onnx.save(_empty_model(teacher_model.opset_import, teacher_model.ir_version), empty)
         base = measure_with(source, empty, profile, **kwargs)
         say(f"fixed cost of one run: {base.median_ms:.4f} ms ({source})")
-        models = [("teacher", teacher_model)]
-        for i, (student, _genome) in enumerate(calib):
-            p = export_fp32(student, input_shape, tmp_path / f"student{i}.onnx")
-            models.append((f"student {i}", onnx.load(str(p))))
-        reference = _Reference(first, source, profile, kwargs)
-        whole_features, whole_ms, whole_paths = [], [], []
-        for i, (student, _genome) in enumerate([(teacher, None), *whole]):
-            p = tmp_path / ("teacher.onnx" if student is teacher else f"student{i - 1}.onnx")
-            if not p.exists():
-                export_fp32(student, input_shape, p)
-            whole_features.append(kernel_features(p, profile))
-            whole_ms.append(reference.measure(p))
-            whole_paths.append(p)
-        for label, model in models:
-            inferred, layers = layers_of(model)
+        for i, path in enumerate(paths[: 1 + config.students]):
+            inferred, layers = layers_of(onnx.load(str(path)))
             new = [layer for layer in layers if layer.key not in entries]
             for layer in new:
-                path = tmp_path / f"layer{len(entries)}.onnx"
-                onnx.save(layer_model(inferred, layer), path)
-                ms = measure_with(source, path, profile, **kwargs).median_ms
+                layer_path = tmp_path / f"layer{len(entries)}.onnx"
+                onnx.save(layer_model(inferred, layer), layer_path)
+                ms = measure_with(source, layer_path, profile, **kwargs).median_ms
                 entries[layer.key] = {
                     "ms": max(0.0, ms - base.median_ms),
                     "kind": layer.kind,
                     "macs": layer.macs,
                     "elements": layer.elements,
                 }
+            label = f"student {i - 1}" if i else "teacher"
             say(f"{label}: {len(layers)} layers, {len(new)} new (table: {len(entries)})")
+        say(
+            f"timing {len(paths)} whole models in turn ({config.rounds} rounds × "
+            f"{config.round_runs} inferences each)"
+        )
+        rounds = {"rounds": config.rounds, "runs": config.round_runs}
+        measured = measure_whole(paths, source, profile, **rounds)
+        features = [kernel_features(p, profile) for p in paths]
         table = LatencyTable(
             base.median_ms,
             entries,
@@ -568,17 +623,16 @@ def calibrate(
                 "config": config.to_dict(),
             },
         )
+        fit = 1 + n_fit
         table.kernels, table.meta["predictor"] = _choose_predictor(
-            table, whole_features, whole_ms, whole_paths
+            table, features[:fit], measured[:fit], paths[:fit]
         )
         say(
             f"predictor: {table.meta['predictor']['chosen']} (held-out third of the whole "
             f"models within ±10 %: kernel-level fit {table.meta['predictor']['kernels']:.0%}, "
             f"layer sums {table.meta['predictor']['layers']:.0%})"
         )
-        rows = check_table(
-            table, [s for s, _ in held_out], input_shape, profile, tmp_path, kwargs, reference
-        )
+        rows = check_table(table, paths[fit:], measured[fit:], features[fit:])
         for row in rows:
             say(
                 f"check: predicted {row['predicted_ms']:.4f} ms, measured "
@@ -590,36 +644,27 @@ def calibrate(
 
 def check_table(
     table: LatencyTable,
-    models: Sequence[Any],
-    input_shape: Sequence[int],
-    profile: DeviceProfile,
-    folder: Path,
-    kwargs: dict[str, Any] | None = None,
-    reference: _Reference | None = None,
+    paths: Sequence[Path],
+    measured_ms: Sequence[float],
+    features: Sequence[dict[str, float]],
 ) -> list[dict[str, Any]]:
-    """Predicts and really measures each model; one row per model.
+    """One row per model: the table's prediction beside its measured latency.
 
-    With a ``reference``, each measurement is corrected for the machine's drift since
-    calibration (see :class:`_Reference`).
+    Args:
+        table: The table.
+        paths: The models' ONNX files.
+        measured_ms: Their measured latencies.
+        features: Their kernel features.
     """
     import onnx
 
-    from hwcompress.export.onnx import export_fp32
-    from hwcompress.measure.kernels import kernel_features, predict_kernels
-    from hwcompress.measure.sources import measure_with, real_source
-
     rows = []
-    for i, model in enumerate(models):
-        p = export_fp32(model, input_shape, folder / f"check{i}.onnx")
-        _, layers = layers_of(onnx.load(str(p)))
+    for path, measured, feats in zip(paths, measured_ms, features, strict=True):
+        _, layers = layers_of(onnx.load(str(path)))
         predicted, fitted = table.predict(layers)
         layer_sum = predicted
         if table.kernels:
-            predicted, _ = predict_kernels(table.kernels, kernel_features(p, profile))
-        if reference is not None:
-            measured = reference.measure(p)
-        else:
-            measured = measure_with(real_source(profile), p, profile, **(kwargs or {})).median_ms
+            predicted, _ = table.kernels.predict(feats)
         rows.append(
             {
                 "layer_info": [[la.key, la.kind, la.macs, la.elements] for la in layers],
@@ -639,7 +684,7 @@ def _choose_predictor(
     features: Sequence[dict[str, float]],
     latencies: Sequence[float],
     paths: Sequence[Path],
-) -> tuple[dict[str, float], dict[str, Any]]:
+) -> tuple[KernelFit | None, dict[str, Any]]:
     """The kernel-level fit, or none (the layer sums predict) when the layer sums do better.
 
     The fit is made on the first two thirds of the whole-model measurements and both
@@ -648,46 +693,19 @@ def _choose_predictor(
     """
     import onnx
 
-    from hwcompress.measure.kernels import fit_kernels, predict_kernels
-
     cut = max(1, (2 * len(latencies)) // 3)
-    trial = fit_kernels(features[:cut], latencies[:cut])
+    trial = KernelFit.fit(features[:cut], latencies[:cut])
     held = list(zip(features[cut:], latencies[cut:], paths[cut:], strict=True))
 
     def within(predict: Callable[[dict[str, float], Path], float]) -> float:
         ok = [abs(predict(f, p) / ms - 1) <= 0.10 for f, ms, p in held if ms > 0]
         return sum(ok) / max(len(ok), 1)
 
-    kernel_share = within(lambda f, p: predict_kernels(trial, f)[0])
+    kernel_share = within(lambda f, p: trial.predict(f)[0])
     layer_share = within(lambda f, p: table.predict(layers_of(onnx.load(str(p)))[1])[0])
     chosen = "kernels" if kernel_share >= layer_share else "layers"
     info = {"chosen": chosen, "kernels": kernel_share, "layers": layer_share, "held_out": len(held)}
-    return (fit_kernels(features, latencies) if chosen == "kernels" else {}), info
-
-
-class _Reference:
-    """Measures models beside a reference model (the teacher), correcting for drift.
-
-    A shared machine's speed drifts by tens of percent within minutes. Each measurement is
-    taken between two of the reference, and scaled by the reference's first latency over their
-    mean: what the model would have measured at calibration time.
-    """
-
-    def __init__(self, path: Path, source: str, profile: DeviceProfile, kwargs: dict[str, Any]):
-        self.path, self.source, self.profile, self.kwargs = path, source, profile, kwargs
-        self.first = self._run(path)
-
-    def _run(self, path: Path) -> float:
-        from hwcompress.measure.sources import measure_with
-
-        return measure_with(self.source, path, self.profile, **self.kwargs).median_ms
-
-    def measure(self, path: Path) -> float:
-        """``path``'s latency, drift-corrected to the reference's first measurement."""
-        before = self._run(self.path)
-        ms = self._run(path)
-        after = self._run(self.path)
-        return ms * self.first / max((before + after) / 2, 1e-12)
+    return (KernelFit.fit(features, latencies) if chosen == "kernels" else None), info
 
 
 def summary(rows: Sequence[dict[str, Any]], tolerance: float = 0.10) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def test_the_table_source_predicts_and_unknown_layers_are_fitted(
             export_fp32(build_builtin("vgg").eval(), SHAPE, tmp_path / "t.onnx"), profile
         )
     # a table without the kernel-level fit (written before it existed): per-layer sums
-    dataclasses.replace(table, kernels={}).save(profile.latency_table_path())
+    dataclasses.replace(table, kernels=None).save(profile.latency_table_path())
     known = measure_latency(tmp_path / "t.onnx", profile)  # the teacher: every layer known
     assert known.source == "table" and known.median_ms > 0 and "fitted" not in known.notes[0]
     # a model of other widths: its layers are not in the table, they are fitted
@@ -103,10 +103,10 @@ def test_the_table_source_predicts_and_unknown_layers_are_fitted(
     assert chosen["chosen"] in ("kernels", "layers") and chosen["held_out"] >= 1
     assert bool(table.kernels) == (chosen["chosen"] == "kernels")
     # a table with a kernel-level fit predicts from the kernels onnxruntime runs, any widths
-    from hwcompress.measure.kernels import fit_kernels, kernel_features
+    from hwcompress.measure.kernels import KernelFit, kernel_features
 
     feats = [kernel_features(p, profile) for p in (tmp_path / "t.onnx", other)]
-    fitted_table = dataclasses.replace(table, kernels=fit_kernels(feats, [0.2, 0.1]))
+    fitted_table = dataclasses.replace(table, kernels=KernelFit.fit(feats, [0.2, 0.1]))
     fitted_table.save(profile.latency_table_path())
     kernel = measure_latency(other, profile)
     assert kernel.median_ms > 0 and "kernel-level fit" in kernel.notes[0]
@@ -172,8 +172,117 @@ def test_kernel_features_read_the_graph_onnxruntime_runs(tmp_path, profile_data,
         )
         assert convs == 6  # every convolution is one kernel, whatever class it runs as
         # padded channel counts never make a kernel cheaper than the convolution it computes
-        conv_macs = sum(v for k, v in f.items() if k.endswith("_macs") and "matmul" not in k)
+        conv_macs = sum(v for k, v in f.items() if "_macs" in k and "matmul" not in k)
         assert conv_macs * 1e6 >= analyze_onnx(path).macs - 64 * 10
     fit = fit_kernels(feats * 2, [0.2, 0.1, 0.21, 0.09])
     assert all(v >= 0 for v in fit.values())
     assert predict_kernels(fit, feats[0])[0] > predict_kernels(fit, feats[1])[0] > 0
+
+
+def test_kernel_fit_corrects_what_the_sums_miss_and_is_plain_data():
+    from hwcompress.measure.kernels import MIN_CORRECTION_MODELS, KernelFit
+
+    rng = np.random.default_rng(0)
+    feats = [{"conv_n": float(n), "conv_macs_big": float(m)} for n, m in rng.uniform(1, 9, (80, 2))]
+    # a latency no sum of features gives: conv_macs costs twice as much past 5 M
+    truth = [
+        0.01 * f["conv_n"] + 0.02 * f["conv_macs_big"] * (2 if f["conv_macs_big"] > 5 else 1)
+        for f in feats
+    ]
+    linear = KernelFit.fit(feats, truth, correct=False)
+    fit = KernelFit.fit(feats, truth)
+    assert not linear.correction and fit.correction
+
+    def worst(model):
+        return max(abs(model.predict(f)[0] / t - 1) for f, t in zip(feats, truth, strict=True))
+
+    assert worst(fit) < worst(linear) / 2
+    again = KernelFit.from_dict(json.loads(json.dumps(fit.to_dict())))
+    assert again.predict(feats[3]) == fit.predict(feats[3])
+    assert (
+        KernelFit.fit(
+            feats[: MIN_CORRECTION_MODELS - 1], truth[: MIN_CORRECTION_MODELS - 1]
+        ).correction
+        == {}
+    )
+    broken = fit.to_dict()
+    broken["correction"]["trees"][0]["left"][0] = 999
+    with pytest.raises(ValueError, match="outside"):
+        KernelFit.from_dict(broken)
+
+
+def test_tables_of_the_older_format_load_without_their_kernel_fit(table_and_rows, tmp_path):
+    table, _ = table_and_rows
+    data = {**table.to_dict(), "format": 1, "kernels": {"base": 0.01, "blocked_macs": 0.1}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    old = LatencyTable.load(path)
+    assert old.kernels is None and old.entries == table.entries
+    assert "calibrate" in old.meta["note"]
+
+
+def test_whole_models_are_timed_in_turn(tmp_path):
+    from hwcompress.errors import ModelError
+    from hwcompress.measure.latency import measure_local_many
+
+    profile = load_profile("x86_host")
+    paths = [
+        export_fp32(SmallVGG(widths=w).eval(), SHAPE, tmp_path / f"m{i}.onnx")
+        for i, w in enumerate([(4, 4, 8, 8, 8, 8), (8, 8, 16, 16, 16, 16)])
+    ]
+    results = measure_local_many(paths, profile, rounds=2, runs=3)
+    assert [r.runs for r in results] == [6, 6] and all(r.min_ms > 0 for r in results)
+    assert all(r.source == "local" and r.min_ms <= r.median_ms for r in results)
+    with pytest.raises(ModelError, match="no such file"):
+        measure_local_many([tmp_path / "missing.onnx"], profile, rounds=1, runs=1)
+
+
+def test_kernel_features_follow_shapes_through_a_residual_graph(tmp_path):
+    from hwcompress.measure.kernels import kernel_features
+    from hwcompress.measure.onnx_graph import analyze_onnx
+
+    profile = load_profile("x86_host")
+    path = export_fp32(build_builtin("resnet").eval(), (1, 1, 16, 16), tmp_path / "r.onnx")
+    f = kernel_features(path, profile)
+    conv_macs = sum(v for k, v in f.items() if "_macs" in k and "matmul" not in k) * 1e6
+    macs = analyze_onnx(path).macs
+    # every convolution's output size is known (padding channels to a block only adds)
+    assert macs - 1e4 <= conv_macs <= 2 * macs
+    assert f["weights"] * 1e6 >= analyze_onnx(path).params * 0.99
+
+
+def test_kernel_features_read_integer_convolutions(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from hwcompress.measure.kernels import kernel_features
+
+    w = numpy_helper.from_array(np.ones((8, 4, 3, 3), np.int8), "w")
+    consts = [
+        numpy_helper.from_array(np.array(v, dtype=t), n)
+        for n, v, t in [
+            ("s", 0.1, np.float32),
+            ("z", 0, np.uint8),
+            ("ws", 0.01, np.float32),
+            ("wz", 0, np.int8),
+        ]
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node(
+            "QLinearConv", ["xq", "s", "z", "w", "ws", "wz", "s", "z"], ["yq"], pads=[1, 1, 1, 1]
+        ),
+        helper.make_node("DequantizeLinear", ["yq", "s", "z"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "int8",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])],
+        [w, *consts],
+    )
+    path = tmp_path / "q.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    f = kernel_features(path, load_profile("x86_host"))
+    convs = {k: v for k, v in f.items() if k.startswith("conv") and k.endswith("_n")}
+    assert sum(convs.values()) == 1
+    assert sum(v for k, v in f.items() if "_macs" in k) * 1e6 == 8 * 4 * 9 * 64
