@@ -26,6 +26,8 @@ from hwcompress.hardware.profile import DeviceProfile
 #: onnxruntime kernels that compute in integer arithmetic.
 #: The largest input tensor a measurement allocates (a file may declare any size).
 MAX_INPUT_BYTES = 1 << 30
+#: The most model bytes :func:`measure_local_many` keeps open at once.
+MAX_OPEN_BYTES = 2 << 30
 
 INTEGER_KERNELS = frozenset(
     {
@@ -376,21 +378,37 @@ def _session(
 
 
 def measure_local_many(
-    paths: list[Path], profile: DeviceProfile, *, rounds: int = 10, runs: int = 20
+    paths: list[Path], profile: DeviceProfile, *, rounds: int = 40, runs: int = 5
 ) -> list[LatencyResult]:
     """Latency of several models timed in turn on this machine (A, B, C, A, B, C, …).
 
     Every model gets its own session first (the profile's provider and threads); then each
     round times ``runs`` single inferences of every model after 3 untimed ones, so drift
     between minutes hits every model alike. Each result summarises a model's
-    ``rounds × runs`` inference times.
+    ``rounds × runs`` inference times. Models whose files add up to more than
+    :data:`MAX_OPEN_BYTES` are timed in groups that stay under it (each group in turn).
 
     Raises:
         ModelError: If a model cannot be loaded.
         LatencyError: If an inference fails.
     """
+    groups: list[list[Path]] = [[]]
+    held = 0
+    for p in map(Path, paths):
+        size = p.stat().st_size if p.is_file() else 0
+        if groups[-1] and held + size > MAX_OPEN_BYTES:
+            groups.append([])
+            held = 0
+        groups[-1].append(p)
+        held += size
+    return [r for group in groups for r in _timed_in_turn(group, profile, rounds, runs)]
+
+
+def _timed_in_turn(
+    paths: list[Path], profile: DeviceProfile, rounds: int, runs: int
+) -> list[LatencyResult]:
     spec = profile.runtime
-    sessions = [_session(Path(p), spec.providers, spec.threads) for p in paths]
+    sessions = [_session(p, spec.providers, spec.threads) for p in paths]
     feeds = [random_feed(s[0]) for s in sessions]
     times: list[list[float]] = [[] for _ in sessions]
     try:

@@ -221,8 +221,9 @@ def test_tables_of_the_older_format_load_without_their_kernel_fit(table_and_rows
     assert "calibrate" in old.meta["note"]
 
 
-def test_whole_models_are_timed_in_turn(tmp_path):
+def test_whole_models_are_timed_in_turn(tmp_path, monkeypatch):
     from hwcompress.errors import ModelError
+    from hwcompress.measure import latency
     from hwcompress.measure.latency import measure_local_many
 
     profile = load_profile("x86_host")
@@ -235,6 +236,10 @@ def test_whole_models_are_timed_in_turn(tmp_path):
     assert all(r.source == "local" and r.min_ms <= r.median_ms for r in results)
     with pytest.raises(ModelError, match="no such file"):
         measure_local_many([tmp_path / "missing.onnx"], profile, rounds=1, runs=1)
+    # models too large to hold open together are timed in groups, every one still measured
+    monkeypatch.setattr(latency, "MAX_OPEN_BYTES", paths[0].stat().st_size)
+    grouped = measure_local_many(paths, profile, rounds=1, runs=2)
+    assert [r.runs for r in grouped] == [2, 2]
 
 
 def test_kernel_features_follow_shapes_through_a_residual_graph(tmp_path):
