@@ -157,7 +157,7 @@ def with_provenance(result: LatencyResult, profile: DeviceProfile) -> LatencyRes
     elif source == "remote":
         where = f"the board at {profile.latency.url}{' (' + run + ')' if run else ''}"
     elif source == "table":
-        where = f"predicted from the table {profile.latency.table} (not measured)"
+        where = f"predicted from the table {profile.latency_table_path()} (not measured)"
     elif source == "roofline":
         where = "estimated from the profile's roofline (peak compute and bandwidth; not measured)"
     else:

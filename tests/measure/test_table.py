@@ -94,6 +94,7 @@ def test_the_table_source_predicts_and_unknown_layers_are_fitted(
     dataclasses.replace(table, kernels=None).save(profile.latency_table_path())
     known = measure_latency(tmp_path / "t.onnx", profile)  # the teacher: every layer known
     assert known.source == "table" and known.median_ms > 0 and "fitted" not in known.notes[0]
+    assert str(profile.latency_table_path()) in known.where  # where the figure came from
     # a model of other widths: its layers are not in the table, they are fitted
     other = export_fp32(SmallVGG(widths=(5, 7, 9, 11, 13, 15)).eval(), SHAPE, tmp_path / "o.onnx")
     fitted = measure_latency(other, profile)
