@@ -296,7 +296,12 @@ class KernelFit:
                 arrays = ("feature", "threshold", "left", "right")
                 if not all(len(tree[k]) == nodes for k in arrays):
                     raise ValueError("a correction tree's arrays differ in length")
-                if any(not -1 <= c < nodes for c in [*tree["left"], *tree["right"]]):
+                children = zip(tree["left"], tree["right"], strict=True)
+                if any(
+                    not (c == -1 or i < c < nodes)  # forward only: no loops
+                    for i, pair in enumerate(children)
+                    for c in pair
+                ):
                     raise ValueError("a correction tree points outside itself")
                 splits = zip(tree["feature"], tree["left"], strict=True)
                 if any(f >= n for f, child in splits if child >= 0):

@@ -206,10 +206,11 @@ def test_kernel_fit_corrects_what_the_sums_miss_and_is_plain_data():
         ).correction
         == {}
     )
-    broken = fit.to_dict()
-    broken["correction"]["trees"][0]["left"][0] = 999
-    with pytest.raises(ValueError, match="outside"):
-        KernelFit.from_dict(broken)
+    broken = json.loads(json.dumps(fit.to_dict()))
+    for bad in (999, 0):  # outside the tree, or a loop back to the root
+        broken["correction"]["trees"][0]["left"][0] = bad
+        with pytest.raises(ValueError, match="outside"):
+            KernelFit.from_dict(broken)
 
 
 def test_tables_of_the_older_format_load_without_their_kernel_fit(table_and_rows, tmp_path):
