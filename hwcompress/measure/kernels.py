@@ -89,11 +89,10 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
     import onnxruntime as ort
 
     from hwcompress.measure.latency import choose_provider, optimized_graph
-    from hwcompress.measure.onnx_graph import load_onnx
-    from hwcompress.measure.table import _graph_info
+    from hwcompress.measure.onnx_graph import graph_info, load_onnx
 
     path = Path(onnx_path)
-    _, shapes, _ = _graph_info(load_onnx(path))  # batch 1, the original graph's shapes
+    _, shapes, _ = graph_info(load_onnx(path))  # batch 1, the original graph's shapes
     provider, _ = choose_provider(profile.runtime.providers)
     options = ort.SessionOptions()
     options.intra_op_num_threads = profile.runtime.threads

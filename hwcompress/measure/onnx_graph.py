@@ -154,6 +154,29 @@ def load_onnx(path: str | Path) -> Any:
     return model
 
 
+def graph_info(model: Any) -> tuple[Any, dict[str, tuple[int, ...]], dict[str, Any]]:
+    """Graph with the batch fixed to 1 and shapes inferred; shapes and initializers."""
+    from onnx import numpy_helper
+
+    model = _fixed_batch(model)
+    graph = model.graph
+    shapes = value_shapes(graph)
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for name, arr in inits.items():
+        shapes[name] = tuple(arr.shape)
+    return model, shapes, inits
+
+
+def value_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
+    """The static shapes of a graph's inputs, intermediate values and outputs."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
+    return shapes
+
+
 def _fixed_batch(model: Any) -> Any:
     import onnx
 

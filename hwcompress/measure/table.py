@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwcompress.errors import LatencyError, ModelError
 from hwcompress.measure.kernels import KernelFit
-from hwcompress.measure.onnx_graph import ALIAS_OPS
+from hwcompress.measure.onnx_graph import ALIAS_OPS, graph_info, value_shapes
 
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
@@ -97,21 +97,6 @@ def _attr_value(attr: Any) -> Any:
     return str(type(value).__name__)
 
 
-def _graph_info(model: Any) -> tuple[Any, dict[str, tuple[int, ...]], dict[str, Any]]:
-    """Graph with the batch fixed to 1 and shapes inferred; shapes and initializers."""
-    from onnx import numpy_helper
-
-    from hwcompress.measure.onnx_graph import _fixed_batch
-
-    model = _fixed_batch(model)
-    graph = model.graph
-    shapes = _value_shapes(graph)
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for name, arr in inits.items():
-        shapes[name] = tuple(arr.shape)
-    return model, shapes, inits
-
-
 def layers_of(model: Any) -> tuple[Any, list[Layer]]:
     """Cuts an ONNX model into layers (see the module docstring).
 
@@ -127,7 +112,7 @@ def layers_of(model: Any) -> tuple[Any, list[Layer]]:
     from hwcompress.measure.counting import numel
     from hwcompress.measure.onnx_graph import ONNX_MACS
 
-    model, shapes, inits = _graph_info(model)
+    model, shapes, inits = graph_info(model)
     graph = model.graph
     consumers: dict[str, int] = {}
     for node in graph.node:
@@ -194,16 +179,6 @@ def layers_of(model: Any) -> tuple[Any, list[Layer]]:
     return model, layers
 
 
-def _value_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
-    """The static shapes of a graph's inputs, intermediate values and outputs."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for vi in [*graph.input, *graph.value_info, *graph.output]:
-        tt = vi.type.tensor_type
-        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
-            shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
-    return shapes
-
-
 def layer_model(model: Any, layer: Layer) -> Any:
     """A one-layer ONNX model computing ``layer`` of ``model`` (its weights included).
 
@@ -215,7 +190,7 @@ def layer_model(model: Any, layer: Layer) -> Any:
     from onnx import helper
 
     graph = model.graph
-    shapes = _value_shapes(graph)
+    shapes = value_shapes(graph)
     nodes = [graph.node[i] for i in layer.nodes]
     used = {n for node in nodes for n in node.input}
     inits = [t for t in graph.initializer if t.name in used]
