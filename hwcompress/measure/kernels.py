@@ -55,9 +55,8 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _window_out(size: Sequence[int], node: Any, kernel: Sequence[int]) -> list[int]:
-    """Spatial output size of a convolution or pooling window over ``size``."""
-    a = _attrs(node)
+def _window_out(size: Sequence[int], a: Mapping[str, Any], kernel: Sequence[int]) -> list[int]:
+    """Spatial output size of a convolution or pooling window (attributes ``a``) over ``size``."""
     nd = len(kernel)
     strides = list(a.get("strides") or [1] * nd)
     pads = list(a.get("pads") or [0] * (2 * nd))
@@ -110,6 +109,7 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
 
     for node in graph.node:
         op = node.op_type
+        attrs = _attrs(node)
         x = shape_of(node.input[0]) if node.input else None
         size = math.prod(x) / 1e4 if x else 0.0
         out = x
@@ -117,12 +117,12 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
         w = dims.get(node.input[at], ()) if len(node.input) > at else ()
         if op in _CONVS and len(w) >= 3:
             # integer convolutions run channels-last here
-            nhwc = node.domain.endswith("nhwc") or _attrs(node).get("channels_last") == 1
+            nhwc = node.domain.endswith("nhwc") or attrs.get("channels_last") == 1
             spatial = (x[1:-1] if nhwc else x[2:]) if x and len(x) > 2 else None
-            hw = _window_out(spatial, node, w[2:]) if spatial else [1] * len(w[2:])
+            hw = _window_out(spatial, attrs, w[2:]) if spatial else [1] * len(w[2:])
             out = (1, *hw, w[0]) if nhwc else (1, w[0], *hw)
             positions = math.prod(hw)
-            group = int(_attrs(node).get("group", 1))
+            group = int(attrs.get("group", 1))
             kind = "blocked" if node.domain == "com.microsoft.nchwc" else "conv"
             if group > 1 and w[1] == 1:
                 kind += "_dw"
@@ -142,11 +142,11 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
             if x and op.startswith("Global"):
                 out = (*x[:2], *[1] * (len(x) - 2))
             elif x:
-                out = (*x[:2], *_window_out(x[2:], node, _attrs(node).get("kernel_shape", [])))
+                out = (*x[:2], *_window_out(x[2:], attrs, attrs.get("kernel_shape", [])))
             add("pool_n", 1)
             add("pool_in", size)
         elif op in ("ReorderInput", "ReorderOutput"):
-            channels = _attrs(node).get("channels")
+            channels = attrs.get("channels")
             if x and op == "ReorderOutput" and channels:
                 out = (x[0], int(channels), *x[2:])
             add("reorder_n", 1)
@@ -156,7 +156,7 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
             add("matmul_n", 1)
             add("matmul_macs", math.prod(w or (1,)) / 1e6)
         elif op == "Transpose" and x:
-            perm = _attrs(node).get("perm") or list(range(len(x)))[::-1]
+            perm = attrs.get("perm") or list(range(len(x)))[::-1]
             out = tuple(x[i] for i in perm)
             add("other_n", 1)
             add("other_elements", size)

@@ -257,14 +257,37 @@ def interleaved_latency(
     for k, s in sessions.items():
         for _ in range(runs):
             s.run(None, feeds[k])
-    times: dict[str, list[float]] = {k: [] for k in sessions}
+    times = _time_in_turn([(s, feeds[k]) for k, s in sessions.items()], rounds, runs, warmup=0)
+    return {
+        k: statistics.median(statistics.fmean(r) for r in per_round)
+        for k, per_round in zip(sessions, times, strict=True)
+    }
+
+
+def _time_in_turn(
+    models: list[tuple[Any, dict[str, Any]]], rounds: int, runs: int, warmup: int
+) -> list[list[list[float]]]:
+    """Times sessions in turn (A, B, C, A, B, C, …): ``rounds`` times, each session runs
+    ``warmup`` untimed inferences and then ``runs`` timed ones.
+
+    Args:
+        models: Each session with its feed.
+
+    Returns:
+        Per session, per round, the milliseconds of each timed inference.
+    """
+    times: list[list[list[float]]] = [[] for _ in models]
     for _ in range(rounds):
-        for k, s in sessions.items():
-            t0 = time.perf_counter()
+        for (session, feed), out in zip(models, times, strict=True):
+            for _ in range(warmup):
+                session.run(None, feed)
+            this_round = []
             for _ in range(runs):
-                s.run(None, feeds[k])
-            times[k].append((time.perf_counter() - t0) / runs * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
+                t0 = time.perf_counter()
+                session.run(None, feed)
+                this_round.append((time.perf_counter() - t0) * 1e3)
+            out.append(this_round)
+    return times
 
 
 def random_feed(session: Any, seed: int = 0) -> dict[str, Any]:
@@ -409,21 +432,19 @@ def _timed_in_turn(
 ) -> list[LatencyResult]:
     spec = profile.runtime
     sessions = [_session(p, spec.providers, spec.threads) for p in paths]
-    feeds = [random_feed(s[0]) for s in sessions]
-    times: list[list[float]] = [[] for _ in sessions]
     try:
-        for _ in range(rounds):
-            for (session, *_), feed, out in zip(sessions, feeds, times, strict=True):
-                for _ in range(3):
-                    session.run(None, feed)
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    session.run(None, feed)
-                    out.append((time.perf_counter() - t0) * 1e3)
+        times = _time_in_turn([(s[0], random_feed(s[0])) for s in sessions], rounds, runs, 3)
     except Exception as err:
         raise LatencyError(f"inference failed in onnxruntime ({err})") from None
     return [
-        summarize(t, source="local", provider=s[1], threads=s[2], kernels=s[3], notes=tuple(s[4]))
+        summarize(
+            [ms for r in t for ms in r],
+            source="local",
+            provider=s[1],
+            threads=s[2],
+            kernels=s[3],
+            notes=tuple(s[4]),
+        )
         for t, s in zip(times, sessions, strict=True)
     ]
 

@@ -233,6 +233,10 @@ def test_whole_models_are_timed_in_turn(tmp_path, monkeypatch):
         export_fp32(SmallVGG(widths=w).eval(), SHAPE, tmp_path / f"m{i}.onnx")
         for i, w in enumerate([(4, 4, 8, 8, 8, 8), (8, 8, 16, 16, 16, 16)])
     ]
+    side_by_side = latency.interleaved_latency(
+        dict(zip("ab", paths, strict=True)), SHAPE, rounds=2, runs=3
+    )
+    assert set(side_by_side) == {"a", "b"} and all(v > 0 for v in side_by_side.values())
     results = measure_local_many(paths, profile, rounds=2, runs=3)
     assert [r.runs for r in results] == [6, 6] and all(r.min_ms > 0 for r in results)
     assert all(r.source == "local" and r.min_ms <= r.median_ms for r in results)
