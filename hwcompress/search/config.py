@@ -108,8 +108,8 @@ class SearchConfig:
         carry: How many of the run's best structures the shrinkage stage starts from.
         promote_fraction: Share of each episode's rollouts trained longer.
         promote_epochs: Extra distillation epochs of a promoted candidate (0: off).
-        contenders: The run's leading students brought to the top fidelity before the
-            product is chosen.
+        contenders: The run's leading students, and as many smaller challengers, brought
+            to the top fidelity before the product is chosen.
         device: Where teacher training, distillation, QAT and the kernel stage run: ``auto``
             (a GPU when PyTorch sees one), ``cpu``, ``cuda`` or ``cuda:N``. Latency is
             always measured with onnxruntime and the profile's providers.

@@ -7,12 +7,14 @@ students that meet every constraint (AMC's resource-constrained mode); otherwise
 drl-prune), or the deployed weight bytes when the run quantizes, so that a quantized student
 and a float one compare by what they occupy on the device. Before the choice, the leading
 contenders are all trained to the top fidelity, so the product is never picked on a short
-proxy against a better-trained rival.
+proxy against a better-trained rival, and so are the challengers that could still overtake
+them (under ``Rc · Ra``, smaller students the proxy left short of the teacher's accuracy).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from hwcompress.search.candidate import Candidate
@@ -54,6 +56,12 @@ class ProductScore:
             return ra
         size = cand.metrics.get(self.size_metric, self.teacher[self.size_metric])
         return compression_reward(size, self.teacher[self.size_metric]) * ra
+
+    def ceiling(self, cand: Candidate) -> float:
+        """The score ``cand`` would reach if training longer brought its validation accuracy
+        up to the teacher's (its size and latency do not change with training)."""
+        acc = max(cand.metrics.get("val_accuracy", 0.0), self.accuracy)
+        return self(replace(cand, metrics={**cand.metrics, "val_accuracy": acc}))
 
     def key(self, cand: Candidate) -> tuple[bool, float, float]:
         """Sort key, best last: feasible first, then the score, then fewer parameters.
@@ -99,12 +107,18 @@ def select_product(
     epochs: int,
     record: Callable[[Candidate], None],
 ) -> tuple[Candidate | None, dict[str, Any]]:
-    """The run's product after training its ``contenders`` leading rivals to the top fidelity.
+    """The run's product after training its leading rivals to the top fidelity.
+
+    The ``contenders`` leaders are brought to the top fidelity, then up to ``contenders``
+    challengers: the best-scoring students still short of it that could overtake the leader
+    if longer training brought them to the teacher's accuracy (smaller ones, under N2N's
+    reward), so a smaller student is not lost to a short proxy either.
 
     Args:
         evaluator: The run's evaluator (its cache holds every candidate).
         score: The run-wide score.
-        contenders: How many leaders are brought to the top fidelity before choosing.
+        contenders: How many leaders, and how many challengers, are brought to the top
+            fidelity before choosing.
         epochs: Extra epochs of a promotion (0: no promotion).
         record: Called with each newly refined candidate (to journal it).
 
@@ -115,12 +129,23 @@ def select_product(
     def pool() -> list[Candidate]:
         return rank(list(evaluator.cache.values()), score)
 
-    if epochs > 0:
-        for cand in [c for c in pool() if score.eligible(c)][:contenders]:
+    def refine(cands: list[Candidate]) -> None:
+        for cand in cands:
             if cand.fidelity < TOP_FIDELITY:
                 new = evaluator.refine(cand, epochs)
                 if new is not cand:
                     record(new)
+
+    if epochs > 0:
+        refine([c for c in pool() if score.eligible(c)][:contenders])
+        eligible = [c for c in pool() if score.eligible(c)]
+        if eligible:
+            lead = score(eligible[0])
+            refine(
+                [c for c in eligible if c.fidelity < TOP_FIDELITY and score.ceiling(c) > lead][
+                    :contenders
+                ]
+            )
     ranked = pool()
     if not ranked:
         return None, {"reason": "no candidate could be evaluated"}

@@ -86,15 +86,19 @@ def width_seeds(
     base: Genome,
     caps: dict[str, float],
     ratios: tuple[float, ...] = SEED_RATIOS,
+    *,
+    l1: bool = True,
 ) -> list[tuple[str, Genome]]:
     """The uniform and global-L1 seeds of ``base`` at each ratio of the ladder.
 
     Args:
         teacher: The teacher (its weights rank the channels).
         spec: The teacher's spec.
-        base: The structure seeds start from (the teacher's, or ``--student``'s).
+        base: The structure seeds start from (the teacher's, ``--student``'s, or one the
+            removal stage found).
         caps: Size caps every seed must meet (profile budgets and targets).
         ratios: Parameter reduction factors.
+        l1: Whether the global-L1 family is included (else the width multiplier alone).
 
     Returns:
         ``(label, genome)`` pairs, distinct genomes only, largest first per family.
@@ -103,7 +107,7 @@ def width_seeds(
         return []
     teacher_params = spec.predict_params(Genome())
     families = {"uniform": uniform_genome(spec, base)}
-    scores = channel_scores(teacher, spec)
+    scores = channel_scores(teacher, spec) if l1 else {}
     if scores:
         families["l1"] = l1_genome(spec, base, scores)
     out: list[tuple[str, Genome]] = []

@@ -183,6 +183,29 @@ class ShrinkageStage(PolicyStage):
             kernel=dict(base.kernel),
         )
 
+    def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
+        """The start structure's ladder, and each carried structure with removals narrowed
+        by one width multiplier to the ladder's sizes beyond its own: a removal is judged at
+        the sizes the run may end at, not only at full width."""
+        seeds = super().seeds(run, base, items)
+        spec, start = run.ctx.spec, run.start
+        teacher_params = spec.predict_params(Genome())
+        for structure in self.bases(run):
+            removed = sum(
+                1 for u, kept in structure.keep.items() if not kept and start.keep.get(u, True)
+            )
+            if not removed:
+                continue
+            own = teacher_params / max(spec.predict_params(structure), 1)
+            ratios = tuple(r for r in run.config.seed_ratios if r > 1.1 * own)
+            seeds += [
+                (f"{removed} removed, {label}", genome)
+                for label, genome in width_seeds(
+                    run.ctx.teacher, spec, structure, run.caps, ratios, l1=False
+                )
+            ]
+        return seeds
+
     def demonstration(self, run: SearchRun, base: Genome, items: list[str]) -> list[int] | None:
         structure = base.structure().key()
         same = [

@@ -64,6 +64,40 @@ def test_tiny_search_end_to_end(tiny_search):
     shrink = [c for c in data["candidates"] if c["stage"] == "shrinkage"]
     for c in shrink:
         assert json.dumps({k: v for k, v in c["genome"]["keep"].items() if not v}) in structures
+    # ... and each carried structure with removals is first narrowed to the ladder's sizes
+    # beyond its own (seeds), so a removal is also judged at the sizes the run may end at
+    narrowed = [c for c in shrink if c["method"] == "baseline"]
+    assert narrowed
+    for c in narrowed:
+        removed = sum(1 for v in c["genome"]["keep"].values() if not v)
+        assert removed and c["label"].startswith(f"{removed} removed, uniform ")
+        full = next(
+            r
+            for r in data["candidates"]
+            if r["genome"]["keep"] == c["genome"]["keep"] and not r["genome"]["width"]
+        )
+        assert c["metrics"]["params"] < full["metrics"]["params"]
+
+
+def test_a_smaller_challenger_is_trained_to_the_top_fidelity_before_the_choice(tiny_search):
+    # One leader and one challenger: a student short of the top fidelity that would outscore
+    # the leader if it matched the teacher's accuracy is refined after the last episode.
+    run_search(SearchConfig(**{**tiny_search, "contenders": 1}))
+    out = Path(tiny_search["out"])
+    records = Journal(out / "journal.jsonl").records()
+    last_episode = max(i for i, r in enumerate(records) if r["type"] == "episode")
+    after = [r["candidate"] for r in records[last_episode + 1 :] if r["type"] == "candidate"]
+    data = json.loads((out / "results.json").read_text())
+    t = data["teacher"]
+
+    def rc(c):
+        c_ = 1 - c["metrics"]["params"] / t["metrics"]["params"]
+        return c_ * (2 - c_)
+
+    best = data["best"]
+    product = rc(best) * best["metrics"]["val_accuracy"] / t["val_accuracy"]
+    assert after and all(c["fidelity"] == 2 for c in after)
+    assert any(rc(c) >= product - 1e-9 and c["feasible"] for c in after)
 
 
 def test_same_seed_same_genomes(tiny_search, tmp_path):
