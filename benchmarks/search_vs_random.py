@@ -14,6 +14,7 @@ Usage: python benchmarks/search_vs_random.py [--dataset digits] [--episodes 8] [
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -121,6 +122,19 @@ def summarise(result, method: str, seed: int, wall: float, cfg: SearchConfig) ->
     }
 
 
+def _num(value: float, spec: str, unit: str = "") -> str:
+    """``value`` formatted, or a dash when there is none (NaN)."""
+    return "—" if math.isnan(value) else f"{value:{spec}}{unit}"
+
+
+def _mean_of_found(values: list[float]) -> str:
+    """The mean of the values that exist, with how many there were."""
+    found = [v for v in values if not math.isnan(v)]
+    if not found:
+        return "—"
+    return f"{statistics.mean(found):.1f}× ({len(found)} of {len(values)} runs)"
+
+
 def write(out: Path, rows: list[dict], curves: dict, args: argparse.Namespace) -> None:
     lines = [
         f"# N2N policy vs random search — {args.dataset}",
@@ -143,8 +157,10 @@ def write(out: Path, rows: list[dict], curves: dict, args: argparse.Namespace) -
             f"| {r['method']} | {r['seed']} | {r['candidates']} | {r['best_reward']:.4f} | "
             f"{r['best_policy_reward']:.4f} | {r['best_seed_reward']:.4f} | "
             f"{r['product_stage']} | "
-            f"{r['compression_1pt']:.1f}× | {r['val_acc']:.2%} | {r['test_acc']:.2%} | "
-            f"{r['teacher_val']:.2%} / {r['teacher_test']:.2%} | {r['latency_speedup']:.2f}× | "
+            f"{_num(r['compression_1pt'], '.1f', '×')} | {_num(r['val_acc'], '.2%')} | "
+            f"{_num(r['test_acc'], '.2%')} | "
+            f"{r['teacher_val']:.2%} / {r['teacher_test']:.2%} | "
+            f"{_num(r['latency_speedup'], '.2f', '×')} | "
             f"{r['wall_s'] / 60:.1f} min |"
         )
     lines += [
@@ -158,21 +174,26 @@ def write(out: Path, rows: list[dict], curves: dict, args: argparse.Namespace) -
         lines.append(
             f"| {method} | {statistics.mean(r['best_reward'] for r in mine):.4f} | "
             f"{statistics.mean(r['best_policy_reward'] for r in mine):.4f} | "
-            f"{statistics.mean(r['compression_1pt'] for r in mine):.1f}× |"
+            f"{_mean_of_found([r['compression_1pt'] for r in mine])} |"
         )
     by = {(r["method"], r["seed"]): r for r in rows}
     pairs = [
         (by[("n2n", s)], by[("random", s)]) for m, s in by if m == "n2n" and ("random", s) in by
     ]
     if pairs:
-        gaps = [a["best_policy_reward"] - b["best_policy_reward"] for a, b in pairs]
-        wins = sum(g > 0 for g in gaps)
-        lines += [
-            "",
-            "Paired gap, n2n − random, best of its own samples, per seed: "
-            + ", ".join(f"{g:+.4f}" for g in gaps)
-            + f"; mean {statistics.mean(gaps):+.4f}, n2n ahead on {wins} of {len(gaps)} seeds.",
-        ]
+        for key, what in (
+            ("best_reward", "best feasible reward with the shared seeds"),
+            ("best_policy_reward", "best of its own samples"),
+        ):
+            gaps = [a[key] - b[key] for a, b in pairs]
+            wins, ties = sum(g > 0 for g in gaps), sum(g == 0 for g in gaps)
+            lines += [
+                "",
+                f"Paired gap, n2n − random, {what}, per seed: "
+                + ", ".join(f"{g:+.4f}" for g in gaps)
+                + f"; mean {statistics.mean(gaps):+.4f}, n2n ahead on {wins} of {len(gaps)} "
+                f"seeds ({ties} tied).",
+            ]
     lines += [
         "",
         "Mean reward per episode (averaged over seeds; removal episodes first, then shrinkage):",

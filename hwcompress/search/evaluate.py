@@ -341,8 +341,9 @@ class CandidateEvaluator:
                 weight_range_bits=ckpt.get("meta", {}).get("weight_range_bits"),
             )
             config = replace(ctx.distill_config, epochs=epochs, patience=epochs)
+            measured: dict[str, float] = {}
             if genome.weight_bits:
-                from hwcompress.quant.export import check_parity, export_qcdq
+                from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
 
                 accuracy = quantization_aware_training(
                     model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
@@ -350,6 +351,10 @@ class CandidateEvaluator:
                 with atomic_path(ctx.run_dir / rel_onnx) as tmp:
                     export_qcdq(model, shape, tmp)
                 check_parity(model, ctx.run_dir / rel_onnx, ctx.data.val)
+                # the new integer model's own accuracy, not the one it had before training
+                measured["val_accuracy_onnxruntime"] = onnx_accuracy(
+                    ctx.run_dir / rel_onnx, ctx.data.val
+                )
             else:
                 accuracy = distill(
                     model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
@@ -366,7 +371,7 @@ class CandidateEvaluator:
             return cand
         new = replace(
             cand,
-            metrics={**cand.metrics, "val_accuracy": accuracy},
+            metrics={**cand.metrics, **measured, "val_accuracy": accuracy},
             artifacts={**cand.artifacts, "onnx": str(rel_onnx), "weights": str(rel_pt)},
             fidelity=level,
             history=list(cand.history),
