@@ -185,9 +185,13 @@ class ShrinkageStage(PolicyStage):
 
     def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
         """The start structure's ladder, and each carried structure with removals narrowed
-        by one width multiplier to the ladder's sizes beyond its own: a removal is judged at
-        the sizes the run may end at, not only at full width."""
+        by one width multiplier to the ladder's sizes beyond its own, so a removal is not
+        judged at full width only. With a target on a size there is nothing to add: the
+        removal stage already scaled each proposal down to it (:meth:`fit`), and accuracy
+        alone ranks the students that meet it."""
         seeds = super().seeds(run, base, items)
+        if run.caps and run.ctx.reward_config.objective == "accuracy":
+            return seeds
         spec, start = run.ctx.spec, run.start
         teacher_params = spec.predict_params(Genome())
         for structure in self.bases(run):

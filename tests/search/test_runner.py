@@ -300,6 +300,11 @@ def test_target_mode_ranks_by_accuracy_within_the_target(tiny_search):
     # proposals are clamped into the target, so every student the policies propose fits it
     proposed = [c for c in data["candidates"] if c["method"] == "n2n" and c["status"] == "ok"]
     assert proposed and all(c["metrics"]["params"] <= bound for c in proposed)
+    # with a target the removal stage's proposals were already scaled to it: no narrowed
+    # copies of them are added
+    assert not [
+        c for c in data["candidates"] if c["stage"] == "shrinkage" and c["method"] == "baseline"
+    ]
 
 
 def test_a_genome_trains_the_same_whatever_ran_before_it(tiny_search):
