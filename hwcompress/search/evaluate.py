@@ -343,17 +343,12 @@ class CandidateEvaluator:
             config = replace(ctx.distill_config, epochs=epochs, patience=epochs)
             measured: dict[str, float] = {}
             if genome.weight_bits:
-                from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
-
                 accuracy = quantization_aware_training(
                     model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
                 )
-                with atomic_path(ctx.run_dir / rel_onnx) as tmp:
-                    export_qcdq(model, shape, tmp)
-                check_parity(model, ctx.run_dir / rel_onnx, ctx.data.val)
                 # the new integer model's own accuracy, not the one it had before training
-                measured["val_accuracy_onnxruntime"] = onnx_accuracy(
-                    ctx.run_dir / rel_onnx, ctx.data.val
+                measured["val_accuracy_onnxruntime"] = _export_integer(
+                    model, shape, ctx.run_dir / rel_onnx, ctx.data.val
                 )
             else:
                 accuracy = distill(
@@ -386,7 +381,6 @@ class CandidateEvaluator:
     ) -> tuple[nn.Module, dict[str, float], float]:
         """Quantize → calibrate → QAT by distillation → QCDQ export → parity check."""
         from hwcompress.quant.convert import calibrate, quantize_model
-        from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
         from hwcompress.quant.qat import quantization_aware_training
 
         ctx = self.ctx
@@ -398,9 +392,7 @@ class CandidateEvaluator:
         accuracy = quantization_aware_training(
             q, ctx.teacher, ctx.data, ctx.distill_config, teacher_logits=ctx.teacher_logits
         )
-        with atomic_path(onnx_path) as tmp:
-            export_qcdq(q, shape, tmp)
-        check_parity(q, onnx_path, ctx.data.val)
+        onnx_accuracy = _export_integer(q, shape, onnx_path, ctx.data.val)
         stats = analyze_module(
             student,
             shape,
@@ -409,11 +401,19 @@ class CandidateEvaluator:
             activation_bits=ctx.act_bits,
         )
         # what the deployed integer model scores, beside the PyTorch (fake-quant) accuracy
-        metrics = {
-            **stats.metrics(ctx.profile),
-            "val_accuracy_onnxruntime": onnx_accuracy(onnx_path, ctx.data.val),
-        }
+        metrics = {**stats.metrics(ctx.profile), "val_accuracy_onnxruntime": onnx_accuracy}
         return q, metrics, accuracy
+
+
+def _export_integer(model: nn.Module, shape: tuple[int, ...], path: Path, val: Any) -> float:
+    """QCDQ export of a quantized student → parity check against PyTorch → the integer
+    model's own validation accuracy in onnxruntime."""
+    from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
+
+    with atomic_path(path) as tmp:
+        export_qcdq(model, shape, tmp)
+    check_parity(model, path, val)
+    return onnx_accuracy(path, val)
 
 
 def _first_line(err: BaseException) -> str:

@@ -14,7 +14,6 @@ them (under ``Rc · Ra``, smaller students the proxy left short of the teacher's
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from hwcompress.search.candidate import Candidate
@@ -51,17 +50,19 @@ class ProductScore:
         self.float_ships = float_ships
 
     def __call__(self, cand: Candidate) -> float:
-        ra = cand.metrics.get("val_accuracy", 0.0) / max(self.accuracy, 1e-12)
-        if self.objective == "accuracy":
-            return ra
-        size = cand.metrics.get(self.size_metric, self.teacher[self.size_metric])
-        return compression_reward(size, self.teacher[self.size_metric]) * ra
+        return self._score(cand.metrics, cand.metrics.get("val_accuracy", 0.0))
 
     def ceiling(self, cand: Candidate) -> float:
         """The score ``cand`` would reach if training longer brought its validation accuracy
         up to the teacher's (its size and latency do not change with training)."""
-        acc = max(cand.metrics.get("val_accuracy", 0.0), self.accuracy)
-        return self(replace(cand, metrics={**cand.metrics, "val_accuracy": acc}))
+        return self._score(cand.metrics, max(cand.metrics.get("val_accuracy", 0.0), self.accuracy))
+
+    def _score(self, metrics: dict[str, float], accuracy: float) -> float:
+        ra = accuracy / max(self.accuracy, 1e-12)
+        if self.objective == "accuracy":
+            return ra
+        size = metrics.get(self.size_metric, self.teacher[self.size_metric])
+        return compression_reward(size, self.teacher[self.size_metric]) * ra
 
     def key(self, cand: Candidate) -> tuple[bool, float, float]:
         """Sort key, best last: feasible first, then the score, then fewer parameters.
