@@ -9,11 +9,18 @@ is reported beside it), latency, wall time and the mean reward per episode. Writ
 Usage: python benchmarks/search_vs_random.py [--dataset digits] [--episodes 8] [--rollouts 4]
        [--seeds 0,1,2] [--profile x86_host] [--data-dir DIR] [--teacher-weights FILE]
        [--budget-minutes M] [--train-limit N] [--distill-epochs E] [--methods n2n,random]
+       [--reuse DIR]
+
+``--reuse DIR`` takes the runs of an earlier invocation (its ``<method>-<seed>`` folders, printed
+at the start) that were made with the same settings and summarises them instead of running
+them again: for a change that leaves one method's code path alone (random search never uses
+the policy), only the other method needs rerunning. The table says which rows were reused.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -26,6 +33,8 @@ from hwcompress.arch import Genome, build_student
 from hwcompress.data import DataConfig, load_data
 from hwcompress.data.teachers import load_checkpoint, resolve_teacher
 from hwcompress.search import SearchConfig, run_search
+from hwcompress.search.candidate import Candidate
+from hwcompress.search.finish import SearchResult
 from hwcompress.search.journal import Journal
 from hwcompress.train import evaluate
 
@@ -46,10 +55,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--teacher-weights", default=None, help="a trained teacher checkpoint")
     parser.add_argument("--budget-minutes", type=float, default=None, help="per search run")
+    parser.add_argument("--reuse", type=Path, default=None, help="an earlier invocation's runs")
     args = parser.parse_args()
     out = args.out or RESULTS / f"search_vs_random_{args.dataset}.md"
     rows, curves = [], {}
     workdir = Path(tempfile.mkdtemp(prefix="hwc-bench-"))
+    print(f"runs in {workdir}", flush=True)
     for method in args.methods.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             cfg = SearchConfig(
@@ -67,15 +78,43 @@ def main() -> None:
                 final_epochs=0,  # the table compares search-time figures
                 out=str(workdir / f"{method}-{seed}"),
             )
-            t0 = time.perf_counter()
-            result = run_search(cfg)
-            wall = time.perf_counter() - t0
-            rows.append(summarise(result, method, seed, wall, cfg))
+            earlier = args.reuse / f"{method}-{seed}" if args.reuse else None
+            if earlier is not None and (earlier / "results.json").is_file():
+                result, wall = reused(earlier, cfg)
+                rows.append({**summarise(result, method, seed, wall, cfg), "reused": True})
+            else:
+                t0 = time.perf_counter()
+                result = run_search(cfg)
+                wall = time.perf_counter() - t0
+                rows.append(summarise(result, method, seed, wall, cfg))
             curves.setdefault(method, []).append(
                 [r["mean_reward"] for r in Journal(result.out / "journal.jsonl").episodes()]
             )
             print(rows[-1], flush=True)
     write(out, rows, curves, args)
+
+
+def reused(run: Path, cfg: SearchConfig) -> tuple[SearchResult, float]:
+    """A finished run of an earlier invocation, if it was made with ``cfg``'s settings, and
+    its wall time (from its folder's first and last writes)."""
+    made = json.loads((run / "config.json").read_text())
+    keys = ("dataset", "profile", "method", "seed", "episodes", "rollouts", "distill_epochs")
+    keys += ("train_limit", "budget_minutes")
+    differ = [k for k in keys if made.get(k) != getattr(cfg, k)]
+    if differ:
+        raise SystemExit(f"{run} was made with other settings ({', '.join(differ)}); rerun it")
+    saved = json.loads((run / "results.json").read_text())
+    candidates = [Candidate.from_dict(c) for c in saved["candidates"]]
+    best_id = (saved.get("best") or {}).get("id")
+    result = SearchResult(
+        out=run,
+        teacher=saved["teacher"],
+        best=next((c for c in candidates if c.id == best_id), None),
+        stages={},
+        candidates=candidates,
+    )
+    wall = (run / "results.json").stat().st_mtime - (run / "config.json").stat().st_mtime
+    return result, wall
 
 
 def summarise(result, method: str, seed: int, wall: float, cfg: SearchConfig) -> dict:
@@ -161,8 +200,15 @@ def write(out: Path, rows: list[dict], curves: dict, args: argparse.Namespace) -
             f"{_num(r['test_acc'], '.2%')} | "
             f"{r['teacher_val']:.2%} / {r['teacher_test']:.2%} | "
             f"{_num(r['latency_speedup'], '.2f', '×')} | "
-            f"{r['wall_s'] / 60:.1f} min |"
+            f"{r['wall_s'] / 60:.1f} min{' (reused)' if r.get('reused') else ''} |"
         )
+    if args.reuse:
+        lines += [
+            "",
+            f"Rows marked *(reused)* are runs of an earlier invocation (`{args.reuse}`) with the "
+            "same settings, summarised again, not rerun; their wall time is their folder's first "
+            "to last write.",
+        ]
     lines += [
         "",
         "| method | mean best feasible reward (with seeds) | mean best of its own samples "

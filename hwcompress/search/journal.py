@@ -104,3 +104,18 @@ class Journal:
     def episodes(self) -> list[dict[str, Any]]:
         """The finished-episode records, in order."""
         return [r for r in self.records() if r.get("type") == "episode"]
+
+    def product_plans(self) -> dict[str, list[str]]:
+        """The candidates the product's choice decided to refine, by phase (``leaders``,
+        ``challengers``), as journaled before the refinements; only while nothing but those
+        refinements followed (a resumed run that searched on chooses again)."""
+        plans: dict[str, list[str]] = {}
+        for r in self.records():
+            if r.get("type") == "product_plan":
+                plans[r["phase"]] = list(r["ids"])
+            elif not (
+                r.get("type") == "candidate"
+                and any(r["candidate"]["id"] in ids for ids in plans.values())
+            ):
+                plans = {}
+        return plans

@@ -113,20 +113,25 @@ class ShrinkPolicy(nn.Module):
         return torch.stack(rows)
 
 
-def demonstration_target(action: int, choices: int, share: float = 0.5) -> torch.Tensor:
-    """A distribution over ``choices`` centred on ``action``: ``share`` on it, the rest spread
-    over the other choices with twice the weight on its neighbours (the policy keeps
-    exploring around the demonstration).
+def demonstration_target(
+    action: int, choices: int, share: float = 0.5, near: float = 0.35
+) -> torch.Tensor:
+    """A distribution over ``choices`` centred on ``action``: ``share`` on it, ``near`` split
+    between its neighbours and the rest spread over the other choices (the policy keeps
+    exploring around the demonstration, mostly one step away: a far jump in one layer can
+    double the student's size).
     """
     if choices == 1:
         return torch.ones(1)
-    weight = torch.ones(choices)
-    for a in (action - 1, action + 1):
-        if 0 <= a < choices:
-            weight[a] = 2.0
-    weight[action] = 0.0
-    target = weight / weight.sum() * (1 - share)
+    neighbours = [a for a in (action - 1, action + 1) if 0 <= a < choices]
+    others = [a for a in range(choices) if a != action and a not in neighbours]
+    target = torch.zeros(choices)
     target[action] = share
+    rest = 1.0 - share
+    if others:
+        target[others] = (rest - near) / len(others)
+        rest = near
+    target[neighbours] = rest / len(neighbours)
     return target
 
 

@@ -107,6 +107,8 @@ def select_product(
     contenders: int,
     epochs: int,
     record: Callable[[Candidate], None],
+    planned: dict[str, list[str]] | None = None,
+    plan: Callable[[str, list[str]], None] | None = None,
 ) -> tuple[Candidate | None, dict[str, Any]]:
     """The run's product after training its leading rivals to the top fidelity.
 
@@ -122,6 +124,10 @@ def select_product(
             fidelity before choosing.
         epochs: Extra epochs of a promotion (0: no promotion).
         record: Called with each newly refined candidate (to journal it).
+        planned: The leaders and challengers (candidate ids by phase) an interrupted run
+            chose before it was stopped: they are refined, not chosen again (a refined
+            leader's new accuracy would otherwise change which students are chosen).
+        plan: Called with each phase's choice before its refinements (to journal it).
 
     Returns:
         The product (None when nothing was evaluated) and why it was chosen.
@@ -130,23 +136,30 @@ def select_product(
     def pool() -> list[Candidate]:
         return rank(list(evaluator.cache.values()), score)
 
-    def refine(cands: list[Candidate]) -> None:
-        for cand in cands:
+    def refine(phase: str, choose: Callable[[list[Candidate]], list[Candidate]]) -> None:
+        ids = (planned or {}).get(phase)
+        if ids is None:
+            ids = [c.id for c in choose([c for c in pool() if score.eligible(c)])]
+            if plan is not None:
+                plan(phase, ids)
+        current = {c.id: c for c in evaluator.cache.values()}
+        for cand in (current[i] for i in ids if i in current):
             if cand.fidelity < TOP_FIDELITY:
                 new = evaluator.refine(cand, epochs)
                 if new is not cand:
                     record(new)
 
+    def challengers(eligible: list[Candidate]) -> list[Candidate]:
+        if not eligible:
+            return []
+        lead = score(eligible[0])
+        return [c for c in eligible if c.fidelity < TOP_FIDELITY and score.ceiling(c) > lead][
+            :contenders
+        ]
+
     if epochs > 0:
-        refine([c for c in pool() if score.eligible(c)][:contenders])
-        eligible = [c for c in pool() if score.eligible(c)]
-        if eligible:
-            lead = score(eligible[0])
-            refine(
-                [c for c in eligible if c.fidelity < TOP_FIDELITY and score.ceiling(c) > lead][
-                    :contenders
-                ]
-            )
+        refine("leaders", lambda eligible: eligible[:contenders])
+        refine("challengers", challengers)
     ranked = pool()
     if not ranked:
         return None, {"reason": "no candidate could be evaluated"}

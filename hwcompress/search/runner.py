@@ -136,11 +136,12 @@ class SearchRun:
         """The best candidate of ``stage`` (with ``extra`` ones competing)."""
         return self.best_of([*self.candidates(stage), *(extra or [])])
 
-    def best_structures(self, k: int) -> list[Genome]:
+    def best_structures(self, k: int, before: str | None = None) -> list[Genome]:
         """The ``k`` best distinct structures (kept units and kernels, widths reset) among
-        the float students so far; the start student when there is none."""
+        the float students so far (not counting stage ``before``'s); the start student when
+        there is none."""
         out: dict[str, Genome] = {}
-        ranked = rank(self.floats(), self.score)
+        ranked = rank([c for c in self.floats() if c.stage != before], self.score)
         for cand in [c for c in ranked if c.feasible] or ranked:
             structure = Genome.from_dict(cand.genome).structure()
             out.setdefault(structure.key(), structure)
@@ -257,6 +258,10 @@ class SearchRun:
             contenders=self.config.contenders,
             epochs=self.config.promote_epochs,
             record=self.record,
+            planned=self.journal.product_plans(),
+            plan=lambda phase, ids: self.journal.append(
+                {"type": "product_plan", "phase": phase, "ids": ids}
+            ),
         )
         if best is not None:
             self.reporter.message(

@@ -10,11 +10,13 @@ runs its own fine-tunes. A new stage is one class and one registry entry.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hwcompress.arch import Genome, build_spec, build_student
+from hwcompress.files import save_atomic
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.evaluate import structure_of
 from hwcompress.search.features import group_features, layer_features, unit_features
@@ -95,11 +97,20 @@ class PolicyStage(Stage):
         config = run.config
         base0, items0, _ = prepared[0]
         controller = self.controller(run, base0, items0)
+        # the policy's first weights come from the global generator, whose state a resumed
+        # run (its earlier students read back, not trained) does not share: keep them
+        initial = run.policies_dir / f"{self.name}_initial.pt"
+        if initial.is_file():
+            controller.load_state_dict(torch.load(initial, weights_only=True))
+        else:
+            save_atomic(controller.state_dict(), initial)
         if self.name in run.init_state:
             controller.load_state_dict({"policy": run.init_state[self.name]["policy"]})
         done = sorted(ep for st, ep in run.finished if st == self.name)
         start_ep = done[-1] + 1 if done else 0
-        latest = run.policies_dir / f"{self.name}_latest.pt"
+        # the last journaled episode's policy (``_latest`` may be one episode further: it is
+        # written before the episode's record)
+        latest = run.policies_dir / f"{self.name}_ep{start_ep - 1}.pt"
         if done and latest.is_file():
             controller.load_state_dict(torch.load(latest, weights_only=True))
         deadline = run.clock.deadline(self.name)
@@ -164,7 +175,8 @@ class ShrinkageStage(PolicyStage):
     name = "shrinkage"
 
     def bases(self, run: SearchRun) -> list[Genome]:
-        return run.best_structures(run.config.carry)
+        # judged before this stage's own students, as when it started (a resumed run too)
+        return run.best_structures(run.config.carry, before=self.name)
 
     def items(self, run: SearchRun, base: Genome) -> tuple[list[str], torch.Tensor]:
         ctx = run.ctx
@@ -212,19 +224,53 @@ class ShrinkageStage(PolicyStage):
 
     def demonstration(self, run: SearchRun, base: Genome, items: list[str]) -> list[int] | None:
         structure = base.structure().key()
-        same = [
+        same = [  # this stage's seeds count, its own samples (a resumed run's) do not
             c
             for c in run.floats()
-            if c.feasible and Genome.from_dict(c.genome).structure().key() == structure
+            if c.feasible
+            and (c.stage != self.name or c.episode < 0)
+            and Genome.from_dict(c.genome).structure().key() == structure
         ]
         best = run.best_of(same)
         if best is None:
             return None
         width = best.genome.get("width", {})
-        return [
-            min(range(len(WIDTH_CHOICES)), key=lambda i: abs(WIDTH_CHOICES[i] - width.get(k, 1.0)))
-            for k in items
-        ]
+        spec = run.ctx.spec
+        return grid_widths(
+            [width.get(k, 1.0) for k in items],
+            lambda choice: spec.predict_params(self.genome(run, base, items, choice)),
+            spec.predict_params(Genome.from_dict(best.genome)),
+        )
+
+
+def grid_widths(widths: list[float], size: Callable[[list[int]], float], limit: float) -> list[int]:
+    """The policy's width choices (indices into ``WIDTH_CHOICES``) closest to ``widths``
+    whose student is no larger than ``limit``.
+
+    Rounding each width to its nearest choice can give a much larger student than the one
+    demonstrated (parameters grow with the square of the width, so rounding 0.35 up to 0.4
+    adds 30 % to a layer), and the policy would then explore around a student that loses
+    compression the demonstrated one had. Each width starts at the choice at or below it and
+    is raised, closest first, while the student stays within ``limit``.
+
+    Args:
+        widths: The demonstrated width multiplier of each item.
+        size: The student's size for a list of choice indices.
+        limit: The demonstrated student's size.
+    """
+    top = len(WIDTH_CHOICES) - 1
+    choice = [
+        max((i for i, c in enumerate(WIDTH_CHOICES) if c <= w + 1e-9), default=0) for w in widths
+    ]
+    up = [
+        i for i, w in enumerate(widths) if choice[i] < top and WIDTH_CHOICES[choice[i]] < w - 1e-9
+    ]
+    for i in sorted(up, key=lambda i: WIDTH_CHOICES[choice[i] + 1] - widths[i]):
+        trial = list(choice)
+        trial[i] += 1
+        if size(trial) <= limit:
+            choice = trial
+    return choice
 
 
 class ChannelsStage(ShrinkageStage):

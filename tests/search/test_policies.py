@@ -62,3 +62,8 @@ def test_imitation_starts_the_policy_around_a_demonstration_and_keeps_exploring(
     target = demonstration_target(3, len(WIDTH_CHOICES))
     assert abs(float(target.sum()) - 1) < 1e-6 and int(target.argmax()) == 3
     assert target[2] == target[4] > target[0]
+    # mostly one step away: a far jump in one layer can double the student's size
+    assert abs(float(target[2:5].sum()) - 0.85) < 1e-6
+    edge = demonstration_target(0, len(WIDTH_CHOICES))
+    assert abs(float(edge.sum()) - 1) < 1e-6 and abs(float(edge[:2].sum()) - 0.85) < 1e-6
+    assert torch.allclose(demonstration_target(0, 2), torch.tensor([0.5, 0.5]))

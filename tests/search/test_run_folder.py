@@ -49,6 +49,26 @@ def test_a_whole_last_record_that_lost_its_newline_is_kept(tmp_path):
     assert [r["n"] for r in _records(path)] == [1, 2, 3]
 
 
+def test_the_products_plan_holds_only_while_nothing_but_its_refinements_follow(tmp_path):
+    journal = Journal(tmp_path / "journal.jsonl")
+
+    def cand(i):
+        return {"type": "candidate", "candidate": {"id": i}}
+
+    journal.append(cand("a"))
+    journal.append({"type": "product_plan", "phase": "leaders", "ids": ["a", "b"]})
+    journal.append(cand("a"))  # a leader refined, then the process was killed
+    assert journal.product_plans() == {"leaders": ["a", "b"]}
+    journal.append({"type": "product_plan", "phase": "challengers", "ids": ["c"]})
+    assert journal.product_plans() == {"leaders": ["a", "b"], "challengers": ["c"]}
+    # resumed with a larger budget, the run searched on: its product is chosen again
+    journal.append({"type": "episode", "stage": "shrinkage", "episode": 3})
+    assert journal.product_plans() == {}
+    journal.append({"type": "product_plan", "phase": "leaders", "ids": ["d"]})
+    journal.append(cand("e"))  # a candidate the plan does not name
+    assert journal.product_plans() == {}
+
+
 def test_a_journal_on_a_full_device_is_a_machine_error():
     journal = Journal(Path("/dev/full"))
     with pytest.raises(MachineError, match="no space left on device"):
@@ -183,3 +203,54 @@ def test_a_full_disk_stops_the_run_and_resume_finishes_it(reference, tiny_search
     assert all(c.status == "ok" for c in stopped), [c.reason for c in stopped]
     reference.config = {**reference.config, "out": settings["out"]}
     _check_resumed(Path(settings["out"]), reference)
+
+
+def _first(records: list[dict], test) -> int:
+    return next(i for i, r in enumerate(records) if test(r))
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        # the shrinkage stage's seeds journaled, its first episode not: its policy starts
+        # from the weights the stopped run drew, not from a generator the run did not share
+        lambda rs: _first(rs, lambda r: r.get("type") == "episode" and r["stage"] == "shrinkage"),
+        # stopped in the shrinkage stage's first episode: its policy is fitted to the same
+        # student as before, not to one of the episode's own samples
+        lambda rs: (
+            _first(
+                rs,
+                lambda r: (
+                    r.get("type") == "candidate"
+                    and r["candidate"]["stage"] == "shrinkage"
+                    and r["candidate"]["episode"] == 0
+                ),
+            )
+            + 1
+        ),
+        # one shrinkage episode done: the next starts from the structures the first did
+        lambda rs: (
+            _first(rs, lambda r: r.get("type") == "episode" and r["stage"] == "shrinkage") + 1
+        ),
+        # the product's leaders chosen and one refined: the rest of the plan, nothing else
+        lambda rs: _first(rs, lambda r: r.get("type") == "product_plan") + 2,
+    ],
+    ids=["shrinkage-start", "in-first-episode", "shrinkage-episode", "product-choice"],
+)
+def test_a_run_stopped_at_a_decision_resumes_to_the_same_students(reference, tmp_path, cut):
+    import shutil
+
+    source = Path(reference.config["out"])
+    out = tmp_path / "stopped"
+    shutil.copytree(source, out)
+    records = _records(out / "journal.jsonl")
+    keep = records[: cut(records)]
+    (out / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
+    done = {(r["stage"], r["episode"]) for r in keep if r.get("type") == "episode"}
+    for policy in (out / "policies").glob("*_ep*.pt"):
+        stage, episode = policy.stem.rsplit("_ep", 1)
+        if (stage, int(episode)) not in done:
+            policy.unlink()
+    (out / "results.json").unlink()
+    reference.config = {**reference.config, "out": str(out)}
+    _check_resumed(out, reference)
