@@ -431,10 +431,20 @@ def export_cmd(
             "allow importing it (a checkpoint alone never makes hwcompress import code)."
         ),
     ] = None,
+    pick: Annotated[
+        str | None,
+        typer.Option(
+            help="From a run folder, the most accurate student on its accuracy-latency front "
+            "within this latency: latency_ms=2.5, or latency_ms=3x (3x faster than the "
+            "teacher); no new search.",
+        ),
+    ] = None,
 ) -> None:
     """Export a searched student as deployable ONNX and check what onnxruntime runs."""
     from hwcompress.export.student import default_format, export_student, load_student
 
+    if pick is not None:
+        source = _picked(source, pick)
     student = load_student(source, teacher=teacher)
     if fmt is None:
         fmt, why = default_format(student)
@@ -458,6 +468,35 @@ def export_cmd(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report.to_dict(), indent=2))
         console.print(f"report written to {json_out}")
+
+
+def _picked(run_dir: Path, text: str) -> Path:
+    """The checkpoint of the front student ``--pick`` chooses in ``run_dir``."""
+    from hwcompress.search.front import pick, pick_checkpoint
+
+    results_path = run_dir / "results.json"
+    if not run_dir.is_dir() or not results_path.is_file():
+        raise HwCompressError(
+            f"--pick needs a finished search run folder; {run_dir} has no results.json "
+            "(finish the run with 'hwcompress search --resume --out RUN' first)"
+        )
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        if not isinstance(results, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise HwCompressError(
+            f"{results_path} is corrupt ({str(err).splitlines()[0][:120]}); write it again "
+            f"with 'hwcompress search --resume --out {run_dir}'"
+        ) from None
+    chosen = pick(results, text)
+    label = f" ({chosen['label']})" if chosen.get("label") else ""
+    console.print(
+        f"picked {chosen['id']}: {chosen['stage']} {chosen['method']}{label}, measured "
+        f"{chosen['latency_ms']:.4g} ms, validation {chosen['val_accuracy']:.2%}, "
+        f"{chosen['params']:,} params"
+    )
+    return pick_checkpoint(run_dir, results, chosen)
 
 
 def _kernel_list(kernels: dict[str, int]) -> str:

@@ -254,7 +254,19 @@ class ArchSpec:
                 macs = 0 if folded else w_in * pixels
             else:
                 weights, bias, macs, quantizable = 0, layer.params, layer.macs, False
-            costs.append(LayerCost(layer.name, weights, bias, macs, quantizable))
+            costs.append(
+                LayerCost(
+                    layer.name,
+                    weights,
+                    bias,
+                    macs,
+                    quantizable,
+                    kind=layer.kind,
+                    in_channels=w_in,
+                    out_channels=w_out if layer.kind != "gconv" else layer.out_channels,
+                    pixels=pixels,
+                )
+            )
         return costs
 
 
@@ -268,6 +280,10 @@ class LayerCost:
         biases: Parameters stored at 32 bits.
         macs: Its multiply-accumulates.
         quantizable: Whether its weights take the genome's bit-widths.
+        kind: The layer's kind (:attr:`LayerSpec.kind`).
+        in_channels: Channels it reads in the student.
+        out_channels: Channels it writes in the student.
+        pixels: Its output positions (1 for a linear layer).
     """
 
     name: str
@@ -275,6 +291,10 @@ class LayerCost:
     biases: int
     macs: int
     quantizable: bool = True
+    kind: str = ""
+    in_channels: int = 0
+    out_channels: int = 0
+    pixels: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)

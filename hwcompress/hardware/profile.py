@@ -132,11 +132,16 @@ class RuntimeSpec:
         machines: What ``platform.machine()`` says on the board (``aarch64``, ``x86_64``);
             when set, a ``local`` measurement on another machine is labelled as this host's
             and warned about. Empty: unknown (only a provider fallback is warned about).
+        channel_multiple: The channel counts the device's convolution kernels run fastest
+            are multiples of it (onnxruntime's NCHWc blocks: 16 with AVX-512, 8 with AVX2;
+            TensorRT and CMSIS-NN users name their own). Where latency steers a search,
+            students' channel counts snap to it (counts below it to powers of two). 1: any.
     """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     threads: int = 1
     machines: tuple[str, ...] = ()
+    channel_multiple: int = 1
 
     def __post_init__(self) -> None:
         if not self.providers:
@@ -146,6 +151,11 @@ class RuntimeSpec:
             )
         if self.threads < 1:
             raise ProfileError(f"must be at least 1 (got {self.threads})", key="runtime.threads")
+        if not 1 <= self.channel_multiple <= 1024:
+            raise ProfileError(
+                f"must be between 1 and 1024 (got {self.channel_multiple}); 1 means any count",
+                key="runtime.channel_multiple",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,27 +35,35 @@ def pareto_plot(
     path: Path,
     *,
     log_x: bool = False,
+    bound: float | None = None,
 ) -> Path:
     """Validation accuracy against ``metric`` for every candidate; feasible ones filled,
-    infeasible ones as crosses, the feasible Pareto front as a line, teacher and product marked.
+    infeasible ones as crosses, the feasible Pareto front as a line, teacher and product
+    marked; the latency-matched seeds (Torch-Pruning's practice) as diamonds, and ``bound``
+    (the run's target on ``metric``) as a vertical line.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     ok = [c for c in candidates if c.get("status") == "ok" and metric in c.get("metrics", {})]
 
     def group(c: dict[str, Any]) -> str:
-        return "seeds" if c.get("method") == "baseline" else str(c["stage"])
+        if c.get("method") == "baseline":
+            return "seeds at the latency budget" if "latency" in c.get("label", "") else "seeds"
+        return str(c["stage"])
 
     stages = sorted({group(c) for c in ok})
     colours = plt.get_cmap("tab10")
     for i, stage in enumerate(stages):
         feas = [c for c in ok if group(c) == stage and c["feasible"]]
         infeas = [c for c in ok if group(c) == stage and not c["feasible"]]
+        matched = stage == "seeds at the latency budget"
         ax.scatter(
             [c["metrics"][metric] for c in feas],
             [100 * c["metrics"]["val_accuracy"] for c in feas],
-            s=22,
+            s=60 if matched else 22,
+            marker="D" if matched else "o",
             color=colours(i),
+            edgecolors="black" if matched else "none",
             label=f"{stage} (feasible)",
         )
         if infeas:
@@ -92,6 +100,8 @@ def pareto_plot(
             linewidths=2,
             label="product",
         )
+    if bound is not None:
+        ax.axvline(bound, color="red", lw=1, ls=":", label=f"target ({bound:.3g})")
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(label)

@@ -113,6 +113,9 @@ class SearchConfig:
         device: Where teacher training, distillation, QAT and the kernel stage run: ``auto``
             (a GPU when PyTorch sees one), ``cpu``, ``cuda`` or ``cuda:N``. Latency is
             always measured with onnxruntime and the profile's providers.
+        latency_students: Where a latency budget (a target or the profile's) is tighter than
+            the teacher, this many untrained students are measured first to fit the latency
+            model that scales proposals to the budget.
     """
 
     profile: str
@@ -153,6 +156,7 @@ class SearchConfig:
     promote_epochs: int = 8
     contenders: int = 3
     device: str = "auto"
+    latency_students: int = 32
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_STAGES:
@@ -220,6 +224,10 @@ class SearchConfig:
                 raise ConfigError(f"{{{name}}} must be at least 1 (got {getattr(self, name)})")
         if self.train_limit is not None and self.train_limit < 1:
             raise ConfigError("{train_limit} must be at least 1; leave it out to use every sample")
+        if self.latency_students < 4:
+            raise ConfigError(
+                f"{{latency_students}} must be at least 4 (got {self.latency_students})"
+            )
         if self.latency_runs is not None and self.latency_runs < 1:
             raise ConfigError("{latency_runs} must be at least 1")
         if self.budget_minutes is not None and not 0 < self.budget_minutes < math.inf:

@@ -32,6 +32,8 @@ from hwcompress.train import DistillConfig, TeacherLogits, distill
 #: Status of a candidate whose evaluation was stopped by the machine (a full disk, no
 #: memory), not by the candidate; :meth:`CandidateEvaluator.finish` raises on it.
 MACHINE = "machine"
+#: Rounds of in-turn timing of a candidate with the teacher (5 inferences each per round).
+REFERENCE_ROUNDS = 20
 
 
 @dataclass
@@ -54,6 +56,9 @@ class SearchContext:
     act_bits: int = 8
     #: What a student checkpoint needs to be rebuilt alone (teacher spec, input shape, ...).
     student_meta: dict[str, Any] = field(default_factory=dict)
+    #: The teacher's ONNX file: where latency steers a local run, each candidate is timed in
+    #: turn with it and its latency is that ratio times the teacher's latency at the start.
+    latency_reference: Path | None = None
 
 
 def structure_of(genome: Genome) -> Genome:
@@ -258,10 +263,10 @@ class CandidateEvaluator:
             raise MachineError(cand.reason)
         if cand.status == "ok":
             try:
-                lat = measure_latency(
-                    ctx.run_dir / cand.artifacts["onnx"], ctx.profile, **ctx.latency_kwargs
-                )
+                lat, ratio = self.measure(ctx.run_dir / cand.artifacts["onnx"])
                 cand.metrics = {**cand.metrics, "latency_ms": lat.median_ms}
+                if ratio is not None:
+                    cand.metrics["latency_ratio"] = ratio
                 cand.kernels = lat.kernels
                 self.score(cand, episodes=episodes)
             except (HwCompressError, RuntimeError, MemoryError, ValueError, OSError) as err:
@@ -271,6 +276,32 @@ class CandidateEvaluator:
         cand.seconds += time.perf_counter() - start
         self.cache[genome.key()] = cand
         return cand
+
+    def measure(self, onnx_path: Path) -> tuple[LatencyResult, float | None]:
+        """The latency of a candidate's file with the profile's source; with a
+        :attr:`SearchContext.latency_reference`, timed in turn with the teacher and scaled
+        to the teacher's latency at the start of the run (also returned as a ratio)."""
+        ctx = self.ctx
+        if ctx.latency_reference is None or ctx.profile.latency.source != "local":
+            return measure_latency(onnx_path, ctx.profile, **ctx.latency_kwargs), None
+        from hwcompress.measure.latency import measure_local_many
+        from hwcompress.measure.sources import with_provenance
+
+        mine, ref = measure_local_many(
+            [onnx_path, ctx.latency_reference], ctx.profile, rounds=REFERENCE_ROUNDS
+        )
+        ratio = mine.median_ms / max(ref.median_ms, 1e-9)
+        scale = float(ctx.teacher_metrics["latency_ms"]) / max(ref.median_ms, 1e-9)
+        lat = replace(
+            mine,
+            median_ms=ratio * float(ctx.teacher_metrics["latency_ms"]),
+            p90_ms=mine.p90_ms * scale,
+            min_ms=mine.min_ms * scale,
+            mean_ms=mine.mean_ms * scale,
+            stdev_ms=mine.stdev_ms * scale,
+            notes=(*mine.notes, f"timed in turn with the teacher: {ratio:.3f}× its latency"),
+        )
+        return with_provenance(lat, ctx.profile), ratio
 
     def score(self, cand: Candidate, *, episodes: int = 1) -> None:
         """Sets the reward, feasibility, slack and compression of a measured candidate, and

@@ -1,8 +1,12 @@
 """Per-step input features for the policies: one vector per removable unit or channel group.
 
-The features describe a layer by kind, channels, kernel, stride, padding, skip connection and
-its share of the parameters, with a fixed length, so a policy trained on one teacher reads
-any other teacher (the N2N transfer result).
+The features describe a layer by kind, channels, kernel, stride, padding, skip connection,
+its share of the parameters and its share of the time, with a fixed length, so a policy
+trained on one teacher reads any other teacher (the N2N transfer result). The time share of
+a channel group is what halving it saves of the student's predicted latency on the run's
+device (:func:`hwcompress.search.latency_model.group_sensitivity`), so the shrinkage policy
+sees where time is spent (early, high-resolution layers), not only where parameters are; a
+run without a latency model gives the share of MACs, and units and layers their MACs share.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 from hwcompress.arch.spec import ArchSpec, GroupSpec, LayerSpec, UnitSpec
 
 KINDS = ("residual", "conv", "dwconv", "linear")
-FEATURE_DIM = len(KINDS) + 7
+FEATURE_DIM = len(KINDS) + 8
 
 
 def _vector(
@@ -26,6 +30,7 @@ def _vector(
     padding: int,
     skip: bool,
     param_share: float,
+    time_share: float,
 ) -> list[float]:
     return [
         *(1.0 if kind == k else 0.0 for k in KINDS),
@@ -36,6 +41,7 @@ def _vector(
         padding / 3,
         1.0 if skip else 0.0,
         param_share,
+        time_share,
     ]
 
 
@@ -43,10 +49,19 @@ def _total(spec: ArchSpec) -> int:
     return max(1, sum(layer.params for layer in spec.layers))
 
 
+def _macs(spec: ArchSpec) -> dict[str, int]:
+    """Each layer's MACs in the teacher (:meth:`ArchSpec.costs` of the full genome)."""
+    from hwcompress.arch.spec import Genome
+
+    return {c.name: c.macs for c in spec.costs(Genome())}
+
+
 def unit_features(spec: ArchSpec, units: tuple[UnitSpec, ...] | None = None) -> torch.Tensor:
     """Features of each removable unit, shape ``(len(units), FEATURE_DIM)``."""
     units = spec.units if units is None else units
     total = _total(spec)
+    macs = _macs(spec)
+    all_macs = max(1, sum(macs.values()))
     rows = []
     for unit in units:
         layers = [spec.layer(n) for n in unit.layers]
@@ -61,14 +76,27 @@ def unit_features(spec: ArchSpec, units: tuple[UnitSpec, ...] | None = None) -> 
                 max(la.padding for la in convs),
                 unit.kind == "residual",
                 sum(la.params for la in layers) / total,
+                sum(macs.get(la.name, 0) for la in layers) / all_macs,
             )
         )
     return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), FEATURE_DIM)
 
 
-def group_features(spec: ArchSpec, groups: tuple[GroupSpec, ...]) -> torch.Tensor:
-    """Features of each channel group, shape ``(len(groups), FEATURE_DIM)``."""
+def group_features(
+    spec: ArchSpec, groups: tuple[GroupSpec, ...], time_share: dict[str, float] | None = None
+) -> torch.Tensor:
+    """Features of each channel group, shape ``(len(groups), FEATURE_DIM)``.
+
+    Args:
+        spec: The teacher's spec.
+        groups: The groups, in decision order.
+        time_share: Each group's share of the student's latency (default: of its MACs).
+    """
     total = _total(spec)
+    if time_share is None:
+        from hwcompress.search.latency_model import group_sensitivity
+
+        time_share = group_sensitivity(spec, [g.key for g in groups], None)
     rows = []
     for group in groups:
         producers: list[LayerSpec] = [spec.layer(n) for n in group.producers]
@@ -84,6 +112,7 @@ def group_features(spec: ArchSpec, groups: tuple[GroupSpec, ...]) -> torch.Tenso
                 first.padding,
                 len(producers) > 1,
                 sum(la.params for la in touching) / total,
+                time_share.get(group.key, 0.0),
             )
         )
     return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), FEATURE_DIM)
@@ -92,6 +121,8 @@ def group_features(spec: ArchSpec, groups: tuple[GroupSpec, ...]) -> torch.Tenso
 def layer_features(spec: ArchSpec, names: list[str]) -> torch.Tensor:
     """Features of conv/linear layers by module name, shape ``(len(names), FEATURE_DIM)``."""
     total = _total(spec)
+    macs = _macs(spec)
+    all_macs = max(1, sum(macs.values()))
     rows = []
     for name in names:
         la = spec.layer(name)
@@ -105,6 +136,7 @@ def layer_features(spec: ArchSpec, names: list[str]) -> torch.Tensor:
                 la.padding,
                 la.skip,
                 la.params / total,
+                macs.get(name, 0) / all_macs,
             )
         )
     return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), FEATURE_DIM)

@@ -131,6 +131,7 @@ def finish_run(
     stage_best: dict[str, Candidate],
     out_of_time: bool,
     budget: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> SearchResult:
     """Saves the product and writes ``results.json`` and the report.
 
@@ -145,6 +146,7 @@ def finish_run(
         stage_best: Each stage's best candidate.
         out_of_time: Whether a stage's time budget ran out.
         budget: The time budget's split among the stages, if there was one.
+        extra: More top-level entries of ``results.json`` (the latency model, feasibility).
 
     Returns:
         The run's result.
@@ -215,7 +217,11 @@ def finish_run(
         "stopped_by_budget": out_of_time,
         "budget": budget,
         "target": list(config.target),
+        **(extra or {}),
     }
+    from hwcompress.search.front import latency_front
+
+    results["front"] = latency_front(results)
     path = out / "results.json"
     write_atomic(path, json.dumps(results, indent=2))
     write_report(out)

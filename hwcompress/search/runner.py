@@ -50,7 +50,7 @@ from hwcompress.search.setup import (
     write_config,
 )
 from hwcompress.search.stages import Stage, stage_registry
-from hwcompress.search.target import size_caps
+from hwcompress.search.target import PREDICTED, size_caps
 
 __all__ = ["SearchResult", "SearchRun", "load_search_config", "prepare_context", "run_search"]
 
@@ -90,7 +90,21 @@ class SearchRun:
         self.policies_dir.mkdir(exist_ok=True)
         self.init_state = init_state
         self.start, self.start_state = start_student(config, ctx)
-        self.caps = size_caps(ctx.matrix)
+        self.latency_model = self._latency_model()
+        #: Predicts a student's latency (ms) from its genome where a latency budget steers
+        #: the run (proposals are scaled to it); None where latency only filters.
+        self.latency = (
+            self.latency_model.predictor(ctx.spec) if self.latency_model is not None else None
+        )
+        #: Channel counts snap to multiples of it (the device's fastest kernels) where
+        #: latency steers.
+        self.multiple = ctx.profile.runtime.channel_multiple if self.latency else 1
+        self.caps = size_caps(ctx.matrix, (*PREDICTED, "latency_ms") if self.latency else PREDICTED)
+        #: Where latency steers a run ranked by accuracy within its targets, proposals under
+        #: the budget are scaled up to it as well (a proposal's shape is what is decided).
+        self.fill = self.latency is not None and ctx.reward_config.objective == "accuracy"
+        #: Per stage: policy proposals, and how many were scaled down to the budgets.
+        self.clamps: dict[str, dict[str, int]] = {}
         self.stages: dict[str, Stage] = {
             name: stage for name, stage in stage_registry().items() if name in config.stages
         }
@@ -108,6 +122,51 @@ class SearchRun:
         )
         self.stage_bests: dict[str, Candidate] = {}
         self.executor: Any = None
+
+    def _latency_model(self) -> Any:
+        """The run's latency model when a latency budget (a target or the profile's) is
+        tighter than the teacher's latency: read from the run folder, else calibrated now."""
+        from hwcompress.search.latency_model import FILE_NAME, LatencyModel, calibrate
+
+        ctx = self.ctx
+        cap = size_caps(ctx.matrix, ("latency_ms",)).get("latency_ms")
+        teacher_ms = float(ctx.teacher_metrics.get("latency_ms", 0.0))
+        if cap is None or teacher_ms <= cap or "latency_ms" not in ctx.matrix.metrics:
+            return None
+        path = self.out / FILE_NAME
+        if path.is_file():
+            try:
+                model = LatencyModel.load(path)
+            except (ValueError, KeyError, TypeError, OSError):
+                self.reporter.message(f"{path} is unreadable; calibrating the latency model again")
+            else:
+                self._use_reference()
+                return model
+        multiple = ctx.profile.runtime.channel_multiple
+        model = calibrate(
+            ctx.teacher,
+            ctx.spec,
+            ctx.profile,
+            teacher_ms,
+            students=self.config.latency_students,
+            seed=self.config.seed,
+            block=multiple if multiple > 1 else 8,
+            multiple=multiple,
+            progress=self.reporter.message,
+        )
+        model.save(path)
+        self.reporter.message(
+            f"latency model: fitted on {model.fitted_on} students in {model.seconds:.0f} s, "
+            f"median error {model.median_error:.1%} (leave-one-out); budget {cap:.4g} ms, "
+            f"{teacher_ms / cap:.2f}× faster than the teacher"
+        )
+        self._use_reference()
+        return model
+
+    def _use_reference(self) -> None:
+        """Candidates are timed in turn with the teacher (drift between minutes cancels)."""
+        if self.ctx.profile.latency.source == "local":
+            self.ctx.latency_reference = self.out / "teacher.onnx"
 
     # -- what the stages ask of the run -------------------------------------------------
 
@@ -206,9 +265,16 @@ class SearchRun:
         self.journal.append({"type": "candidate", "candidate": cand.to_dict()})
 
     def save_policy(
-        self, stage: str, episode: int, state: dict[str, Any], rewards: list[float], loss: Any
+        self,
+        stage: str,
+        episode: int,
+        state: dict[str, Any],
+        rewards: list[float],
+        loss: Any,
+        clamped: int = 0,
     ) -> None:
-        """Checkpoints the controller after an episode and journals the episode."""
+        """Checkpoints the controller after an episode and journals the episode (with how
+        many of its proposals were scaled down to the budgets)."""
         save_atomic(state, self.policies_dir / f"{stage}_ep{episode}.pt")
         save_atomic(state, self.policies_dir / f"{stage}_latest.pt")
         mean = sum(rewards) / len(rewards)
@@ -220,6 +286,7 @@ class SearchRun:
                 "rewards": rewards,
                 "mean_reward": mean,
                 "loss": loss,
+                "clamped": clamped,
                 "policy": f"policies/{stage}_ep{episode}.pt",
             }
         )
@@ -282,7 +349,44 @@ class SearchRun:
             budget={"minutes": self.config.budget_minutes, "plan_s": self.clock.plan()}
             if self.config.budget_minutes
             else None,
+            extra={
+                "latency_model": None
+                if self.latency_model is None
+                else {
+                    "file": "latency_model.json",
+                    "fitted_on": self.latency_model.fitted_on,
+                    "median_error": self.latency_model.median_error,
+                    "seconds": self.latency_model.seconds,
+                    "channel_multiple": self.multiple,
+                },
+                "feasibility": feasibility(self.candidates(), self.journal.episodes()),
+            },
         )
+
+
+def feasibility(
+    candidates: list[Candidate], episodes: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per stage: its policy samples, the share of them feasible, and how many proposals
+    were scaled down to the budgets before training (the share that would have missed)."""
+    out: dict[str, dict[str, Any]] = {}
+    for cand in candidates:
+        if cand.episode < 0 or cand.method == "baseline":
+            continue
+        row = out.setdefault(cand.stage, {"samples": 0, "feasible": 0, "clamped": 0})
+        row["samples"] += 1
+        row["feasible"] += int(cand.status == "ok" and cand.feasible)
+    proposals: dict[str, int] = {}
+    for rec in episodes:
+        row = out.setdefault(rec["stage"], {"samples": 0, "feasible": 0, "clamped": 0})
+        row["clamped"] += int(rec.get("clamped", 0))
+        proposals[rec["stage"]] = proposals.get(rec["stage"], 0) + len(rec.get("rewards", []))
+    for stage, row in out.items():
+        row["feasible_share"] = row["feasible"] / row["samples"] if row["samples"] else None
+        n = proposals.get(stage, 0)
+        row["proposals"] = n
+        row["clamped_share"] = row["clamped"] / n if n else None
+    return out
 
 
 def run_search(

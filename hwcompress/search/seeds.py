@@ -23,7 +23,13 @@ import torch
 from torch import nn
 
 from hwcompress.arch.spec import ArchSpec, Genome
-from hwcompress.search.target import fits, largest_fitting, present_groups, snap
+from hwcompress.search.target import (
+    LatencyPredictor,
+    fits,
+    largest_fitting,
+    present_groups,
+    snap,
+)
 
 #: The default ladder: how many times fewer parameters than the teacher.
 SEED_RATIOS = (2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0)
@@ -47,23 +53,25 @@ def channel_scores(teacher: nn.Module, spec: ArchSpec) -> dict[str, torch.Tensor
     return scores
 
 
-def uniform_genome(spec: ArchSpec, base: Genome) -> Callable[[float], Genome]:
-    """``q ↦`` the base with every present group at width ``q`` (whole channels)."""
+def uniform_genome(spec: ArchSpec, base: Genome, multiple: int = 1) -> Callable[[float], Genome]:
+    """``q ↦`` the base with every present group at width ``q`` (whole channels, or whole
+    multiples of ``multiple``)."""
     keys = present_groups(spec, base)
     channels = {g.key: g.channels for g in spec.shrinkable}
 
     def make(q: float) -> Genome:
-        width = {k: snap(max(q, MIN_KEEP), channels[k]) for k in keys}
+        width = {k: snap(max(q, MIN_KEEP), channels[k], multiple) for k in keys}
         return Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
 
     return make
 
 
 def l1_genome(
-    spec: ArchSpec, base: Genome, scores: dict[str, torch.Tensor]
+    spec: ArchSpec, base: Genome, scores: dict[str, torch.Tensor], multiple: int = 1
 ) -> Callable[[float], Genome]:
     """``q ↦`` the base pruned by one global threshold that keeps the top ``q`` of all
-    channels by normalised L1 score (each group keeps at least ``MIN_KEEP``)."""
+    channels by normalised L1 score (each group keeps at least ``MIN_KEEP``; counts snapped
+    to ``multiple``)."""
     keys = [k for k in present_groups(spec, base) if k in scores]
     pooled = torch.cat([scores[k] for k in keys]).sort(descending=True).values
 
@@ -74,7 +82,7 @@ def l1_genome(
         for k in keys:
             total = len(scores[k])
             kept = max(int((scores[k] >= threshold).sum()), math.ceil(MIN_KEEP * total))
-            width[k] = kept / total
+            width[k] = snap(kept / total, total, multiple)
         return Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
 
     return make
@@ -88,8 +96,14 @@ def width_seeds(
     ratios: tuple[float, ...] = SEED_RATIOS,
     *,
     l1: bool = True,
+    latency: LatencyPredictor | None = None,
+    multiple: int = 1,
 ) -> list[tuple[str, Genome]]:
     """The uniform and global-L1 seeds of ``base`` at each ratio of the ladder.
+
+    With a ``latency_ms`` cap and a ``latency`` predictor, every rung is also scaled to the
+    predicted latency budget, and each family adds its largest student within that budget
+    (``uniform latency 3.1x``): Torch-Pruning's practice of pruning until fast enough.
 
     Args:
         teacher: The teacher (its weights rank the channels).
@@ -99,6 +113,8 @@ def width_seeds(
         caps: Size caps every seed must meet (profile budgets and targets).
         ratios: Parameter reduction factors.
         l1: Whether the global-L1 family is included (else the width multiplier alone).
+        latency: Predicts a student's latency (ms) for a ``latency_ms`` cap.
+        multiple: Channel counts are snapped to multiples of it.
 
     Returns:
         ``(label, genome)`` pairs, distinct genomes only, largest first per family.
@@ -106,18 +122,20 @@ def width_seeds(
     if not ratios or not present_groups(spec, base):
         return []
     teacher_params = spec.predict_params(Genome())
-    families = {"uniform": uniform_genome(spec, base)}
+    families = {"uniform": uniform_genome(spec, base, multiple)}
     scores = channel_scores(teacher, spec) if l1 else {}
     if scores:
-        families["l1"] = l1_genome(spec, base, scores)
+        families["l1"] = l1_genome(spec, base, scores, multiple)
+    matched = "latency_ms" in caps and latency is not None
+    ladder = ([1.0] if matched else []) + sorted(ratios)
     out: list[tuple[str, Genome]] = []
     seen: set[str] = set()
     for name, make in families.items():
-        for ratio in sorted(ratios):
+        for i, ratio in enumerate(ladder):
             limit = teacher_params / ratio
 
             def ok(g: Genome, limit: float = limit) -> bool:
-                return spec.predict_params(g) <= limit and fits(spec, g, caps)
+                return spec.predict_params(g) <= limit and fits(spec, g, caps, latency=latency)
 
             genome = largest_fitting(make, ok)
             if genome is None or genome.key() in seen:
@@ -126,5 +144,6 @@ def width_seeds(
             # A rung the caps pushed further down is named by the reduction it reached.
             reached = teacher_params / max(spec.predict_params(genome), 1)
             shown = ratio if reached < 1.1 * ratio else float(f"{reached:.3g}")
-            out.append((f"{name} {shown:g}x", genome))
+            kind = f"{name} latency" if matched and i == 0 else name
+            out.append((f"{kind} {shown:g}x", genome))
     return out

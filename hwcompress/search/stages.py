@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hwcompress.arch import Genome, build_spec, build_student
+from hwcompress.errors import ConfigError
 from hwcompress.files import save_atomic
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.evaluate import structure_of
 from hwcompress.search.features import group_features, layer_features, unit_features
+from hwcompress.search.latency_model import group_sensitivity
 from hwcompress.search.methods import METHODS, StageController
 from hwcompress.search.policies import WIDTH_CHOICES
 from hwcompress.search.seeds import width_seeds
-from hwcompress.search.target import fit_genome
+from hwcompress.search.target import fit_genome, fits
 
 if TYPE_CHECKING:
     from hwcompress.search.runner import SearchRun
@@ -65,12 +67,31 @@ class PolicyStage(Stage):
     def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
         """The baselines evaluated before any policy sample."""
         return width_seeds(
-            run.ctx.teacher, run.ctx.spec, run.start, run.caps, run.config.seed_ratios
+            run.ctx.teacher,
+            run.ctx.spec,
+            run.start,
+            run.caps,
+            run.config.seed_ratios,
+            latency=run.latency,
+            multiple=run.multiple,
         )
 
     def fit(self, run: SearchRun, genome: Genome) -> Genome:
-        """The genome clamped to the run's size caps (AMC's clamp); unchanged if it fits."""
-        return fit_genome(run.ctx.spec, genome, run.caps) or genome
+        """The genome clamped to the run's size caps and predicted latency budget (AMC's
+        clamp), channels snapped to the device's multiple; unchanged if it fits, except
+        where latency steers a target run (:attr:`SearchRun.fill`): then scaled up to the
+        budget too."""
+        return (
+            fit_genome(
+                run.ctx.spec,
+                genome,
+                run.caps,
+                latency=run.latency,
+                multiple=run.multiple,
+                fill=run.fill,
+            )
+            or genome
+        )
 
     def demonstration(self, run: SearchRun, base: Genome, items: list[str]) -> list[int] | None:
         """The actions that rebuild the run's best student of ``base``'s structure so far
@@ -105,7 +126,15 @@ class PolicyStage(Stage):
         else:
             save_atomic(controller.state_dict(), initial)
         if self.name in run.init_state:
-            controller.load_state_dict({"policy": run.init_state[self.name]["policy"]})
+            try:
+                controller.load_state_dict({"policy": run.init_state[self.name]["policy"]})
+            except (RuntimeError, KeyError) as err:
+                raise ConfigError(
+                    f"{{init_policy}}: its {self.name} policy does not fit this version's "
+                    f"policy ({str(err).splitlines()[0][:160]}); it was saved by another "
+                    "hwcompress version (the policies now read 12 features a layer, one of "
+                    "them its share of the latency); transfer a policy saved by this version"
+                ) from None
         done = sorted(ep for st, ep in run.finished if st == self.name)
         start_ep = done[-1] + 1 if done else 0
         # the last journaled episode's policy (``_latest`` may be one episode further: it is
@@ -138,15 +167,22 @@ class PolicyStage(Stage):
                 return run.stage_best(self.name), True
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + index * 10_007 + ep)
             samples, genomes = [], []
+            clamped = 0
             for r in range(config.rollouts):
                 base, items, features = prepared[r % len(prepared)]
                 sample = controller.sample(features, gen)
                 samples.append(sample)
-                genomes.append(self.fit(run, self.genome(run, base, items, sample.actions)))
+                proposed = self.genome(run, base, items, sample.actions)
+                genomes.append(self.fit(run, proposed))
+                # over the budgets as proposed (before the clamp scaled it down)
+                clamped += int(
+                    genomes[-1].key() != proposed.key()
+                    and not fits(run.ctx.spec, proposed, run.caps, latency=run.latency)
+                )
             cands = run.evaluate_episode(genomes, self.name, ep, config.method)
             rewards = [c.reward for c in cands]
             loss = controller.update(samples, rewards)
-            run.save_policy(self.name, ep, controller.state_dict(), rewards, loss)
+            run.save_policy(self.name, ep, controller.state_dict(), rewards, loss, clamped)
         return run.stage_best(self.name), False
 
 
@@ -186,7 +222,8 @@ class ShrinkageStage(PolicyStage):
             present = build_spec(student, spec.input_shape)
         keys = {g.key for g in present.shrinkable}
         groups = tuple(g for g in spec.shrinkable if g.key in keys)
-        return [g.key for g in groups], group_features(spec, groups)
+        time_share = group_sensitivity(spec, [g.key for g in groups], run.latency, base)
+        return [g.key for g in groups], group_features(spec, groups, time_share)
 
     def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
         return Genome(
@@ -217,7 +254,14 @@ class ShrinkageStage(PolicyStage):
             seeds += [
                 (f"{removed} removed, {label}", genome)
                 for label, genome in width_seeds(
-                    run.ctx.teacher, spec, structure, run.caps, ratios, l1=False
+                    run.ctx.teacher,
+                    spec,
+                    structure,
+                    run.caps,
+                    ratios,
+                    l1=False,
+                    latency=run.latency,
+                    multiple=run.multiple,
                 )
             ]
         return seeds
@@ -236,10 +280,12 @@ class ShrinkageStage(PolicyStage):
             return None
         width = best.genome.get("width", {})
         spec = run.ctx.spec
+        # where latency steers, "no larger" means no slower
+        size = run.latency or spec.predict_params
         return grid_widths(
             [width.get(k, 1.0) for k in items],
-            lambda choice: spec.predict_params(self.genome(run, base, items, choice)),
-            spec.predict_params(Genome.from_dict(best.genome)),
+            lambda choice: size(self.genome(run, base, items, choice)),
+            size(Genome.from_dict(best.genome)),
         )
 
 

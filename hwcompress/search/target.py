@@ -26,6 +26,11 @@ from hwcompress.hardware.constraints import ConstraintMatrix
 TARGET_METRICS = ("params", "weight_bytes", "macs", "peak_activation_bytes", "latency_ms")
 #: Sizes the spec predicts without building the student (fp32 weights: 4 bytes a parameter).
 PREDICTED = ("params", "weight_bytes", "macs")
+#: A proposal's predicted latency must stay within this share of a latency budget: the
+#: prediction and the measurement each miss by a few per cent.
+LATENCY_MARGIN = 0.95
+#: ``genome ↦`` predicted latency in milliseconds (:mod:`hwcompress.search.latency_model`).
+LatencyPredictor = Callable[["Genome"], float]
 _SCALE = {
     "": 1.0,
     "k": 1e3,
@@ -116,15 +121,17 @@ def with_targets(
     return ConstraintMatrix(matrix.metrics, tuple(rows), np.array(a), np.array(b), tuple(desc))
 
 
-def size_caps(matrix: ConstraintMatrix) -> dict[str, float]:
-    """The tightest bound on each predictable size among rows that read that size alone."""
+def size_caps(matrix: ConstraintMatrix, metrics: tuple[str, ...] = PREDICTED) -> dict[str, float]:
+    """The tightest bound on each of ``metrics`` among rows that read that metric alone
+    (by default the sizes the spec predicts; add ``latency_ms`` where a latency model
+    predicts it)."""
     caps: dict[str, float] = {}
     for i in range(len(matrix.rows)):
         (cols,) = np.nonzero(matrix.A[i])
         if len(cols) != 1 or matrix.A[i, cols[0]] <= 0:
             continue
         metric = matrix.metrics[cols[0]]
-        if metric in PREDICTED:
+        if metric in metrics:
             bound = float(matrix.b[i] / matrix.A[i, cols[0]])
             caps[metric] = min(caps.get(metric, math.inf), bound)
     return caps
@@ -140,13 +147,31 @@ def predicted_sizes(spec: ArchSpec, genome: Genome) -> dict[str, float]:
     }
 
 
-def fits(spec: ArchSpec, genome: Genome, caps: dict[str, float], margin: float = 0.98) -> bool:
+def fits(
+    spec: ArchSpec,
+    genome: Genome,
+    caps: dict[str, float],
+    margin: float = 0.98,
+    latency: LatencyPredictor | None = None,
+) -> bool:
     """True if the predicted sizes are within ``margin`` of every cap (the measured MACs
-    count pooling and normalisation too, about 1 % more than the spec's conv/linear MACs)."""
+    count pooling and normalisation too, about 1 % more than the spec's conv/linear MACs),
+    and the predicted latency within :data:`LATENCY_MARGIN` of a ``latency_ms`` cap when
+    ``latency`` predicts it (without a predictor a latency cap only filters, once measured)."""
     if not caps:
         return True
     sizes = predicted_sizes(spec, genome)
-    return all(sizes[m] <= margin * cap for m, cap in caps.items())
+    for metric, cap in caps.items():
+        if metric in sizes:
+            if sizes[metric] > margin * cap:
+                return False
+        elif (
+            metric == "latency_ms"
+            and latency is not None
+            and latency(genome) > (LATENCY_MARGIN * cap)
+        ):
+            return False
+    return True
 
 
 def present_groups(spec: ArchSpec, genome: Genome) -> list[str]:
@@ -159,9 +184,36 @@ def present_groups(spec: ArchSpec, genome: Genome) -> list[str]:
     ]
 
 
-def snap(width: float, channels: int) -> float:
-    """``width`` rounded to whole channels (at least one), as a fraction of ``channels``."""
-    return max(1, round(width * channels)) / channels
+def snap(width: float, channels: int, multiple: int = 1) -> float:
+    """``width`` rounded to whole channels (at least one), as a fraction of ``channels``;
+    with ``multiple`` > 1, to a multiple of it (at most all channels), the counts the
+    device's kernels run fastest (onnxruntime's NCHWc blocks on x86), and counts well below
+    one block to a power of two under it (4 or 8 channels run faster than 16 here, 12 does
+    not; ``benchmarks/results/channel_multiple_x86_host.md``)."""
+    n = max(1, round(width * channels))
+    if multiple > 1 and channels > multiple:
+        if n * 4 >= multiple * 3:  # within a quarter block of a multiple: a whole block
+            n = min(channels, max(multiple, multiple * round(n / multiple)))
+        else:  # below the block the kernels run narrower powers of two fastest
+            n = min(2 ** round(math.log2(n)), multiple // 2 or 1)
+    return n / channels
+
+
+def snap_genome(spec: ArchSpec, genome: Genome, multiple: int) -> Genome:
+    """``genome`` with every group's channel count snapped to ``multiple`` (:func:`snap`)."""
+    if multiple <= 1 or not genome.width:
+        return genome
+    channels = {g.key: g.channels for g in spec.shrinkable}
+    width = {
+        k: snap(w, channels[k], multiple) if k in channels else w for k, w in genome.width.items()
+    }
+    return Genome(
+        keep=dict(genome.keep),
+        width=width,
+        kernel=dict(genome.kernel),
+        weight_bits=dict(genome.weight_bits),
+        act_bits=dict(genome.act_bits),
+    )
 
 
 def largest_fitting(
@@ -185,18 +237,59 @@ def largest_fitting(
     return best
 
 
-def fit_genome(spec: ArchSpec, genome: Genome, caps: dict[str, float]) -> Genome | None:
-    """``genome`` itself when it meets ``caps``, else its widths scaled by one common factor
-    (each group keeps at least one channel) until it does; None when it cannot."""
-    if fits(spec, genome, caps):
+def fill_genome(
+    spec: ArchSpec,
+    genome: Genome,
+    caps: dict[str, float],
+    latency: LatencyPredictor | None,
+    multiple: int,
+    keys: list[str],
+) -> Genome:
+    """``genome`` (within ``caps``) with its widths scaled up by the largest common factor
+    that stays within them (each width at most 1)."""
+    channels = {g.key: g.channels for g in spec.shrinkable}
+    widths = [genome.width.get(k, 1.0) for k in keys]
+    if not widths or min(widths) >= 1.0:
         return genome
+    top = 1.0 / min(widths)
+
+    def make(t: float) -> Genome:
+        q = 1.0 + t * (top - 1.0)
+        width = dict(genome.width)
+        for k in keys:
+            w = genome.width.get(k, 1.0)
+            width[k] = snap(min(1.0, w * q), channels[k], multiple) if w < 1.0 else w
+        return Genome(keep=dict(genome.keep), width=width, kernel=dict(genome.kernel))
+
+    grown = largest_fitting(make, lambda g: fits(spec, g, caps, latency=latency), steps=20)
+    return grown if grown is not None and fits(spec, grown, caps, latency=latency) else genome
+
+
+def fit_genome(
+    spec: ArchSpec,
+    genome: Genome,
+    caps: dict[str, float],
+    latency: LatencyPredictor | None = None,
+    multiple: int = 1,
+    *,
+    fill: bool = False,
+) -> Genome | None:
+    """``genome`` itself when it meets ``caps``, else its widths scaled by one common factor
+    (each group keeps at least one channel, or one ``multiple``) until it does; None when it
+    cannot. ``latency`` predicts a ``latency_ms`` cap (see :func:`fits`). With ``fill``, a
+    genome within the caps is scaled *up* by one factor (widths at most 1) until it would
+    not be: where accuracy alone ranks the students within a budget, a proposal's shape is
+    the decision and its scale is the budget's."""
+    genome = snap_genome(spec, genome, multiple)
     keys = present_groups(spec, genome)
     channels = {g.key: g.channels for g in spec.shrinkable}
+    if fits(spec, genome, caps, latency=latency):
+        return fill_genome(spec, genome, caps, latency, multiple, keys) if fill else genome
 
     def make(q: float) -> Genome:
         width = dict(genome.width)
         for k in keys:
-            width[k] = snap(genome.width.get(k, 1.0) * q, channels[k])
+            width[k] = snap(genome.width.get(k, 1.0) * q, channels[k], multiple)
         return Genome(keep=dict(genome.keep), width=width, kernel=dict(genome.kernel))
 
-    return largest_fitting(make, lambda g: fits(spec, g, caps))
+    return largest_fitting(make, lambda g: fits(spec, g, caps, latency=latency))

@@ -355,3 +355,61 @@ def test_the_shrinkage_policy_starts_around_the_best_student_random_search_does_
     assert seeds and all(c.stage == "shrinkage" for c in seeds)
     _, messages = run("random")
     assert not any("starts around" in m for m in messages)
+
+
+def test_a_latency_target_steers_the_search_and_its_front_can_be_picked(tiny_search, tmp_path):
+    from typer.testing import CliRunner
+
+    from hwcompress.cli import app
+
+    config = SearchConfig(**{**tiny_search, "target": ("latency_ms=2x",), "latency_students": 8})
+    result = run_search(config)
+    data = json.loads((result.out / "results.json").read_text())
+    # a latency model was fitted on measured students and kept for a resume
+    assert data["latency_model"]["fitted_on"] == 9
+    assert (result.out / "latency_model.json").is_file()
+    # the latency-matched seeds (uniform and L1 scaled to the budget) are journaled
+    journaled = [
+        r["candidate"]
+        for r in Journal(result.out / "journal.jsonl").records()
+        if r.get("type") == "candidate"
+    ]
+    labels = {c["label"] for c in journaled if c["method"] == "baseline"}
+    assert any(lab.startswith("uniform latency") for lab in labels), labels
+    assert any(lab.startswith("l1 latency") for lab in labels), labels
+    # every candidate was timed in turn with the teacher; x86_host snaps channels to 16
+    ok = [c for c in data["candidates"] if c["status"] == "ok"]
+    assert ok and all("latency_ratio" in c["metrics"] for c in ok)
+    assert data["latency_model"]["channel_multiple"] == 16
+    # the share of feasible policy samples and of clamped proposals, per stage
+    for stage in ("removal", "shrinkage"):
+        row = data["feasibility"][stage]
+        assert row["proposals"] == config.episodes * config.rollouts
+        assert 0 <= row["clamped"] <= row["proposals"]
+    # the front is what the report plots and what --pick reads
+    front = data["front"]
+    assert front and front == sorted(front, key=lambda f: f["latency_ms"])
+    assert (result.out / "report" / "pareto_latency.png").stat().st_size > 0
+    bound = front[0]["latency_ms"] * 1.0001
+    out = tmp_path / "picked.onnx"
+    res = CliRunner().invoke(
+        app,
+        [
+            "export",
+            str(result.out),
+            "--pick",
+            f"latency_ms={bound}",
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert f"picked {front[0]['id']}" in res.output
+    assert out.is_file()
+    res = CliRunner().invoke(
+        app, ["export", str(result.out), "--pick", "latency_ms=1e-9", "--out", str(out)]
+    )
+    assert res.exit_code != 0
+    assert "no student of this run runs within" in str(res.exception)

@@ -1,0 +1,296 @@
+"""The search's product against Torch-Pruning at the same *measured latency*, same distillation.
+
+What a user with a latency budget would do instead of searching: prune the teacher with
+Torch-Pruning until the model is fast enough on the device, then distil. One trained teacher
+(the built-in VGG on Fashion-MNIST by default); for each latency target (``3×`` and ``5×``
+faster than the teacher, profile ``x86_host``: this machine is the device) and seed:
+
+1. ``hwcompress search --target latency_ms=Fx`` (removal + shrinkage, seeds, multi-fidelity)
+   within a time budget;
+2. Torch-Pruning (``DependencyGraph`` through ``MetaPruner``, L1 magnitude importance):
+   uniform per layer, global, and uniform with channels rounded to 16 (``round_to``, the
+   x86 kernels' block): for each, a grid of pruning ratios is timed in turn with the teacher
+   and the least-pruned student whose latency ratio meets the target is kept;
+3. every contender — the product's architecture rebuilt from the teacher with inherited
+   weights, and the Torch-Pruning students — distilled with the same ``distill()`` settings
+   on the whole training split, then scored on the test split;
+4. every contender's latency re-measured in onnxruntime in turn with the teacher
+   (T, A, B, C, …, 30 rounds), reported as the ratio to the teacher, and whether it meets
+   the target.
+
+Writes ``benchmarks/results/vs_pruning_latency_<dataset>.md`` (and ``.json``), rewritten
+after each (target, seed); ``--append`` keeps earlier rows, so seeds can run in separate
+sittings with the same code.
+
+Usage: python benchmarks/vs_pruning_latency.py [--targets 3,5] [--seeds 0,1,2]
+       [--budget-minutes 15] [--final-epochs 10] [--append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from hwcompress.arch import Genome, build_student
+from hwcompress.data import DataConfig, load_data
+from hwcompress.data.teachers import resolve_teacher
+from hwcompress.export import export_fp32
+from hwcompress.hardware import load_profile
+from hwcompress.measure.latency import interleaved_latency, measure_local_many
+from hwcompress.measure.stats import analyze_module
+from hwcompress.search import SearchConfig, run_search
+from hwcompress.train import DistillConfig, TeacherLogits, TrainConfig, distill, evaluate
+
+RESULTS = Path(__file__).parent / "results"
+#: Torch-Pruning variants: (label, global pruning, round_to).
+TP_VARIANTS = (
+    ("Torch-Pruning uniform L1", False, None),
+    ("Torch-Pruning global L1", True, None),
+    ("Torch-Pruning uniform L1, round_to=16", False, 16),
+)
+
+
+def tp_pruned(
+    teacher: torch.nn.Module, shape: tuple[int, ...], ratio: float, global_: bool, round_to
+) -> torch.nn.Module:
+    """A copy of ``teacher`` pruned by Torch-Pruning's MetaPruner at ``ratio`` (L1)."""
+    import torch_pruning as tp
+
+    model = copy.deepcopy(teacher).train()
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    pruner = tp.pruner.MetaPruner(
+        model,
+        torch.zeros(shape),
+        importance=tp.importance.MagnitudeImportance(p=1),
+        global_pruning=global_,
+        pruning_ratio=ratio,
+        ignored_layers=[head],
+        round_to=round_to,
+    )
+    pruner.step()
+    return model.eval()
+
+
+def tp_at_latency(
+    teacher: torch.nn.Module,
+    teacher_onnx: Path,
+    shape: tuple[int, ...],
+    target_ratio: float,
+    global_: bool,
+    round_to,
+    profile,
+    work: Path,
+) -> tuple[torch.nn.Module, float, float]:
+    """The least-pruned Torch-Pruning student whose latency, timed in turn with the
+    teacher, is within ``target_ratio`` of the teacher's (a grid of ratios, since latency is
+    not monotone in the ratio where channel counts leave the kernels' blocks).
+
+    Returns:
+        The student, its pruning ratio and its measured latency ratio.
+    """
+    grid = [round(0.05 * i, 2) for i in range(2, 20)]
+    models, paths = {}, []
+    for r in grid:
+        m = tp_pruned(teacher, shape, r, global_, round_to)
+        p = work / f"tp-{int(global_)}-{round_to}-{r}.onnx"
+        export_fp32(m, shape, p)
+        models[r] = m
+        paths.append(p)
+    res = measure_local_many([teacher_onnx, *paths], profile, rounds=15, runs=5)
+    t_ms = res[0].median_ms
+    ratios = {r: x.median_ms / t_ms for r, x in zip(grid, res[1:], strict=True)}
+    # a 3 % margin: the final measurement is another sitting of the same timing
+    ok = [r for r in grid if ratios[r] <= 0.97 * target_ratio]
+    chosen = min(ok) if ok else max(grid)
+    return models[chosen], chosen, ratios[chosen]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("HWCOMPRESS_DATA_DIR", "../shared/datasets")
+    )
+    parser.add_argument("--profile", default="x86_host")
+    parser.add_argument("--targets", default="3,5", help="speed-ups over the teacher")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--budget-minutes", type=float, default=15.0)
+    parser.add_argument("--episodes", type=int, default=12)
+    parser.add_argument("--rollouts", type=int, default=4)
+    parser.add_argument("--distill-epochs", type=int, default=2)
+    parser.add_argument("--train-limit", type=int, default=20000)
+    parser.add_argument("--final-epochs", type=int, default=10)
+    parser.add_argument("--teacher-epochs", type=int, default=12)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--append", action="store_true", help="keep the rows of earlier runs in the table"
+    )
+    args = parser.parse_args()
+    out = args.out or RESULTS / f"vs_pruning_latency_{args.dataset}.md"
+    profile = load_profile(args.profile)
+    data = load_data(DataConfig(name=args.dataset, data_dir=args.data_dir, batch_size=128))
+    teacher = resolve_teacher(
+        "builtin:vgg",
+        data,
+        train_config=TrainConfig(epochs=args.teacher_epochs, patience=4),
+        reporter=print,
+    )
+    model = teacher.model
+    shape = data.input_shape
+    t_params = sum(p.numel() for p in model.parameters())
+    t_test = evaluate(model, data.test)
+    t_macs = analyze_module(model, shape).metrics()["macs"]
+    ckpt = Path(teacher.source) if Path(teacher.source).is_file() else None
+    if ckpt is None:
+        from hwcompress.data.teachers import save_checkpoint
+
+        ckpt = save_checkpoint(model, Path(tempfile.mkdtemp()) / "teacher.pt", {})
+    logits = TeacherLogits(model, data.train)
+    final = DistillConfig(
+        epochs=args.final_epochs, patience=args.final_epochs, lr=3e-3, kd_weight=1.0
+    )
+    work = Path(tempfile.mkdtemp(prefix="hwc-vs-pruning-latency-"))
+    teacher_onnx = export_fp32(model, shape, work / "teacher.onnx")
+    rows: list[dict] = []
+    saved = out.with_suffix(".json")
+    if args.append and saved.is_file():
+        rows = json.loads(saved.read_text())
+    started = time.strftime("%Y-%m-%d %H:%M")
+    for factor in (float(f) for f in args.targets.split(",")):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            t0 = time.perf_counter()
+            result = run_search(
+                SearchConfig(
+                    profile=args.profile,
+                    dataset=args.dataset,
+                    data_dir=args.data_dir,
+                    teacher_weights=str(ckpt),
+                    episodes=args.episodes,
+                    rollouts=args.rollouts,
+                    distill_epochs=args.distill_epochs,
+                    train_limit=args.train_limit,
+                    budget_minutes=args.budget_minutes,
+                    kd_weight=1.0,
+                    final_epochs=0,  # every contender gets the same final distillation below
+                    seed=seed,
+                    target=(f"latency_ms={factor:g}x",),
+                    out=str(work / f"search-{factor:g}-{seed}"),
+                )
+            )
+            search_s = time.perf_counter() - t0
+            assert result.best is not None
+            genome = Genome.from_dict(result.best.genome)
+            label = result.best.label or result.best.method
+            contenders = {
+                f"hwcompress ({result.best.stage}, {label})": build_student(model, genome, shape)
+            }
+            pruning = {}
+            for name, global_, round_to in TP_VARIANTS:
+                student, ratio, measured = tp_at_latency(
+                    model, teacher_onnx, shape, 1 / factor, global_, round_to, profile, work
+                )
+                contenders[name] = student
+                pruning[name] = {"pruning_ratio": ratio, "grid_latency_ratio": measured}
+            paths = {"teacher": teacher_onnx}
+            new = []
+            for i, (name, student) in enumerate(contenders.items()):
+                torch.manual_seed(seed)
+                res = distill(
+                    student,
+                    model,
+                    data,
+                    DistillConfig(**{**final.to_dict(), "seed": seed}),
+                    teacher_logits=logits,
+                )
+                paths[name] = export_fp32(student, shape, work / f"c{i}-{factor:g}-{seed}.onnx")
+                stats = analyze_module(student, shape).metrics()
+                new.append(
+                    {
+                        "target": factor,
+                        "seed": seed,
+                        "name": name,
+                        "params": stats["params"],
+                        "macs": stats["macs"],
+                        "val": res.val_accuracy,
+                        "test": evaluate(student, data.test),
+                        "search_s": search_s if i == 0 else None,
+                        **pruning.get(name, {}),
+                    }
+                )
+                print(new[-1], flush=True)
+            lat = interleaved_latency(paths, shape, rounds=30, runs=20, threads=2)
+            for row in new:
+                row["latency_ratio"] = lat[row["name"]] / lat["teacher"]
+                row["meets"] = row["latency_ratio"] <= 1 / factor
+            rows += new
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(rows, indent=1))
+            write(out, rows, args, t_params, t_test, t_macs, teacher.source, started)
+
+
+def _family(name: str) -> str:
+    return name.split(" (")[0]
+
+
+def write(out, rows, args, t_params, t_test, t_macs, source, started) -> None:
+    lines = [
+        f"# Search product vs Torch-Pruning on {args.dataset} at equal measured latency, "
+        "same distillation",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only (shared VM; "
+        "latency timed in turn with the teacher, as ratios; onnxruntime, 2 threads). Teacher "
+        f"`builtin:vgg`: {t_params:,} params, {t_macs / 1e6:.2f} M MACs, **test {t_test:.2%}** "
+        f"({source}).",
+        "",
+        f"Search: profile {args.profile}, {args.budget_minutes:g} min budget, "
+        f"{args.episodes} episodes × {args.rollouts} rollouts, {args.distill_epochs} proxy "
+        f"epochs on {args.train_limit} samples, target `latency_ms=Fx`. Torch-Pruning: "
+        "MetaPruner, L1 magnitude, the least-pruned of ratios 0.10…0.95 whose latency "
+        "(timed in turn with the teacher) meets the target. Every contender then: distilled "
+        f"{args.final_epochs} epochs (lr 3e-3, soft-target weight 1) on the whole training "
+        f"split, same seed. Last run started {started}.",
+        "",
+        "| target | seed | contender | params | MACs | val | test | Δ test (points) "
+        "| latency / teacher | meets | search min |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|:-:|---:|",
+    ]
+    for r in rows:
+        search = f"{r['search_s'] / 60:.1f}" if r.get("search_s") else ""
+        lines.append(
+            f"| {r['target']:g}× | {r['seed']} | {r['name']} | {r['params']:,.0f} "
+            f"| {r['macs'] / 1e6:.2f} M | {r['val']:.2%} | {r['test']:.2%} "
+            f"| {100 * (r['test'] - t_test):+.2f} | {r.get('latency_ratio', float('nan')):.3f} "
+            f"| {'yes' if r.get('meets') else 'NO'} | {search} |"
+        )
+    lines += [
+        "",
+        "| target | contender | seeds | mean test | spread (min–max) | mean Δ test | meets |",
+        "|---:|---|---:|---:|---|---:|---:|",
+    ]
+    for factor in sorted({r["target"] for r in rows}):
+        at = [r for r in rows if r["target"] == factor]
+        for name in dict.fromkeys(_family(r["name"]) for r in at):
+            mine = [r for r in at if _family(r["name"]) == name]
+            tests = [r["test"] for r in mine]
+            lines.append(
+                f"| {factor:g}× | {name} | {len(tests)} | {statistics.mean(tests):.2%} | "
+                f"{min(tests):.2%}–{max(tests):.2%} | "
+                f"{100 * (statistics.mean(tests) - t_test):+.2f} | "
+                f"{sum(bool(r.get('meets')) for r in mine)}/{len(mine)} |"
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
