@@ -9,7 +9,7 @@ is reported beside it), latency, wall time and the mean reward per episode. Writ
 Usage: python benchmarks/search_vs_random.py [--dataset digits] [--episodes 8] [--rollouts 4]
        [--seeds 0,1,2] [--profile x86_host] [--data-dir DIR] [--teacher-weights FILE]
        [--budget-minutes M] [--train-limit N] [--distill-epochs E] [--methods n2n,random]
-       [--reuse DIR]
+       [--reuse DIR] [--target latency_ms=3x]
 
 ``--reuse DIR`` takes the runs of an earlier invocation (its ``<method>-<seed>`` folders, printed
 at the start) that were made with the same settings and summarises them instead of running
@@ -56,6 +56,11 @@ def main() -> None:
     parser.add_argument("--teacher-weights", default=None, help="a trained teacher checkpoint")
     parser.add_argument("--budget-minutes", type=float, default=None, help="per search run")
     parser.add_argument("--reuse", type=Path, default=None, help="an earlier invocation's runs")
+    parser.add_argument(
+        "--target",
+        default=None,
+        help="e.g. latency_ms=3x: rewards become accuracy within the target (default: N2N's)",
+    )
     args = parser.parse_args()
     out = args.out or RESULTS / f"search_vs_random_{args.dataset}.md"
     rows, curves = [], {}
@@ -75,6 +80,7 @@ def main() -> None:
                 train_limit=args.train_limit,
                 teacher_weights=args.teacher_weights,
                 budget_minutes=args.budget_minutes,
+                target=(args.target,) if args.target else (),
                 final_epochs=0,  # the table compares search-time figures
                 out=str(workdir / f"{method}-{seed}"),
             )
@@ -99,8 +105,13 @@ def reused(run: Path, cfg: SearchConfig) -> tuple[SearchResult, float]:
     its wall time (from its folder's first and last writes)."""
     made = json.loads((run / "config.json").read_text())
     keys = ("dataset", "profile", "method", "seed", "episodes", "rollouts", "distill_epochs")
-    keys += ("train_limit", "budget_minutes")
-    differ = [k for k in keys if made.get(k) != getattr(cfg, k)]
+    keys += ("train_limit", "budget_minutes", "target")
+    differ = [
+        k
+        for k in keys
+        if (list(made.get(k) or []) if k == "target" else made.get(k))
+        != (list(getattr(cfg, k)) if k == "target" else getattr(cfg, k))
+    ]
     if differ:
         raise SystemExit(f"{run} was made with other settings ({', '.join(differ)}); rerun it")
     saved = json.loads((run / "results.json").read_text())
@@ -183,6 +194,11 @@ def write(out: Path, rows: list[dict], curves: dict, args: argparse.Namespace) -
         f"distillation epochs per candidate"
         + (f", {args.budget_minutes:g}-minute budget per run" if args.budget_minutes else "")
         + (f", at most {args.train_limit} training samples" if args.train_limit else "")
+        + (
+            f", target `{args.target}` (reward: accuracy ratio within it, −1 outside)"
+            if args.target
+            else ""
+        )
         + f". Machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, CPU only.",
         "",

@@ -11,8 +11,12 @@ faster than the teacher, profile ``x86_host``: this machine is the device) and s
    uniform per layer, global, and uniform with channels rounded to 16 (``round_to``, the
    x86 kernels' block): for each, a grid of pruning ratios is timed in turn with the teacher
    and the least-pruned student whose latency ratio meets the target is kept;
+   NVIDIA ModelOpt's FastNAS (``nvidia-modelopt``, channels in steps of 16, a FLOPs
+   constraint tightened until the measured latency meets the target) where it installs
+   (``pip install nvidia-modelopt torchprofile==0.0.4 huggingface_hub``; ``--no-fastnas``
+   leaves it out);
 3. every contender — the product's architecture rebuilt from the teacher with inherited
-   weights, and the Torch-Pruning students — distilled with the same ``distill()`` settings
+   weights, and the pruned students — distilled with the same ``distill()`` settings
    on the whole training split, then scored on the test split;
 4. every contender's latency re-measured in onnxruntime in turn with the teacher
    (T, A, B, C, …, 30 rounds), reported as the ratio to the teacher, and whether it meets
@@ -114,6 +118,68 @@ def tp_at_latency(
     return models[chosen], chosen, ratios[chosen]
 
 
+def fastnas_at_latency(
+    teacher: torch.nn.Module,
+    teacher_onnx: Path,
+    data,
+    target_ratio: float,
+    profile,
+    work: Path,
+) -> tuple[torch.nn.Module | None, dict]:
+    """NVIDIA ModelOpt's FastNAS pruning (``mtp.prune(mode="fastnas")``) under a FLOPs
+    constraint, tightened until the pruned model's latency, timed in turn with the teacher,
+    meets ``target_ratio``; its score is validation accuracy after its
+    own batch-norm recalibration. Channels in steps of 16, the x86 kernels' block (the
+    search snaps to it too). None (and why) where ModelOpt does not import here or no
+    subnet meets the target."""
+    try:
+        import modelopt.torch.prune as mtp
+    except Exception as err:  # not installed, or a dependency missing
+        return None, {"skipped": f"nvidia-modelopt unavailable ({type(err).__name__}: {err})"}
+    shape = data.input_shape
+    val_subset = [b for i, b in enumerate(data.val) if i < 8]
+
+    def score(model: torch.nn.Module) -> float:
+        return evaluate(model, val_subset)
+
+    mode = [
+        (
+            "fastnas",
+            {
+                "nn.Conv2d": {"*": {"channel_divisor": 16}},
+                "nn.BatchNorm2d": {"*": {"feature_divisor": 16}},
+            },
+        )
+    ]
+    tried = []
+    for i, flops in enumerate((1.0, 0.8, 0.6, 0.45, 0.33, 0.25)):
+        share = flops * target_ratio
+        model = copy.deepcopy(teacher)
+        t0 = time.perf_counter()
+        try:
+            pruned, _ = mtp.prune(
+                model,
+                mode=mode,
+                constraints={"flops": f"{100 * share:.1f}%"},
+                dummy_input=torch.zeros(shape),
+                config={
+                    "data_loader": data.train,
+                    "score_func": score,
+                    "checkpoint": str(work / f"fastnas-{i}.pth"),
+                },
+            )
+        except ValueError as err:  # no subnet of the space meets the constraint
+            tried.append({"flops": share, "error": str(err)[:120]})
+            continue
+        path = export_fp32(pruned, shape, work / f"fastnas-{i}.onnx")
+        res = measure_local_many([teacher_onnx, path], profile, rounds=15, runs=5)
+        ratio = res[1].median_ms / res[0].median_ms
+        tried.append({"flops": share, "latency_ratio": ratio, "s": time.perf_counter() - t0})
+        if ratio <= 0.97 * target_ratio:
+            return pruned.eval(), {"fastnas_flops": share, "grid_latency_ratio": ratio}
+    return None, {"skipped": f"no FastNAS subnet met the latency target: {tried}"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion_mnist")
@@ -134,7 +200,9 @@ def main() -> None:
     parser.add_argument(
         "--append", action="store_true", help="keep the rows of earlier runs in the table"
     )
+    parser.add_argument("--no-fastnas", action="store_true", help="leave ModelOpt out")
     args = parser.parse_args()
+    skipped: list[str] = []
     out = args.out or RESULTS / f"vs_pruning_latency_{args.dataset}.md"
     profile = load_profile(args.profile)
     data = load_data(DataConfig(name=args.dataset, data_dir=args.data_dir, batch_size=128))
@@ -200,6 +268,16 @@ def main() -> None:
                 )
                 contenders[name] = student
                 pruning[name] = {"pruning_ratio": ratio, "grid_latency_ratio": measured}
+            if not args.no_fastnas:
+                student, info = fastnas_at_latency(
+                    model, teacher_onnx, data, 1 / factor, profile, work
+                )
+                print("ModelOpt FastNAS:", info, flush=True)
+                if student is not None:
+                    contenders["ModelOpt FastNAS (FLOPs)"] = student
+                    pruning["ModelOpt FastNAS (FLOPs)"] = info
+                else:
+                    skipped.append(f"{factor:g}× seed {seed}: {info['skipped']}")
             paths = {"teacher": teacher_onnx}
             new = []
             for i, (name, student) in enumerate(contenders.items()):
@@ -234,14 +312,14 @@ def main() -> None:
             rows += new
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(rows, indent=1))
-            write(out, rows, args, t_params, t_test, t_macs, teacher.source, started)
+            write(out, rows, args, t_params, t_test, t_macs, teacher.source, started, skipped)
 
 
 def _family(name: str) -> str:
     return name.split(" (")[0]
 
 
-def write(out, rows, args, t_params, t_test, t_macs, source, started) -> None:
+def write(out, rows, args, t_params, t_test, t_macs, source, started, skipped=()) -> None:
     lines = [
         f"# Search product vs Torch-Pruning on {args.dataset} at equal measured latency, "
         "same distillation",
@@ -287,6 +365,8 @@ def write(out, rows, args, t_params, t_test, t_macs, source, started) -> None:
                 f"{100 * (statistics.mean(tests) - t_test):+.2f} | "
                 f"{sum(bool(r.get('meets')) for r in mine)}/{len(mine)} |"
             )
+    if skipped:
+        lines += ["", "ModelOpt FastNAS left out: " + "; ".join(skipped)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -176,7 +176,10 @@ def dataclass_options(
             text = f"{text.rstrip('.')} (default: {_show(f.default)})."
         if item is not None and not spec.repeatable and spec.parse is None:
             text += " Comma-separated."
-        decls = [flags[f.name]] + ([spec.short] if spec.short else [])
+        flag = flags[f.name]
+        if kind is bool:  # a switch both ways: --download / --no-download
+            flag = f"{flag}/--no-{flag[2:]}"
+        decls = [flag] + ([spec.short] if spec.short else [])
         option = typer.Option(*decls, help=text, metavar=spec.metavar, show_default=False)
         params.append(
             inspect.Parameter(

@@ -176,3 +176,19 @@ def render_result(console: Console, result: SearchResult) -> None:
             "violates the red rows. Loosen the profile's budgets or run longer."
         )
     console.print(f"results: {result.results_path}; best student: {result.out}/best/")
+    headline = result.summary or {}
+    if headline:
+        where = headline.get("latency_where") or "this device"
+        console.print(
+            f"[bold]{headline['headline']}[/] (latency measured on {where}; the search ranked "
+            "by validation accuracy"
+            + (
+                f", {headline['val_change_points']:+.2f} points there"
+                if headline.get("test_change_points") is not None
+                else ""
+            )
+            + ")"
+        )
+        console.print(
+            f"deploy {result.out}/{headline['deploy']}, or as int8: {headline['export_int8']}"
+        )

@@ -66,7 +66,7 @@ def test_bench_reports_violations(tiny_net, tmp_path, profile_data, write_profil
     result = runner.invoke(
         app, ["bench", str(model), "--profile", str(write_profile(profile_data)), "--runs", "3"]
     )
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # a script can tell it does not fit
     assert "VIOLATES" in result.output and "weights_fit_storage" in result.output
 
 
@@ -147,6 +147,9 @@ def test_search_command_end_to_end_and_resume_conflict(monkeypatch, capsys, tmp_
     assert result.exit_code == 0, result.output
     assert "Teacher vs best student" in result.output and "slack latency_budget" in result.output
     assert "slack target_params" in result.output and "product from" in result.output
+    text = " ".join(result.output.split())
+    assert "fewer parameters" in text and "points on test" in text
+    assert "student_int8.onnx" in text  # how to export it as int8
     assert (out / "results.json").is_file()
     code, _, err = run_main(monkeypatch, capsys, *args)
     assert code == 2 and "--resume" in err
@@ -231,7 +234,7 @@ def test_bench_holds_bit_widths_to_the_device(tiny_net, tmp_path):
     fp32 = export_fp32(tiny_net, (1, 1, 8, 8), tmp_path / "fp32.onnx")
     out = tmp_path / "fp32.json"
     result = runner.invoke(app, ["bench", str(fp32), "--profile", "stm32h7", "--json", str(out)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert "VIOLATES bit_widths_supported" in " ".join(result.output.split())
     report = json.loads(out.read_text())
     rows = {r["name"]: r for r in report["constraints"]}
@@ -249,3 +252,15 @@ def test_bench_holds_bit_widths_to_the_device(tiny_net, tmp_path):
     assert rows["bit_widths_supported"]["ok"] is True, result.output
     assert report["roofline"]["precision"] == "int8"
     assert report["static"]["weight_bit_widths"] == [8, 8]
+
+
+def test_version_and_short_help():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"hwcompress {version('hwcompress')}"
+    for args in (["-h"], ["search", "-h"], ["profile", "-h"], ["export", "-h"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage" in result.output

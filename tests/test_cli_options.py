@@ -104,3 +104,11 @@ def test_errors_name_fields_in_python_and_flags_on_the_command_line(
         main()
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and flag in err and "Traceback" not in err, err
+
+
+def test_a_switch_can_be_set_both_ways():
+    params = {p.name: p for p in _search_command().params}
+    assert "--download" in params["download"].opts
+    assert "--no-download" in params["download"].secondary_opts
+    assert config_values(SearchConfig, {"download": False}) == {"download": False}
+    assert config_values(SearchConfig, {"download": None}) == {}

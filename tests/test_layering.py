@@ -63,3 +63,56 @@ def test_no_cycle_between_hardware_measure_and_serve():
     for a in ALLOWED:
         for b in edges[a] & set(ALLOWED):
             assert a not in edges[b], f"{a} and {b} import each other"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.with_suffix("").relative_to(PACKAGE.parent).parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_module_imports_itself_through_others():
+    """No circle among the package's modules, counting every import: inside functions and
+    under ``TYPE_CHECKING`` too (a stage sees its run through a protocol defined below both,
+    latency sources and the table share the provenance module, and so on)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+    def resolve(name: str) -> str:
+        while name and name not in modules:
+            name = name.rsplit(".", 1)[0] if "." in name else ""
+        return name
+
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {resolve(a.name) for a in node.names if a.name.startswith("hwcompress")}
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").startswith("hwcompress")
+            ):
+                for a in node.names:  # ``from pkg import submodule`` names the submodule
+                    full = f"{node.module}.{a.name}"
+                    targets.add(full if full in modules else resolve(str(node.module)))
+        edges[name] = targets - {name, ""}
+
+    circles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                circles.append(" → ".join([*path[path.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for name in sorted(modules):
+        if name not in state:
+            visit(name)
+    assert not circles, "\n".join(circles)

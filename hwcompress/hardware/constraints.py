@@ -14,17 +14,9 @@ from typing import Any
 import numpy as np
 
 from hwcompress.errors import ConstraintError
-from hwcompress.hardware.profile import DeviceProfile
+from hwcompress.hardware.profile import METRICS, DeviceProfile
 
 #: The metrics a constraint row may refer to, in the column order of ``A``.
-METRICS = (
-    "params",
-    "weight_bytes",
-    "macs",
-    "peak_activation_bytes",
-    "latency_ms",
-    "unsupported_bits",
-)
 
 
 def _unit(metric: str) -> str:

@@ -33,6 +33,15 @@ PROFILE_DIR_ENV = "HWCOMPRESS_PROFILE_DIR"
 #: (this package is data only and imports nothing above it).
 LATENCY_SOURCE_NAMES: set[str] = {"local", "remote", "table", "roofline"}
 
+#: The metrics a constraint row may read (the columns of ``A`` in ``A·x ≤ b``).
+METRICS = (
+    "params",
+    "weight_bytes",
+    "macs",
+    "peak_activation_bytes",
+    "latency_ms",
+    "unsupported_bits",
+)
 BUILTIN_PROFILE_DIR = Path(str(importlib.resources.files("hwcompress").joinpath("profiles")))
 
 
@@ -251,8 +260,6 @@ class ConstraintRow:
     bound: float
 
     def __post_init__(self) -> None:
-        from hwcompress.hardware.constraints import METRICS
-
         if not self.coeffs:
             raise ProfileError("give at least one coefficient", key=f"constraints.{self.name}")
         for metric in self.coeffs:

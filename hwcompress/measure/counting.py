@@ -129,3 +129,14 @@ def peak_live_bytes(steps: Sequence[Step], outputs: Iterable[str]) -> int:
 def activation_traffic(steps: Sequence[Step]) -> int:
     """Bytes written then read once by every non-aliasing op: a roofline memory estimate."""
     return 2 * sum(s.nbytes for s in steps if s.alias_of is None)
+
+
+def precision_for_bits(weight_bits: int) -> str:
+    """The compute precision a layer with ``weight_bits`` runs in."""
+    if weight_bits <= 4:
+        return "int4"
+    if weight_bits <= 8:
+        return "int8"
+    if weight_bits <= 16:
+        return "fp16"
+    return "fp32"

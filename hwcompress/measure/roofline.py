@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwcompress.hardware.profile import DeviceProfile
+from hwcompress.measure.counting import precision_for_bits
 from hwcompress.measure.stats import ModelStats
+
+__all__ = ["Roofline", "precision_for_bits", "roofline"]
 
 
 @dataclass(frozen=True)
@@ -22,17 +25,6 @@ class Roofline:
     memory_ms: float
     floor_ms: float
     bound: str
-
-
-def precision_for_bits(weight_bits: int) -> str:
-    """The compute precision a layer with ``weight_bits`` runs in."""
-    if weight_bits <= 4:
-        return "int4"
-    if weight_bits <= 8:
-        return "int8"
-    if weight_bits <= 16:
-        return "fp16"
-    return "fp32"
 
 
 def roofline(stats: ModelStats, profile: DeviceProfile, precision: str = "fp32") -> Roofline:

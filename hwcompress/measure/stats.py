@@ -34,6 +34,7 @@ from hwcompress.measure.counting import (
     norm_params,
     numel,
     peak_live_bytes,
+    precision_for_bits,
 )
 
 if TYPE_CHECKING:
@@ -72,8 +73,6 @@ class ModelStats:
     def precision(self) -> str:
         """The precision the model computes in: that of its widest weights (``fp32`` for a
         float model, ``int8`` for an 8-bit one); the roofline and ``bench`` both use it."""
-        from hwcompress.measure.roofline import precision_for_bits
-
         return precision_for_bits(max(self.weight_bit_widths, default=32))
 
     def metrics(self, profile: DeviceProfile | None = None) -> dict[str, float]:

@@ -489,7 +489,7 @@ def measure_whole(
     import statistics
 
     from hwcompress.measure.latency import measure_local_many
-    from hwcompress.measure.sources import measure_with
+    from hwcompress.measure.provenance import measure_real
 
     if source == "local":
         results = measure_local_many(list(paths), profile, rounds=rounds, runs=runs)
@@ -499,7 +499,7 @@ def measure_whole(
     runs *= rounds // remote_rounds
     for _ in range(remote_rounds):
         for path, out in zip(paths, per_round, strict=True):
-            result = measure_with(source, path, profile, runs=runs, warmup=3, min_time_s=0.0)
+            result = measure_real(source, path, profile, runs=runs, warmup=3, min_time_s=0.0)
             out.append(result.median_ms)
     return [statistics.median(v) for v in per_round]
 
@@ -536,7 +536,7 @@ def calibrate(
 
     from hwcompress.export.onnx import export_fp32
     from hwcompress.measure.kernels import kernel_features
-    from hwcompress.measure.sources import measure_with, real_source
+    from hwcompress.measure.provenance import measure_real, real_source
 
     config = config or CalibrateConfig()
     say = progress or (lambda _msg: None)
@@ -560,7 +560,7 @@ def calibrate(
         teacher_model = onnx.load(str(paths[0]))
         empty = tmp_path / "empty.onnx"
         onnx.save(_empty_model(teacher_model.opset_import, teacher_model.ir_version), empty)
-        base = measure_with(source, empty, profile, **kwargs)
+        base = measure_real(source, empty, profile, **kwargs)
         say(f"fixed cost of one run: {base.median_ms:.4f} ms ({source})")
         for i, path in enumerate(paths[: 1 + config.students]):
             inferred, layers = layers_of(onnx.load(str(path)))
@@ -568,7 +568,7 @@ def calibrate(
             for layer in new:
                 layer_path = tmp_path / f"layer{len(entries)}.onnx"
                 onnx.save(layer_model(inferred, layer), layer_path)
-                ms = measure_with(source, layer_path, profile, **kwargs).median_ms
+                ms = measure_real(source, layer_path, profile, **kwargs).median_ms
                 entries[layer.key] = {
                     "ms": max(0.0, ms - base.median_ms),
                     "kind": layer.kind,

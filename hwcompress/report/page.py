@@ -317,6 +317,17 @@ def write_report(run_dir: str | Path) -> Report:
         f"<!doctype html><html><head><meta charset='utf-8'><title>hwcompress report — "
         f"{html.escape(str(results.get('profile')))}</title><style>{_CSS}</style></head><body>",
         "<h1>hwcompress search report</h1>",
+        *(
+            [
+                f"<p class='lead'><b>{html.escape(lead['headline'])}</b> (latency measured on "
+                f"{html.escape(lead.get('latency_where') or 'this device')}; the search ranked "
+                f"by validation accuracy, {lead['val_change_points']:+.2f} points there). "
+                f"Deploy <code>{html.escape(lead['deploy'])}</code>, or as int8: "
+                f"<code>{html.escape(lead['export_int8'])}</code>.</p>"
+            ]
+            if (lead := results.get("summary"))
+            else []
+        ),
         f"<p>{html.escape(headline)}</p>",
         *(
             [
@@ -354,9 +365,21 @@ def write_report(run_dir: str | Path) -> Report:
     ]
     page = out / "index.html"
     page.write_text("\n".join(parts), encoding="utf-8")
+    lead = results.get("summary")
     md = [
         "# hwcompress search report",
         "",
+        *(
+            [
+                f"**{lead['headline']}** (latency measured on "
+                f"{lead.get('latency_where') or 'this device'}; the search ranked by validation "
+                f"accuracy, {lead['val_change_points']:+.2f} points there). Deploy "
+                f"`{lead['deploy']}`, or as int8: `{lead['export_int8']}`.",
+                "",
+            ]
+            if lead
+            else []
+        ),
         headline,
         "",
         *([f"Latency: {where}.", ""] if where else []),

@@ -23,17 +23,31 @@ from hwcompress.export import export_fp32
 from hwcompress.files import atomic_path, save_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile
 from hwcompress.measure.latency import LatencyResult
-from hwcompress.measure.sources import measure_latency
 from hwcompress.measure.stats import analyze_module
 from hwcompress.search.candidate import Candidate, candidate_seed, genome_id
+from hwcompress.search.pipeline import (
+    export_integer,
+    float_counting,
+    measure_candidate,
+    measure_model,
+    rebuild_candidate,
+    structure_of,
+)
 from hwcompress.search.reward import STAGE_SIZE_METRIC, RewardConfig, reward
 from hwcompress.train import DistillConfig, TeacherLogits, distill
+
+__all__ = [
+    "CandidateEvaluator",
+    "SearchContext",
+    "float_counting",
+    "measure_model",
+    "rebuild_candidate",
+    "structure_of",
+]
 
 #: Status of a candidate whose evaluation was stopped by the machine (a full disk, no
 #: memory), not by the candidate; :meth:`CandidateEvaluator.finish` raises on it.
 MACHINE = "machine"
-#: Rounds of in-turn timing of a candidate with the teacher (5 inferences each per round).
-REFERENCE_ROUNDS = 20
 
 
 @dataclass
@@ -59,74 +73,6 @@ class SearchContext:
     #: The teacher's ONNX file: where latency steers a local run, each candidate is timed in
     #: turn with it and its latency is that ratio times the teacher's latency at the start.
     latency_reference: Path | None = None
-
-
-def structure_of(genome: Genome) -> Genome:
-    """The genome without bit-widths: what :func:`build_student` builds."""
-    return Genome(keep=dict(genome.keep), width=dict(genome.width), kernel=dict(genome.kernel))
-
-
-def rebuild_candidate(
-    teacher: nn.Module,
-    genome: Genome,
-    input_shape: tuple[int, ...],
-    state_dict: dict[str, torch.Tensor],
-    *,
-    spec: ArchSpec | None = None,
-    act_bits: int = 8,
-    weight_range_bits: int | None = None,
-) -> nn.Module:
-    """Rebuilds an evaluated candidate (float or quantized) from its genome and weights.
-
-    ``weight_range_bits`` is the range its 8-bit weights were trained with (the checkpoint's
-    meta records it; by default this machine's).
-    """
-    from hwcompress.quant.convert import quantize_model
-
-    student = build_student(teacher, structure_of(genome), input_shape, spec=spec)
-    model: nn.Module = student
-    if genome.weight_bits:
-        model = quantize_model(
-            student,
-            weight_bits=genome.weight_bits,
-            default_act_bits=act_bits,
-            weight_range_bits=weight_range_bits,
-        )
-    model.load_state_dict(state_dict)
-    return model.eval()
-
-
-def float_counting(profile: DeviceProfile) -> tuple[int, int]:
-    """The weight and activation bits a float model of a run on ``profile`` is counted at:
-    fp32 where the device runs fp32, else the integer model it will ship as (the profile's
-    widest integer widths; a run on such a device must quantize, and its product is a
-    quantized student)."""
-    if profile.bits.runs_float:
-        return 32, 32
-    # the widest integer width; a device without one (fp16 only) ships its narrowest width
-    return (
-        max((b for b in profile.bits.weight if b <= 8), default=min(profile.bits.weight)),
-        max((b for b in profile.bits.activation if b <= 8), default=min(profile.bits.activation)),
-    )
-
-
-def measure_model(
-    model: nn.Module,
-    input_shape: tuple[int, ...],
-    onnx_path: Path,
-    profile: DeviceProfile,
-    **latency_kwargs: Any,
-) -> tuple[dict[str, float], LatencyResult]:
-    """Exports ``model`` and measures every constraint metric.
-
-    Returns:
-        The metrics and the latency measurement (kernels that ran, where it was measured).
-    """
-    w_bits, a_bits = float_counting(profile)
-    stats = analyze_module(model, input_shape, default_weight_bits=w_bits, activation_bits=a_bits)
-    export_fp32(model, input_shape, onnx_path)
-    lat = measure_latency(onnx_path, profile, **latency_kwargs)
-    return {**stats.metrics(profile), "latency_ms": lat.median_ms}, lat
 
 
 class CandidateEvaluator:
@@ -278,30 +224,15 @@ class CandidateEvaluator:
         return cand
 
     def measure(self, onnx_path: Path) -> tuple[LatencyResult, float | None]:
-        """The latency of a candidate's file with the profile's source; with a
-        :attr:`SearchContext.latency_reference`, timed in turn with the teacher and scaled
-        to the teacher's latency at the start of the run (also returned as a ratio)."""
+        """The latency of a candidate's file (see :func:`~.pipeline.measure_candidate`)."""
         ctx = self.ctx
-        if ctx.latency_reference is None or ctx.profile.latency.source != "local":
-            return measure_latency(onnx_path, ctx.profile, **ctx.latency_kwargs), None
-        from hwcompress.measure.latency import measure_local_many
-        from hwcompress.measure.sources import with_provenance
-
-        mine, ref = measure_local_many(
-            [onnx_path, ctx.latency_reference], ctx.profile, rounds=REFERENCE_ROUNDS
+        return measure_candidate(
+            onnx_path,
+            ctx.profile,
+            ctx.latency_kwargs,
+            reference=ctx.latency_reference,
+            teacher_ms=float(ctx.teacher_metrics["latency_ms"]),
         )
-        ratio = mine.median_ms / max(ref.median_ms, 1e-9)
-        scale = float(ctx.teacher_metrics["latency_ms"]) / max(ref.median_ms, 1e-9)
-        lat = replace(
-            mine,
-            median_ms=ratio * float(ctx.teacher_metrics["latency_ms"]),
-            p90_ms=mine.p90_ms * scale,
-            min_ms=mine.min_ms * scale,
-            mean_ms=mine.mean_ms * scale,
-            stdev_ms=mine.stdev_ms * scale,
-            notes=(*mine.notes, f"timed in turn with the teacher: {ratio:.3f}× its latency"),
-        )
-        return with_provenance(lat, ctx.profile), ratio
 
     def score(self, cand: Candidate, *, episodes: int = 1) -> None:
         """Sets the reward, feasibility, slack and compression of a measured candidate, and
@@ -378,7 +309,7 @@ class CandidateEvaluator:
                     model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
                 )
                 # the new integer model's own accuracy, not the one it had before training
-                measured["val_accuracy_onnxruntime"] = _export_integer(
+                measured["val_accuracy_onnxruntime"] = export_integer(
                     model, shape, ctx.run_dir / rel_onnx, ctx.data.val
                 )
             else:
@@ -423,7 +354,7 @@ class CandidateEvaluator:
         accuracy = quantization_aware_training(
             q, ctx.teacher, ctx.data, ctx.distill_config, teacher_logits=ctx.teacher_logits
         )
-        onnx_accuracy = _export_integer(q, shape, onnx_path, ctx.data.val)
+        onnx_accuracy = export_integer(q, shape, onnx_path, ctx.data.val)
         stats = analyze_module(
             student,
             shape,
@@ -434,17 +365,6 @@ class CandidateEvaluator:
         # what the deployed integer model scores, beside the PyTorch (fake-quant) accuracy
         metrics = {**stats.metrics(ctx.profile), "val_accuracy_onnxruntime": onnx_accuracy}
         return q, metrics, accuracy
-
-
-def _export_integer(model: nn.Module, shape: tuple[int, ...], path: Path, val: Any) -> float:
-    """QCDQ export of a quantized student → parity check against PyTorch → the integer
-    model's own validation accuracy in onnxruntime."""
-    from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
-
-    with atomic_path(path) as tmp:
-        export_qcdq(model, shape, tmp)
-    check_parity(model, path, val)
-    return onnx_accuracy(path, val)
 
 
 def _first_line(err: BaseException) -> str:

@@ -12,10 +12,11 @@ run without a latency model gives the share of MACs, and units and layers their 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 
-from hwcompress.arch.spec import ArchSpec, GroupSpec, LayerSpec, UnitSpec
+from hwcompress.arch.spec import ArchSpec, Genome, GroupSpec, LayerSpec, UnitSpec
 
 KINDS = ("residual", "conv", "dwconv", "linear")
 FEATURE_DIM = len(KINDS) + 8
@@ -51,8 +52,6 @@ def _total(spec: ArchSpec) -> int:
 
 def _macs(spec: ArchSpec) -> dict[str, int]:
     """Each layer's MACs in the teacher (:meth:`ArchSpec.costs` of the full genome)."""
-    from hwcompress.arch.spec import Genome
-
     return {c.name: c.macs for c in spec.costs(Genome())}
 
 
@@ -94,8 +93,6 @@ def group_features(
     """
     total = _total(spec)
     if time_share is None:
-        from hwcompress.search.latency_model import group_sensitivity
-
         time_share = group_sensitivity(spec, [g.key for g in groups], None)
     rows = []
     for group in groups:
@@ -140,3 +137,28 @@ def layer_features(spec: ArchSpec, names: list[str]) -> torch.Tensor:
             )
         )
     return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), FEATURE_DIM)
+
+
+def group_sensitivity(
+    spec: ArchSpec,
+    keys: Sequence[str],
+    predict: Callable[[Genome], float] | None,
+    base: Genome | None = None,
+) -> dict[str, float]:
+    """What each channel group costs in time: the share of ``base``'s predicted latency
+    saved by halving that group alone (with no model: the share of MACs saved instead,
+    the best proxy a device-blind run has)."""
+    base = base or Genome()
+    if predict is None:
+
+        def predict(g: Genome) -> float:
+            return float(spec.predict_macs(g))
+
+    full = max(predict(base), 1e-12)
+    out = {}
+    for key in keys:
+        width = dict(base.width)
+        width[key] = width.get(key, 1.0) / 2
+        halved = Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
+        out[key] = max(0.0, (full - predict(halved)) / full)
+    return out

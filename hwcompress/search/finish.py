@@ -39,6 +39,8 @@ class SearchResult:
     best_info: dict[str, Any] | None = None
     #: The product as a module (float, or with Brevitas quantizers), in eval mode.
     student: torch.nn.Module | None = None
+    #: What the user judges it by (``results.json``'s ``summary``; see :func:`summary`).
+    summary: dict[str, Any] | None = None
 
 
 def final_distill(
@@ -106,6 +108,46 @@ def latency_check(
         "best_ms": best_ms,
         "best_predicted_ms": best_pred,
         "speedup": teacher_ms / best_ms if best_ms > 0 else None,
+    }
+
+
+def summary(
+    out: Path, teacher_info: dict[str, Any], best_info: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """What a user judges the product by, in one place (``results.json``'s ``summary``):
+    size ratio, measured speed-up on this device and where it was measured, the accuracy
+    change on the test split (validation beside it: what the search ranked by), the file to
+    deploy and the command that exports it as int8; ``headline`` says it in one line."""
+    if best_info is None:
+        return None
+    t, m = teacher_info["metrics"], best_info["metrics"]
+    compression = t["params"] / max(m["params"], 1)
+    speedup = t["latency_ms"] / m["latency_ms"] if m.get("latency_ms") else None
+    final = best_info.get("final_distillation") or {}
+    val = float(final.get("val_accuracy", m["val_accuracy"]))
+    test, t_test = best_info.get("test_accuracy"), teacher_info.get("test_accuracy")
+    test_points = 100 * (test - t_test) if test is not None and t_test is not None else None
+    val_points = 100 * (val - teacher_info["val_accuracy"])
+    accuracy = (
+        f"{test_points:+.2f} points on test"
+        if test_points is not None
+        else f"{val_points:+.2f} points on validation"
+    )
+    faster = f"{speedup:.1f}× faster here" if speedup is not None else "latency unmeasured"
+    return {
+        "headline": f"{compression:.1f}× fewer parameters, {faster}, {accuracy}",
+        "compression": compression,
+        "speedup": speedup,
+        "latency_where": teacher_info.get("latency_where", ""),
+        "test_accuracy": test,
+        "teacher_test_accuracy": t_test,
+        "test_change_points": test_points,
+        "val_accuracy": val,
+        "teacher_val_accuracy": teacher_info["val_accuracy"],
+        "val_change_points": val_points,
+        "ranked_by": "validation accuracy (the test split never steers the search)",
+        "deploy": "best/student.onnx",
+        "export_int8": f"hwcompress export {out} --out student_int8.onnx",
     }
 
 
@@ -222,6 +264,7 @@ def finish_run(
     from hwcompress.search.front import latency_front
 
     results["front"] = latency_front(results)
+    results["summary"] = summary(out, teacher_info, best_info)
     path = out / "results.json"
     write_atomic(path, json.dumps(results, indent=2))
     write_report(out)
@@ -235,5 +278,6 @@ def finish_run(
         interrupted_by_budget=out_of_time,
         final_distillation=best_info["final_distillation"] if best_info else None,
         best_info=best_info,
+        summary=results["summary"],
         student=student.eval() if student is not None else None,
     )

@@ -22,7 +22,7 @@ from hwcompress.search.evaluate import structure_of
 from hwcompress.search.stages import Stage
 
 if TYPE_CHECKING:
-    from hwcompress.search.runner import SearchRun
+    from hwcompress.search.run_api import StageRun
 
 
 class KernelStage(Stage):
@@ -30,10 +30,10 @@ class KernelStage(Stage):
 
     name = "kernels"
 
-    def planned(self, run: SearchRun) -> float:
+    def planned(self, run: StageRun) -> float:
         return float(2 * len(run.config.kernel_betas) * len(run.config.kernel_shares))
 
-    def execute(self, run: SearchRun, index: int) -> tuple[Candidate | None, bool]:
+    def execute(self, run: StageRun, index: int) -> tuple[Candidate | None, bool]:
         from hwcompress.data.teachers import load_checkpoint
         from hwcompress.prune.kernel import (
             KernelPruneConfig,
@@ -106,7 +106,7 @@ class KernelStage(Stage):
                 run.reporter.episode(self.name, ep, cand.reward, run.best_so_far())
         return self._best(run, prev), False
 
-    def _best(self, run: SearchRun, prev: Candidate) -> Candidate:
+    def _best(self, run: StageRun, prev: Candidate) -> Candidate:
         best = run.stage_best(self.name, extra=[prev]) or prev
         if best is prev:
             run.reporter.message(

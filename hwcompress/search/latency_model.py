@@ -20,8 +20,8 @@ the machine's drift between calibration and search cancels out. The fit is store
 JSON in the run folder (``latency_model.json``) and read back on resume, so a resumed run
 clamps exactly as the interrupted one did.
 
-:func:`group_sensitivity` tells the shrinkage policy what each channel group costs in time:
-the predicted share of the student's latency saved by halving it.
+:func:`hwcompress.search.features.group_sensitivity` tells the shrinkage policy what each
+channel group costs in time: the predicted share of the student's latency saved by halving it.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ __all__ = [
     "calibrate",
     "calibration_genomes",
     "genome_features",
-    "group_sensitivity",
 ]
 
 #: The model's terms, each a sum over the student's kept layers.
@@ -70,6 +69,8 @@ FEATURES = (
 _BUCKETS = ((4, "conv_macs_1"), (64, "conv_macs_16"), (256, "conv_macs_256"))
 MODEL_FORMAT = 1
 FILE_NAME = "latency_model.json"
+#: How many median errors of the fit a cautious prediction adds.
+CAUTION = 1.5
 
 
 def _pad(channels: int, block: int) -> int:
@@ -149,9 +150,12 @@ class LatencyModel:
         """The student's predicted latency in milliseconds (at the run's teacher latency)."""
         return self.ratio(spec, genome) * self.teacher_ms
 
-    def predictor(self, spec: ArchSpec) -> Callable[[Genome], float]:
-        """``genome ↦`` predicted milliseconds, for the clamps and seeds."""
-        return lambda genome: self.predict_ms(spec, genome)
+    def predictor(self, spec: ArchSpec, *, cautious: bool = True) -> Callable[[Genome], float]:
+        """``genome ↦`` predicted milliseconds, for the clamps and seeds; ``cautious``: raised
+        by :data:`CAUTION` times the fit's median error, so that a proposal scaled to the
+        budget by it mostly measures within the budget too."""
+        factor = 1.0 + CAUTION * self.median_error if cautious else 1.0
+        return lambda genome: factor * self.predict_ms(spec, genome)
 
     @classmethod
     def fit(
@@ -349,28 +353,3 @@ def calibrate(
     model = LatencyModel.fit(spec, kept, ratios, teacher_ms, block)
     model.seconds = time.perf_counter() - start
     return model
-
-
-def group_sensitivity(
-    spec: ArchSpec,
-    keys: Sequence[str],
-    predict: Callable[[Genome], float] | None,
-    base: Genome | None = None,
-) -> dict[str, float]:
-    """What each channel group costs in time: the share of ``base``'s predicted latency
-    saved by halving that group alone (with no model: the share of MACs saved instead,
-    the best proxy a device-blind run has)."""
-    base = base or Genome()
-    if predict is None:
-
-        def predict(g: Genome) -> float:
-            return float(spec.predict_macs(g))
-
-    full = max(predict(base), 1e-12)
-    out = {}
-    for key in keys:
-        width = dict(base.width)
-        width[key] = width.get(key, 1.0) / 2
-        halved = Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
-        out[key] = max(0.0, (full - predict(halved)) / full)
-    return out

@@ -49,7 +49,9 @@ from hwcompress.search.setup import (
     start_student,
     write_config,
 )
-from hwcompress.search.stages import Stage, stage_registry
+from hwcompress.search.stage_registry import stage_registry
+from hwcompress.search.stages import Stage
+from hwcompress.search.steer import feasibility, latency_model
 from hwcompress.search.target import PREDICTED, size_caps
 
 __all__ = ["SearchResult", "SearchRun", "load_search_config", "prepare_context", "run_search"]
@@ -90,7 +92,7 @@ class SearchRun:
         self.policies_dir.mkdir(exist_ok=True)
         self.init_state = init_state
         self.start, self.start_state = start_student(config, ctx)
-        self.latency_model = self._latency_model()
+        self.latency_model = latency_model(ctx, config, out, reporter)
         #: Predicts a student's latency (ms) from its genome where a latency budget steers
         #: the run (proposals are scaled to it); None where latency only filters.
         self.latency = (
@@ -122,51 +124,6 @@ class SearchRun:
         )
         self.stage_bests: dict[str, Candidate] = {}
         self.executor: Any = None
-
-    def _latency_model(self) -> Any:
-        """The run's latency model when a latency budget (a target or the profile's) is
-        tighter than the teacher's latency: read from the run folder, else calibrated now."""
-        from hwcompress.search.latency_model import FILE_NAME, LatencyModel, calibrate
-
-        ctx = self.ctx
-        cap = size_caps(ctx.matrix, ("latency_ms",)).get("latency_ms")
-        teacher_ms = float(ctx.teacher_metrics.get("latency_ms", 0.0))
-        if cap is None or teacher_ms <= cap or "latency_ms" not in ctx.matrix.metrics:
-            return None
-        path = self.out / FILE_NAME
-        if path.is_file():
-            try:
-                model = LatencyModel.load(path)
-            except (ValueError, KeyError, TypeError, OSError):
-                self.reporter.message(f"{path} is unreadable; calibrating the latency model again")
-            else:
-                self._use_reference()
-                return model
-        multiple = ctx.profile.runtime.channel_multiple
-        model = calibrate(
-            ctx.teacher,
-            ctx.spec,
-            ctx.profile,
-            teacher_ms,
-            students=self.config.latency_students,
-            seed=self.config.seed,
-            block=multiple if multiple > 1 else 8,
-            multiple=multiple,
-            progress=self.reporter.message,
-        )
-        model.save(path)
-        self.reporter.message(
-            f"latency model: fitted on {model.fitted_on} students in {model.seconds:.0f} s, "
-            f"median error {model.median_error:.1%} (leave-one-out); budget {cap:.4g} ms, "
-            f"{teacher_ms / cap:.2f}× faster than the teacher"
-        )
-        self._use_reference()
-        return model
-
-    def _use_reference(self) -> None:
-        """Candidates are timed in turn with the teacher (drift between minutes cancels)."""
-        if self.ctx.profile.latency.source == "local":
-            self.ctx.latency_reference = self.out / "teacher.onnx"
 
     # -- what the stages ask of the run -------------------------------------------------
 
@@ -362,31 +319,6 @@ class SearchRun:
                 "feasibility": feasibility(self.candidates(), self.journal.episodes()),
             },
         )
-
-
-def feasibility(
-    candidates: list[Candidate], episodes: list[dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """Per stage: its policy samples, the share of them feasible, and how many proposals
-    were scaled down to the budgets before training (the share that would have missed)."""
-    out: dict[str, dict[str, Any]] = {}
-    for cand in candidates:
-        if cand.episode < 0 or cand.method == "baseline":
-            continue
-        row = out.setdefault(cand.stage, {"samples": 0, "feasible": 0, "clamped": 0})
-        row["samples"] += 1
-        row["feasible"] += int(cand.status == "ok" and cand.feasible)
-    proposals: dict[str, int] = {}
-    for rec in episodes:
-        row = out.setdefault(rec["stage"], {"samples": 0, "feasible": 0, "clamped": 0})
-        row["clamped"] += int(rec.get("clamped", 0))
-        proposals[rec["stage"]] = proposals.get(rec["stage"], 0) + len(rec.get("rewards", []))
-    for stage, row in out.items():
-        row["feasible_share"] = row["feasible"] / row["samples"] if row["samples"] else None
-        n = proposals.get(stage, 0)
-        row["proposals"] = n
-        row["clamped_share"] = row["clamped"] / n if n else None
-    return out
 
 
 def run_search(

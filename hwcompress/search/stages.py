@@ -3,8 +3,11 @@
 A stage says what it decides on (its items and their features), how a controller's actions
 become a genome, which seeds a practitioner would try first, which students it starts from
 and how it keeps proposals within the size caps. :class:`PolicyStage` runs the episodes
-shared by every policy-driven stage; the kernel stage (:mod:`hwcompress.search.kernel_stage`)
-runs its own fine-tunes. A new stage is one class and one registry entry.
+shared by every policy-driven stage (N2N's removal and shrinkage here, the quantization
+stage in :mod:`hwcompress.search.quant_stage`); the kernel stage
+(:mod:`hwcompress.search.kernel_stage`) runs its own fine-tunes. A new stage is one class
+and one entry of :func:`hwcompress.search.stage_registry.stage_registry`. Stages see the run through
+:class:`~hwcompress.search.run_api.StageRun`, never the runner itself.
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ from hwcompress.errors import ConfigError
 from hwcompress.files import save_atomic
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.evaluate import structure_of
-from hwcompress.search.features import group_features, layer_features, unit_features
-from hwcompress.search.latency_model import group_sensitivity
+from hwcompress.search.features import (
+    group_features,
+    group_sensitivity,
+    unit_features,
+)
 from hwcompress.search.methods import METHODS, StageController
 from hwcompress.search.policies import WIDTH_CHOICES
 from hwcompress.search.seeds import width_seeds
 from hwcompress.search.target import fit_genome, fits
 
 if TYPE_CHECKING:
-    from hwcompress.search.runner import SearchRun
+    from hwcompress.search.run_api import StageRun
 
 
 class Stage:
@@ -36,11 +42,11 @@ class Stage:
 
     name: str = ""
 
-    def planned(self, run: SearchRun) -> float:
+    def planned(self, run: StageRun) -> float:
         """Candidates it plans to evaluate (its share of a time budget)."""
         return float(run.config.episodes * run.config.rollouts)
 
-    def execute(self, run: SearchRun, index: int) -> tuple[Candidate | None, bool]:
+    def execute(self, run: StageRun, index: int) -> tuple[Candidate | None, bool]:
         """Runs the stage; returns its best candidate and whether its time ran out."""
         raise NotImplementedError
 
@@ -48,23 +54,23 @@ class Stage:
 class PolicyStage(Stage):
     """Episodes of rollouts from a controller, after the stage's seeds."""
 
-    def prepare(self, run: SearchRun) -> str | None:
+    def prepare(self, run: StageRun) -> str | None:
         """Sets up the run for this stage; returns why it is skipped, if it is."""
         return None
 
-    def bases(self, run: SearchRun) -> list[Genome]:
+    def bases(self, run: StageRun) -> list[Genome]:
         """The students it starts from (rollout ``i`` uses base ``i % len(bases)``)."""
         return [run.start]
 
-    def items(self, run: SearchRun, base: Genome) -> tuple[list[str], torch.Tensor]:
+    def items(self, run: StageRun, base: Genome) -> tuple[list[str], torch.Tensor]:
         """The decision items of ``base`` and their features."""
         raise NotImplementedError
 
-    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
+    def genome(self, run: StageRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
         """The genome a controller's actions describe."""
         raise NotImplementedError
 
-    def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
+    def seeds(self, run: StageRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
         """The baselines evaluated before any policy sample."""
         return width_seeds(
             run.ctx.teacher,
@@ -76,10 +82,10 @@ class PolicyStage(Stage):
             multiple=run.multiple,
         )
 
-    def fit(self, run: SearchRun, genome: Genome) -> Genome:
+    def fit(self, run: StageRun, genome: Genome) -> Genome:
         """The genome clamped to the run's size caps and predicted latency budget (AMC's
         clamp), channels snapped to the device's multiple; unchanged if it fits, except
-        where latency steers a target run (:attr:`SearchRun.fill`): then scaled up to the
+        where latency steers a target run (:attr:`StageRun.fill`): then scaled up to the
         budget too."""
         return (
             fit_genome(
@@ -93,16 +99,16 @@ class PolicyStage(Stage):
             or genome
         )
 
-    def demonstration(self, run: SearchRun, base: Genome, items: list[str]) -> list[int] | None:
+    def demonstration(self, run: StageRun, base: Genome, items: list[str]) -> list[int] | None:
         """The actions that rebuild the run's best student of ``base``'s structure so far
         (None where the stage's actions cannot express it); the policy starts near it."""
         return None
 
-    def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
+    def controller(self, run: StageRun, base: Genome, items: list[str]) -> StageController:
         """The method's controller for this stage."""
         return METHODS[run.config.method](self.name)
 
-    def execute(self, run: SearchRun, index: int) -> tuple[Candidate | None, bool]:
+    def execute(self, run: StageRun, index: int) -> tuple[Candidate | None, bool]:
         reason = self.prepare(run)
         if reason:
             run.reporter.message(f"{self.name} skipped: {reason}")
@@ -191,11 +197,11 @@ class RemovalStage(PolicyStage):
 
     name = "removal"
 
-    def items(self, run: SearchRun, base: Genome) -> tuple[list[str], torch.Tensor]:
+    def items(self, run: StageRun, base: Genome) -> tuple[list[str], torch.Tensor]:
         spec = run.ctx.spec
         return [u.name for u in spec.units], unit_features(spec)
 
-    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
+    def genome(self, run: StageRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
         return Genome(
             keep={n: bool(a) for n, a in zip(items, actions, strict=True)},
             width=dict(base.width),
@@ -210,11 +216,11 @@ class ShrinkageStage(PolicyStage):
 
     name = "shrinkage"
 
-    def bases(self, run: SearchRun) -> list[Genome]:
+    def bases(self, run: StageRun) -> list[Genome]:
         # judged before this stage's own students, as when it started (a resumed run too)
         return run.best_structures(run.config.carry, before=self.name)
 
-    def items(self, run: SearchRun, base: Genome) -> tuple[list[str], torch.Tensor]:
+    def items(self, run: StageRun, base: Genome) -> tuple[list[str], torch.Tensor]:
         ctx = run.ctx
         spec, present = ctx.spec, ctx.spec
         if any(not v for v in base.keep.values()):
@@ -225,14 +231,14 @@ class ShrinkageStage(PolicyStage):
         time_share = group_sensitivity(spec, [g.key for g in groups], run.latency, base)
         return [g.key for g in groups], group_features(spec, groups, time_share)
 
-    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
+    def genome(self, run: StageRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
         return Genome(
             keep=dict(base.keep),
             width={k: WIDTH_CHOICES[a] for k, a in zip(items, actions, strict=True)},
             kernel=dict(base.kernel),
         )
 
-    def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
+    def seeds(self, run: StageRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
         """The start structure's ladder, and each carried structure with removals narrowed
         by one width multiplier to the ladder's sizes beyond its own, so a removal is not
         judged at full width only. With a target on a size there is nothing to add: the
@@ -266,7 +272,7 @@ class ShrinkageStage(PolicyStage):
             ]
         return seeds
 
-    def demonstration(self, run: SearchRun, base: Genome, items: list[str]) -> list[int] | None:
+    def demonstration(self, run: StageRun, base: Genome, items: list[str]) -> list[int] | None:
         structure = base.structure().key()
         same = [  # this stage's seeds count, its own samples (a resumed run's) do not
             c
@@ -325,18 +331,18 @@ class ChannelsStage(ShrinkageStage):
 
     name = "channels"
 
-    def bases(self, run: SearchRun) -> list[Genome]:
+    def bases(self, run: StageRun) -> list[Genome]:
         return [run.start]
 
-    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
+    def genome(self, run: StageRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
         from hwcompress.search.ddpg import with_widths
 
         return with_widths(base, items, actions, complete=True)
 
-    def fit(self, run: SearchRun, genome: Genome) -> Genome:
+    def fit(self, run: StageRun, genome: Genome) -> Genome:
         return genome
 
-    def macs_target(self, run: SearchRun) -> float:
+    def macs_target(self, run: StageRun) -> float:
         """The agent's MACs budget: the FLOPs target, tightened by the run's MACs cap."""
         from hwcompress.search.ddpg import macs_target
 
@@ -344,11 +350,11 @@ class ChannelsStage(ShrinkageStage):
             run.ctx.teacher_metrics["macs"], run.config.flops_target, run.caps.get("macs")
         )
 
-    def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
+    def seeds(self, run: StageRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
         caps = {**run.caps, "macs": self.macs_target(run)}
         return width_seeds(run.ctx.teacher, run.ctx.spec, run.start, caps, run.config.seed_ratios)
 
-    def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
+    def controller(self, run: StageRun, base: Genome, items: list[str]) -> StageController:
         from hwcompress.search.ddpg import DDPGConfig, DDPGController, MacsBudget
 
         agent = DDPGConfig()
@@ -358,91 +364,3 @@ class ChannelsStage(ShrinkageStage):
             agent,
             seed=run.config.seed,
         )
-
-
-class QuantizationStage(PolicyStage):
-    """A weight bit-width per conv and linear layer among the device's integer widths, for
-    the run's best float student so far."""
-
-    name = "quantization"
-
-    def prepare(self, run: SearchRun) -> str | None:
-        from hwcompress.data.teachers import load_checkpoint
-
-        self.choices, reason = quantization_choices(run.ctx.profile)
-        if reason:
-            return reason
-        ctx = run.ctx
-        ctx.act_bits = (
-            8
-            if 8 in ctx.profile.bits.activation
-            else min(b for b in ctx.profile.bits.activation if b <= 8)
-        )
-        best = run.best_float()
-        self.base = Genome.from_dict(best.genome) if best is not None else run.start
-        ctx.base_state = (
-            load_checkpoint(run.out / best.artifacts["weights"])["state_dict"]
-            if best is not None
-            else run.start_state
-        )
-        return None
-
-    def bases(self, run: SearchRun) -> list[Genome]:
-        return [self.base]
-
-    def items(self, run: SearchRun, base: Genome) -> tuple[list[str], torch.Tensor]:
-        ctx = run.ctx
-        student = build_student(ctx.teacher, base, ctx.spec.input_shape, spec=ctx.spec)
-        names = [
-            n
-            for n, m in student.named_modules()
-            if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
-        ]
-        return names, layer_features(ctx.spec, names)
-
-    def genome(self, run: SearchRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
-        return Genome(
-            keep=dict(base.keep),
-            width=dict(base.width),
-            kernel=dict(base.kernel),
-            weight_bits={n: int(self.choices[a]) for n, a in zip(items, actions, strict=True)},
-        )
-
-    def seeds(self, run: SearchRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
-        return [
-            (f"uniform int{b:g}", self.genome(run, base, items, [i] * len(items)))
-            for i, b in enumerate(self.choices)
-        ]
-
-    def fit(self, run: SearchRun, genome: Genome) -> Genome:
-        return genome
-
-    def controller(self, run: SearchRun, base: Genome, items: list[str]) -> StageController:
-        return METHODS[run.config.method](self.name, self.choices)
-
-
-def quantization_choices(profile: Any) -> tuple[tuple[float, ...], str | None]:
-    """The integer weight bit-widths the device runs, or why there are none."""
-    ints = tuple(sorted(b for b in profile.bits.weight if b <= 8))
-    acts = [b for b in profile.bits.activation if b <= 8]
-    if not ints or not acts:
-        return (), (
-            f"{profile.name} runs no integer kernels (weight bits "
-            f"{', '.join(map(str, profile.bits.weight))}, activation bits "
-            f"{', '.join(map(str, profile.bits.activation))}); its students stay in "
-            "float"
-        )
-    return ints, None
-
-
-def stage_registry() -> dict[str, Stage]:
-    """A fresh stage object per name (stages keep per-run state)."""
-    from hwcompress.search.kernel_stage import KernelStage
-
-    return {
-        "removal": RemovalStage(),
-        "shrinkage": ShrinkageStage(),
-        "channels": ChannelsStage(),
-        "kernels": KernelStage(),
-        "quantization": QuantizationStage(),
-    }

@@ -27,8 +27,8 @@ TARGET_METRICS = ("params", "weight_bytes", "macs", "peak_activation_bytes", "la
 #: Sizes the spec predicts without building the student (fp32 weights: 4 bytes a parameter).
 PREDICTED = ("params", "weight_bytes", "macs")
 #: A proposal's predicted latency must stay within this share of a latency budget: the
-#: prediction and the measurement each miss by a few per cent.
-LATENCY_MARGIN = 0.95
+#: measurement misses by a few per cent (the run's predictor adds the fit's own error).
+LATENCY_MARGIN = 0.97
 #: ``genome ↦`` predicted latency in milliseconds (:mod:`hwcompress.search.latency_model`).
 LatencyPredictor = Callable[["Genome"], float]
 _SCALE = {

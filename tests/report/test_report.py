@@ -41,6 +41,11 @@ def test_search_writes_a_report_whose_images_exist(tiny_search):
     assert "removed" in page or "kept" in page  # the per-layer table
     summary = (report / "summary.md").read_text()
     assert "| parameters |" in summary and "![" in summary
+    # both lead with what a user judges by: size, speed here, the change on test
+    lead = results["summary"]["headline"]
+    assert "points on test" in lead
+    assert summary.split("\n")[2].startswith(f"**{lead}**")
+    assert f"<b>{lead}</b>" in page.replace("&#x27;", "'")
 
 
 def test_report_command(tiny_search, tmp_path, monkeypatch, capsys):

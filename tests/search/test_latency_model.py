@@ -10,13 +10,13 @@ import torch
 from hwcompress.arch import Genome, build_spec
 from hwcompress.hardware import load_profile
 from hwcompress.models import build_builtin
+from hwcompress.search.features import group_sensitivity
 from hwcompress.search.latency_model import (
     FEATURES,
     LatencyModel,
     calibrate,
     calibration_genomes,
     genome_features,
-    group_sensitivity,
 )
 from hwcompress.search.seeds import width_seeds
 from hwcompress.search.target import LATENCY_MARGIN, fit_genome, fits, snap, snap_genome

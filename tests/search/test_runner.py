@@ -386,6 +386,14 @@ def test_a_latency_target_steers_the_search_and_its_front_can_be_picked(tiny_sea
         row = data["feasibility"][stage]
         assert row["proposals"] == config.episodes * config.rollouts
         assert 0 <= row["clamped"] <= row["proposals"]
+    # the summary leads with what a user judges by: size, speed here, change on test
+    summary = data["summary"]
+    assert "fewer parameters" in summary["headline"] and "points on test" in summary["headline"]
+    assert summary["test_change_points"] == pytest.approx(
+        100 * (data["best"]["test_accuracy"] - data["teacher"]["test_accuracy"])
+    )
+    assert summary["deploy"] == "best/student.onnx"
+    assert summary["export_int8"].startswith("hwcompress export ")
     # the front is what the report plots and what --pick reads
     front = data["front"]
     assert front and front == sorted(front, key=lambda f: f["latency_ms"])

@@ -1,0 +1,5 @@
+"""``python -m hwcompress.cli``: the same as the ``hwcompress`` command."""
+
+from hwcompress.cli import main
+
+main()

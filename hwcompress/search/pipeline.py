@@ -1,0 +1,144 @@
+"""The steps a student goes through, shared by the search, the product's final distillation
+and export: rebuild it from its genome, count it as it will ship, export and measure it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwcompress.arch import ArchSpec, Genome, build_student
+from hwcompress.export import export_fp32
+from hwcompress.files import atomic_path
+from hwcompress.hardware import DeviceProfile
+from hwcompress.measure.latency import LatencyResult
+from hwcompress.measure.sources import measure_latency
+from hwcompress.measure.stats import analyze_module
+
+#: Rounds of in-turn timing of a candidate with the teacher (5 inferences each per round).
+REFERENCE_ROUNDS = 20
+
+__all__ = [
+    "export_integer",
+    "float_counting",
+    "measure_candidate",
+    "measure_model",
+    "rebuild_candidate",
+    "structure_of",
+]
+
+
+def structure_of(genome: Genome) -> Genome:
+    """The genome without bit-widths: what :func:`build_student` builds."""
+    return Genome(keep=dict(genome.keep), width=dict(genome.width), kernel=dict(genome.kernel))
+
+
+def rebuild_candidate(
+    teacher: nn.Module,
+    genome: Genome,
+    input_shape: tuple[int, ...],
+    state_dict: dict[str, torch.Tensor],
+    *,
+    spec: ArchSpec | None = None,
+    act_bits: int = 8,
+    weight_range_bits: int | None = None,
+) -> nn.Module:
+    """Rebuilds an evaluated candidate (float or quantized) from its genome and weights.
+
+    ``weight_range_bits`` is the range its 8-bit weights were trained with (the checkpoint's
+    meta records it; by default this machine's).
+    """
+    from hwcompress.quant.convert import quantize_model
+
+    student = build_student(teacher, structure_of(genome), input_shape, spec=spec)
+    model: nn.Module = student
+    if genome.weight_bits:
+        model = quantize_model(
+            student,
+            weight_bits=genome.weight_bits,
+            default_act_bits=act_bits,
+            weight_range_bits=weight_range_bits,
+        )
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def float_counting(profile: DeviceProfile) -> tuple[int, int]:
+    """The weight and activation bits a float model of a run on ``profile`` is counted at:
+    fp32 where the device runs fp32, else the integer model it will ship as (the profile's
+    widest integer widths; a run on such a device must quantize, and its product is a
+    quantized student)."""
+    if profile.bits.runs_float:
+        return 32, 32
+    # the widest integer width; a device without one (fp16 only) ships its narrowest width
+    return (
+        max((b for b in profile.bits.weight if b <= 8), default=min(profile.bits.weight)),
+        max((b for b in profile.bits.activation if b <= 8), default=min(profile.bits.activation)),
+    )
+
+
+def measure_model(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    onnx_path: Path,
+    profile: DeviceProfile,
+    **latency_kwargs: Any,
+) -> tuple[dict[str, float], LatencyResult]:
+    """Exports ``model`` and measures every constraint metric.
+
+    Returns:
+        The metrics and the latency measurement (kernels that ran, where it was measured).
+    """
+    w_bits, a_bits = float_counting(profile)
+    stats = analyze_module(model, input_shape, default_weight_bits=w_bits, activation_bits=a_bits)
+    export_fp32(model, input_shape, onnx_path)
+    lat = measure_latency(onnx_path, profile, **latency_kwargs)
+    return {**stats.metrics(profile), "latency_ms": lat.median_ms}, lat
+
+
+def export_integer(model: nn.Module, shape: tuple[int, ...], path: Path, val: Any) -> float:
+    """QCDQ export of a quantized student → parity check against PyTorch → the integer
+    model's own validation accuracy in onnxruntime."""
+    from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
+
+    with atomic_path(path) as tmp:
+        export_qcdq(model, shape, tmp)
+    check_parity(model, path, val)
+    return onnx_accuracy(path, val)
+
+
+def measure_candidate(
+    onnx_path: Path,
+    profile: DeviceProfile,
+    latency_kwargs: dict[str, Any],
+    *,
+    reference: Path | None = None,
+    teacher_ms: float = 0.0,
+) -> tuple[LatencyResult, float | None]:
+    """The latency of a candidate's file with the profile's source; with a ``reference``
+    (the teacher's file) on a local source, timed in turn with it and scaled to
+    ``teacher_ms``, the teacher's latency at the start of the run, so drift between
+    minutes cancels out (the ratio is returned too)."""
+    if reference is None or profile.latency.source != "local":
+        return measure_latency(onnx_path, profile, **latency_kwargs), None
+    import dataclasses
+
+    from hwcompress.measure.latency import measure_local_many
+    from hwcompress.measure.sources import with_provenance
+
+    mine, ref = measure_local_many([onnx_path, reference], profile, rounds=REFERENCE_ROUNDS)
+    ratio = mine.median_ms / max(ref.median_ms, 1e-9)
+    scale = teacher_ms / max(ref.median_ms, 1e-9)
+    lat = dataclasses.replace(
+        mine,
+        median_ms=ratio * teacher_ms,
+        p90_ms=mine.p90_ms * scale,
+        min_ms=mine.min_ms * scale,
+        mean_ms=mine.mean_ms * scale,
+        stdev_ms=mine.stdev_ms * scale,
+        notes=(*mine.notes, f"timed in turn with the teacher: {ratio:.3f}× its latency"),
+    )
+    return with_provenance(lat, profile), ratio

@@ -1,0 +1,21 @@
+"""The search's stages by name: the run looks them up here (a registry apart from both the
+run and the stages, so neither imports the other)."""
+
+from __future__ import annotations
+
+from hwcompress.search.kernel_stage import KernelStage
+from hwcompress.search.quant_stage import QuantizationStage
+from hwcompress.search.stages import ChannelsStage, RemovalStage, ShrinkageStage, Stage
+
+__all__ = ["stage_registry"]
+
+
+def stage_registry() -> dict[str, Stage]:
+    """A fresh stage object per name (stages keep per-run state)."""
+    return {
+        "removal": RemovalStage(),
+        "shrinkage": ShrinkageStage(),
+        "channels": ChannelsStage(),
+        "kernels": KernelStage(),
+        "quantization": QuantizationStage(),
+    }

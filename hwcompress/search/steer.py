@@ -1,0 +1,88 @@
+"""How proposals are kept within a run's budgets where latency steers: the run's latency
+model (read back, or calibrated on the device), and the record of how often proposals had to
+be scaled down (``results.json``'s ``feasibility``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hwcompress.search.candidate import Candidate
+from hwcompress.search.config import SearchConfig
+from hwcompress.search.evaluate import SearchContext
+from hwcompress.search.latency_model import FILE_NAME, LatencyModel, calibrate
+from hwcompress.search.progress import SearchReporter
+from hwcompress.search.target import size_caps
+
+__all__ = ["feasibility", "latency_model"]
+
+
+def latency_model(
+    ctx: SearchContext, config: SearchConfig, out: Path, reporter: SearchReporter
+) -> LatencyModel | None:
+    """The run's latency model when a latency budget (a target or the profile's) is
+    tighter than the teacher's latency: read from the run folder, else calibrated now."""
+    cap = size_caps(ctx.matrix, ("latency_ms",)).get("latency_ms")
+    teacher_ms = float(ctx.teacher_metrics.get("latency_ms", 0.0))
+    if cap is None or teacher_ms <= cap or "latency_ms" not in ctx.matrix.metrics:
+        return None
+    path = out / FILE_NAME
+    if path.is_file():
+        try:
+            model = LatencyModel.load(path)
+        except (ValueError, KeyError, TypeError, OSError):
+            reporter.message(f"{path} is unreadable; calibrating the latency model again")
+        else:
+            _use_reference(ctx, out)
+            return model
+    multiple = ctx.profile.runtime.channel_multiple
+    model = calibrate(
+        ctx.teacher,
+        ctx.spec,
+        ctx.profile,
+        teacher_ms,
+        students=config.latency_students,
+        seed=config.seed,
+        block=multiple if multiple > 1 else 8,
+        multiple=multiple,
+        progress=reporter.message,
+    )
+    model.save(path)
+    reporter.message(
+        f"latency model: fitted on {model.fitted_on} students in {model.seconds:.0f} s, "
+        f"median error {model.median_error:.1%} (leave-one-out); budget {cap:.4g} ms, "
+        f"{teacher_ms / cap:.2f}× faster than the teacher"
+    )
+    _use_reference(ctx, out)
+    return model
+
+
+def _use_reference(ctx: SearchContext, out: Path) -> None:
+    """Candidates are timed in turn with the teacher (drift between minutes cancels)."""
+    if ctx.profile.latency.source == "local":
+        ctx.latency_reference = out / "teacher.onnx"
+
+
+def feasibility(
+    candidates: list[Candidate], episodes: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per stage: its policy samples, the share of them feasible, and how many proposals
+    were scaled down to the budgets before training (the share that would have missed)."""
+    out: dict[str, dict[str, Any]] = {}
+    for cand in candidates:
+        if cand.episode < 0 or cand.method == "baseline":
+            continue
+        row = out.setdefault(cand.stage, {"samples": 0, "feasible": 0, "clamped": 0})
+        row["samples"] += 1
+        row["feasible"] += int(cand.status == "ok" and cand.feasible)
+    proposals: dict[str, int] = {}
+    for rec in episodes:
+        row = out.setdefault(rec["stage"], {"samples": 0, "feasible": 0, "clamped": 0})
+        row["clamped"] += int(rec.get("clamped", 0))
+        proposals[rec["stage"]] = proposals.get(rec["stage"], 0) + len(rec.get("rewards", []))
+    for stage, row in out.items():
+        row["feasible_share"] = row["feasible"] / row["samples"] if row["samples"] else None
+        n = proposals.get(stage, 0)
+        row["proposals"] = n
+        row["clamped_share"] = row["clamped"] / n if n else None
+    return out
