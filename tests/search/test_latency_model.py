@@ -29,6 +29,18 @@ def vgg():
     return model, build_spec(model, (1, 1, 16, 16))
 
 
+def _padded_predictor(spec):
+    """A stand-in latency predictor in ms: 10 ms for the teacher, proportional to the
+    block-padded convolution MACs."""
+    teacher = genome_features(spec, Genome(), 16)
+
+    def predict(g: Genome) -> float:
+        f = genome_features(spec, g, 16)
+        return 10 * f["padded_conv_macs"] / teacher["padded_conv_macs"]
+
+    return predict
+
+
 def test_features_count_padding_and_channels_off_the_block(vgg):
     _, spec = vgg
     keys = [g.key for g in spec.shrinkable]
@@ -95,11 +107,7 @@ def test_snap_rounds_to_the_device_multiple():
 
 def test_the_clamp_keeps_every_proposal_within_the_predicted_budget(vgg):
     _, spec = vgg
-    teacher = genome_features(spec, Genome(), 16)
-
-    def predict(g: Genome) -> float:  # a stand-in predictor in ms (teacher: 10 ms)
-        f = genome_features(spec, g, 16)
-        return 10 * f["padded_conv_macs"] / teacher["padded_conv_macs"]
+    predict = _padded_predictor(spec)
 
     caps = {"latency_ms": 10 / 3}
     clamped = 0
@@ -119,11 +127,7 @@ def test_the_clamp_keeps_every_proposal_within_the_predicted_budget(vgg):
 
 def test_latency_matched_seeds_are_the_largest_students_within_the_budget(vgg):
     model, spec = vgg
-    teacher = genome_features(spec, Genome(), 16)
-
-    def predict(g: Genome) -> float:
-        f = genome_features(spec, g, 16)
-        return 10 * f["padded_conv_macs"] / teacher["padded_conv_macs"]
+    predict = _padded_predictor(spec)
 
     caps = {"latency_ms": 2.0}
     seeds = width_seeds(model, spec, Genome(), caps, (2.0, 8.0), latency=predict, multiple=16)
@@ -160,11 +164,7 @@ def test_group_sensitivity_sees_where_time_is_spent(vgg):
 
 def test_fill_scales_a_proposal_under_the_budget_up_to_it(vgg):
     _, spec = vgg
-    teacher = genome_features(spec, Genome(), 16)
-
-    def predict(g: Genome) -> float:
-        f = genome_features(spec, g, 16)
-        return 10 * f["padded_conv_macs"] / teacher["padded_conv_macs"]
+    predict = _padded_predictor(spec)
 
     caps = {"latency_ms": 5.0}
     keys = [g.key for g in spec.shrinkable]
