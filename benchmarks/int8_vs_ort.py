@@ -38,13 +38,9 @@ from hwcompress.data import DataConfig, load_data
 from hwcompress.data.datasets import DataBundle
 from hwcompress.data.teachers import resolve_teacher
 from hwcompress.export import export_fp32
-from hwcompress.measure.latency import (
-    dequantize_left,
-    interleaved_latency,
-    kernel_counts,
-    optimized_graph,
-)
+from hwcompress.measure.latency import interleaved_latency
 from hwcompress.measure.onnx_graph import analyze_onnx
+from hwcompress.measure.ort_graph import dequantize_left, kernel_counts, optimized_graph
 from hwcompress.quant.convert import calibrate, quantize_model
 from hwcompress.quant.export import export_qcdq, onnx_accuracy, optimisation_agreement, parity
 from hwcompress.quant.qat import quantization_aware_training

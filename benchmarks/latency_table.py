@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hwcompress.data.teachers import build_teacher
 from hwcompress.hardware import load_profile
-from hwcompress.measure.table import CalibrateConfig, calibrate
+from hwcompress.measure.calibrate import CalibrateConfig, calibrate
 from hwcompress.models import build_builtin
 
 RESULTS = Path(__file__).parent / "results"

@@ -12,8 +12,8 @@ from typing import Any
 
 from hwcompress.hardware.constraints import ConstraintMatrix
 from hwcompress.hardware.profile import DeviceProfile
-from hwcompress.measure.latency import LatencyResult
 from hwcompress.measure.onnx_graph import analyze_onnx
+from hwcompress.measure.result import LatencyResult
 from hwcompress.measure.roofline import Roofline, roofline
 from hwcompress.measure.sources import measure_latency
 from hwcompress.measure.stats import ModelStats

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hwcompress.fmt import human_bytes, human_count, human_metric
-from hwcompress.search.candidate import Candidate
+from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.runner import SearchResult
 
@@ -78,7 +78,7 @@ def _best_text(best: Candidate | None) -> str:
 
 def nothing_found(result: SearchResult) -> str:
     """Why a run hands back no student, and what to do about it."""
-    failed = [c for c in result.candidates if c.status != "ok"]
+    failed = [c for c in result.candidates if c.status != Status.OK]
     if not failed:
         why = (
             "the time budget ran out before the first candidate finished"

@@ -116,3 +116,13 @@ def test_no_module_imports_itself_through_others():
         if name not in state:
             visit(name)
     assert not circles, "\n".join(circles)
+
+
+def test_no_module_is_over_400_lines():
+    """Modules are split along their seams before they grow past 400 lines."""
+    long = {
+        str(path.relative_to(PACKAGE.parent)): n
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) > 400
+    }
+    assert not long, f"split these modules along their seams: {long}"

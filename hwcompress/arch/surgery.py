@@ -15,8 +15,11 @@ import torch
 import torch.fx
 from torch import nn
 
-from hwcompress.arch.graph import GraphAnalysis, LayerInfo, analyze_graph, trace_model
-from hwcompress.arch.spec import ArchSpec, Genome, build_spec
+from hwcompress.arch.analysis import build_spec
+from hwcompress.arch.genome import Genome
+from hwcompress.arch.graph import analyze_graph, trace_model
+from hwcompress.arch.graph_types import GraphAnalysis, LayerInfo
+from hwcompress.arch.spec import ArchSpec
 from hwcompress.errors import GenomeError, ModelError
 
 

@@ -88,8 +88,8 @@ def calibrate(
     from hwcompress.data import DataConfig, load_data
     from hwcompress.data.teachers import build_teacher
     from hwcompress.hardware import load_profile
-    from hwcompress.measure.table import CalibrateConfig
-    from hwcompress.measure.table import calibrate as run_calibrate
+    from hwcompress.measure.calibrate import CalibrateConfig
+    from hwcompress.measure.calibrate import calibrate as run_calibrate
 
     prof = load_profile(profile)
     data = load_data(DataConfig(name=dataset, data_dir=data_dir))

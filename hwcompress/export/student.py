@@ -199,13 +199,9 @@ def register_format(name: str) -> Callable[[Exporter], Exporter]:
 
 
 def _report(path: Path, fmt: str, quantized_by: str, **extra: Any) -> ExportReport:
-    from hwcompress.measure.latency import (
-        FLOAT_COMPUTE_KERNELS,
-        INTEGER_KERNELS,
-        dequantize_left,
-        kernel_counts,
-    )
     from hwcompress.measure.onnx_graph import analyze_onnx
+    from hwcompress.measure.onnx_ops import FLOAT_COMPUTE_KERNELS, INTEGER_KERNELS
+    from hwcompress.measure.ort_graph import dequantize_left, kernel_counts
 
     graph = onnxruntime_graph(path)
     kernels = kernel_counts(graph)
@@ -231,7 +227,7 @@ def onnxruntime_graph(path: Path) -> Any:
     """onnxruntime's optimised graph of ``path`` (CPU, all optimisations)."""
     import onnxruntime as ort
 
-    from hwcompress.measure.latency import optimized_graph
+    from hwcompress.measure.ort_graph import optimized_graph
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from hwcompress.errors import ConstraintError
-from hwcompress.hardware.profile import METRICS, DeviceProfile
+from hwcompress.hardware.profile import DeviceProfile
+from hwcompress.hardware.sections import METRICS
 
 #: The metrics a constraint row may refer to, in the column order of ``A``.
 

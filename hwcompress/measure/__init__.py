@@ -15,7 +15,7 @@ _EXPORTS = {
     "roofline": "hwcompress.measure.roofline",
     "measure_latency": "hwcompress.measure.sources",
     "measure_local": "hwcompress.measure.latency",
-    "LatencyResult": "hwcompress.measure.latency",
+    "LatencyResult": "hwcompress.measure.result",
 }
 
 __all__ = sorted(_EXPORTS)

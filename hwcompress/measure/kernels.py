@@ -28,19 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hwcompress.measure.onnx_ops import ADD_OPS, CONV_OPS, MATMUL_OPS, POOL_OPS, WEIGHT_INPUT
+
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
 
 __all__ = ["KernelFit", "fit_kernels", "kernel_features", "predict_kernels"]
 
-_CONVS = frozenset({"Conv", "FusedConv", "QLinearConv", "ConvInteger"})
-#: Where an op's weight is among its inputs (1 unless named here).
-_WEIGHT_INPUT = {"QLinearConv": 3, "QLinearMatMul": 3, "QGemm": 3}
-_POOLS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool"})
-_MATMULS = frozenset(
-    {"Gemm", "MatMul", "FusedGemm", "FusedMatMul", "QLinearMatMul", "QGemm", "MatMulInteger"}
-)
-_ADDS = frozenset({"Add", "Sum", "Mul"})
 #: Output positions (H·W) up to which a convolution's MACs count in one bucket.
 _SIZE_BUCKETS = ((1, "1"), (4, "4"), (16, "16"), (64, "64"))
 #: Fewer whole models than this: no tree correction (the linear fit alone).
@@ -87,8 +81,8 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
     """
     import onnxruntime as ort
 
-    from hwcompress.measure.latency import choose_provider, optimized_graph
     from hwcompress.measure.onnx_graph import graph_info, load_onnx
+    from hwcompress.measure.ort_graph import choose_provider, optimized_graph
 
     path = Path(onnx_path)
     _, shapes, _ = graph_info(load_onnx(path))  # batch 1, the original graph's shapes
@@ -113,9 +107,9 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
         x = shape_of(node.input[0]) if node.input else None
         size = math.prod(x) / 1e4 if x else 0.0
         out = x
-        at = _WEIGHT_INPUT.get(op, 1)
+        at = WEIGHT_INPUT.get(op, 1)
         w = dims.get(node.input[at], ()) if len(node.input) > at else ()
-        if op in _CONVS and len(w) >= 3:
+        if op in CONV_OPS and len(w) >= 3:
             # integer convolutions run channels-last here
             nhwc = node.domain.endswith("nhwc") or attrs.get("channels_last") == 1
             spatial = (x[1:-1] if nhwc else x[2:]) if x and len(x) > 2 else None
@@ -138,7 +132,7 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
             fused_sum = op == "FusedConv" or node.domain == "com.microsoft.nchwc"
             if fused_sum and len(node.input) > 3 and node.input[3]:  # a residual added
                 add(f"{kind}_sum", 1)
-        elif op in _POOLS:
+        elif op in POOL_OPS:
             if x and op.startswith("Global"):
                 out = (*x[:2], *[1] * (len(x) - 2))
             elif x:
@@ -151,7 +145,7 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
                 out = (x[0], int(channels), *x[2:])
             add("reorder_n", 1)
             add("reorder_elements", size)
-        elif op in _MATMULS:
+        elif op in MATMUL_OPS:
             out = None
             add("matmul_n", 1)
             add("matmul_macs", math.prod(w or (1,)) / 1e6)
@@ -160,7 +154,7 @@ def kernel_features(onnx_path: str | Path, profile: DeviceProfile) -> dict[str, 
             out = tuple(x[i] for i in perm)
             add("other_n", 1)
             add("other_elements", size)
-        elif op in _ADDS:
+        elif op in ADD_OPS:
             add("add_n", 1)
             add("add_elements", size)
         else:

@@ -2,219 +2,33 @@
 
 The session uses the profile's execution provider (the first one this onnxruntime build
 offers, stated in the result), its thread count and full graph optimisation. The optimised
-graph is saved and read back, so the result says which kernels actually ran: a quantized model
-that silently runs float kernels is visible.
+graph is saved and read back (:mod:`hwcompress.measure.ort_graph`), so the result says which
+kernels actually ran: a quantized model that silently runs float kernels is visible. Several
+models are timed in turn, round after round, so that a shared machine's drift hits them alike.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import statistics
-import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hwcompress.errors import LatencyError, ModelError
 from hwcompress.fmt import human_bytes
 from hwcompress.hardware.profile import DeviceProfile
+from hwcompress.measure.ort_graph import (
+    choose_provider,
+    optimized_kernels,
+)
+from hwcompress.measure.result import LatencyResult, summarize
 
-#: onnxruntime kernels that compute in integer arithmetic.
 #: The largest input tensor a measurement allocates (a file may declare any size).
 MAX_INPUT_BYTES = 1 << 30
 #: The most model bytes :func:`measure_local_many` keeps open at once.
 MAX_OPEN_BYTES = 2 << 30
-
-INTEGER_KERNELS = frozenset(
-    {
-        "QLinearConv",
-        "ConvInteger",
-        "MatMulInteger",
-        "QLinearMatMul",
-        "QGemm",
-        "DynamicQuantizeMatMul",
-        "MatMulIntegerToFloat",
-        "QLinearAdd",
-        "QLinearMul",
-        "QLinearGlobalAveragePool",
-        "QLinearAveragePool",
-        "QLinearConcat",
-        "QLinearSigmoid",
-        "QLinearLeakyRelu",
-    }
-)
-#: Float kernels that do the heavy arithmetic.
-FLOAT_COMPUTE_KERNELS = frozenset(
-    {"Conv", "FusedConv", "Gemm", "MatMul", "FusedGemm", "FusedMatMul"}
-)
-
-
-@dataclass(frozen=True)
-class LatencyResult:
-    """Latency statistics of one model, in milliseconds."""
-
-    median_ms: float
-    p90_ms: float
-    min_ms: float
-    mean_ms: float
-    stdev_ms: float
-    runs: int
-    source: str
-    provider: str = ""
-    threads: int = 0
-    kernels: dict[str, int] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-    #: Where the figure came from, in words (this host, the board at a URL, a table, the
-    #: roofline), and a warning when that is not the profile's device.
-    where: str = ""
-    warning: str = ""
-
-    @property
-    def integer_kernels(self) -> dict[str, int]:
-        """The integer kernels among :attr:`kernels`."""
-        return {k: n for k, n in self.kernels.items() if k.split(":")[-1] in INTEGER_KERNELS}
-
-    @property
-    def float_compute_kernels(self) -> dict[str, int]:
-        """The float convolution/matmul kernels among :attr:`kernels`."""
-        return {k: n for k, n in self.kernels.items() if k.split(":")[-1] in FLOAT_COMPUTE_KERNELS}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON."""
-        return {
-            "median_ms": self.median_ms,
-            "p90_ms": self.p90_ms,
-            "min_ms": self.min_ms,
-            "mean_ms": self.mean_ms,
-            "stdev_ms": self.stdev_ms,
-            "runs": self.runs,
-            "source": self.source,
-            "provider": self.provider,
-            "threads": self.threads,
-            "kernels": dict(self.kernels),
-            "integer_kernels": self.integer_kernels,
-            "notes": list(self.notes),
-            "where": self.where,
-            "warning": self.warning,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LatencyResult:
-        """Inverse of :meth:`to_dict` (derived keys are ignored)."""
-        return cls(
-            median_ms=float(data["median_ms"]),
-            p90_ms=float(data["p90_ms"]),
-            min_ms=float(data["min_ms"]),
-            mean_ms=float(data["mean_ms"]),
-            stdev_ms=float(data["stdev_ms"]),
-            runs=int(data["runs"]),
-            source=str(data["source"]),
-            provider=str(data.get("provider", "")),
-            threads=int(data.get("threads", 0)),
-            kernels={str(k): int(v) for k, v in dict(data.get("kernels", {})).items()},
-            notes=tuple(str(n) for n in data.get("notes", ())),
-            where=str(data.get("where", "")),
-            warning=str(data.get("warning", "")),
-        )
-
-    @classmethod
-    def estimate(cls, ms: float, source: str, *notes: str, **info: Any) -> LatencyResult:
-        """A single estimated figure (no runs), e.g. from the roofline or a latency table."""
-        return cls(
-            median_ms=ms,
-            p90_ms=ms,
-            min_ms=ms,
-            mean_ms=ms,
-            stdev_ms=0.0,
-            runs=0,
-            source=source,
-            notes=notes,
-            **info,
-        )
-
-    def with_notes(self, *notes: str) -> LatencyResult:
-        """A copy with ``notes`` appended."""
-        return dataclasses.replace(self, notes=(*self.notes, *notes))
-
-
-def summarize(times_ms: list[float], **info: Any) -> LatencyResult:
-    """Turns raw per-run times into a :class:`LatencyResult`."""
-    ordered = sorted(times_ms)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return LatencyResult(
-        median_ms=statistics.median(ordered),
-        p90_ms=p90,
-        min_ms=ordered[0],
-        mean_ms=statistics.fmean(ordered),
-        stdev_ms=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
-        runs=len(ordered),
-        **info,
-    )
-
-
-def choose_provider(wanted: tuple[str, ...]) -> tuple[str, list[str]]:
-    """Picks the first of ``wanted`` that this onnxruntime offers.
-
-    Returns:
-        The provider and notes saying what was asked for but unavailable.
-    """
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    notes: list[str] = []
-    for provider in wanted:
-        if provider in available:
-            return provider, notes
-        notes.append(f"{provider} is not available in this onnxruntime build")
-    notes.append("measured on CPUExecutionProvider instead")
-    return "CPUExecutionProvider", notes
-
-
-def optimized_graph(session_options: Any, model_path: Path, provider: str) -> Any:
-    """Builds a session that saves its optimised graph and returns that graph (a GraphProto)."""
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "optimized.onnx"
-        session_options.optimized_model_filepath = str(out)
-        try:
-            ort.InferenceSession(str(model_path), session_options, providers=[provider])
-            graph = onnx.load(str(out)).graph
-        finally:
-            session_options.optimized_model_filepath = ""
-    return graph
-
-
-def kernel_counts(graph: Any) -> dict[str, int]:
-    """Op types of a graph (``domain:op`` outside the default domain), counted."""
-    counts = Counter(
-        f"{n.domain}:{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
-        for n in graph.node
-    )
-    return dict(sorted(counts.items()))
-
-
-def dequantize_left(graph: Any) -> int:
-    """``DequantizeLinear`` nodes left inside an optimised graph (not producing its outputs).
-
-    Each one is a place where the integer path drops to float and (usually) a
-    ``QuantizeLinear`` brings it back: 0 means integers from the first quantizer to the last
-    kernel.
-    """
-    outputs = {o.name for o in graph.output}
-    return sum(
-        1 for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in outputs
-    )
-
-
-def optimized_kernels(session_options: Any, model_path: Path, provider: str) -> dict[str, int]:
-    """Builds a session that saves its optimised graph and counts the op types in it."""
-    return kernel_counts(optimized_graph(session_options, model_path, provider))
 
 
 def interleaved_latency(

@@ -22,39 +22,14 @@ from hwcompress.measure.counting import (
     numel,
     peak_live_bytes,
 )
-from hwcompress.measure.stats import ModelStats
-
-#: Ops whose output reuses an input buffer.
-ALIAS_OPS = frozenset(
-    {
-        "Flatten",
-        "Reshape",
-        "Squeeze",
-        "Unsqueeze",
-        "Identity",
-        "Dropout",
-        "Relu",
-        "Clip",
-        "LeakyRelu",
-        "Sigmoid",
-        "HardSigmoid",
-        "HardSwish",
-        "Tanh",
-        "BatchNormalization",
-        "QuantizeLinear",
-        "DequantizeLinear",
-    }
+from hwcompress.measure.onnx_ops import (
+    ALIAS_OPS,
+    BIAS_INPUT,
+    PASS_THROUGH,
+    QPARAM_INPUTS,
+    WEIGHT_INPUT,
 )
-#: Initializer inputs that are quantization parameters, not weights: (op, input index).
-_QPARAM_INPUTS = {
-    ("QuantizeLinear", 1),
-    ("QuantizeLinear", 2),
-    ("DequantizeLinear", 1),
-    ("DequantizeLinear", 2),
-    ("Reshape", 1),
-    ("Clip", 1),
-    ("Clip", 2),
-}
+from hwcompress.measure.stats import ModelStats
 
 Shape = tuple[int, ...]
 OnnxRule = Callable[[Any, Sequence[Shape | None], Shape, dict[str, Any]], int]
@@ -102,8 +77,6 @@ ONNX_MACS: dict[str, OnnxRule] = {
     "MatMulInteger": _matmul,
     "QLinearMatMul": _matmul,
 }
-#: Ops a following batch-norm folds into, with the index of their bias input (-1: none).
-_BIAS_INPUT = {"Conv": 2, "ConvInteger": -1, "QLinearConv": 8, "Gemm": 2, "MatMul": -1}
 
 
 def _folded_norms(graph: Any, producer: dict[str, Any]) -> dict[str, bool]:
@@ -122,11 +95,11 @@ def _folded_norms(graph: Any, producer: dict[str, Any]) -> dict[str, bool]:
         if n.op_type != "BatchNormalization":
             continue
         src = producer.get(n.input[0])
-        if src is None or src.op_type not in _BIAS_INPUT:
+        if src is None or src.op_type not in BIAS_INPUT:
             continue
         if readers.get(n.input[0], 0) != 1 or n.input[0] in outputs:
             continue
-        index = _BIAS_INPUT[src.op_type]
+        index = BIAS_INPUT[src.op_type]
         folded[n.output[0]] = 0 <= index < len(src.input) and bool(src.input[index])
     return folded
 
@@ -271,20 +244,6 @@ def _fused_into_quantizers(graph: Any, const: set[str], itemsize: dict[str, int]
     return fused
 
 
-#: Weight input index of each weighted op.
-_WEIGHT_INPUT = {
-    "Conv": 1,
-    "ConvInteger": 1,
-    "QLinearConv": 3,
-    "Gemm": 1,
-    "MatMul": 1,
-    "MatMulInteger": 1,
-    "QLinearMatMul": 3,
-}
-#: Ops a weight or an activation passes through unchanged in width on its way to a kernel.
-_PASS_THROUGH = frozenset({"Clip", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze"})
-
-
 def _bit_widths(
     graph: Any,
     producer: dict[str, Any],
@@ -314,7 +273,7 @@ def _bit_widths(
                     name = src
                     continue
                 return 8 * itemsize.get(src, 1)
-            if node.op_type not in _PASS_THROUGH:
+            if node.op_type not in PASS_THROUGH:
                 break
             name = node.input[0]
         return 8 * itemsize.get(name, 4)
@@ -322,7 +281,7 @@ def _bit_widths(
     weights: list[int] = []
     acts: list[int] = []
     for node in graph.node:
-        index = _WEIGHT_INPUT.get(node.op_type)
+        index = WEIGHT_INPUT.get(node.op_type)
         if index is None or len(node.input) <= index or node.input[index] not in const:
             continue  # not a weighted op (a matmul of two activations)
         weights.append(width(node.input[index], weight=True))
@@ -367,7 +326,7 @@ def analyze_onnx(path: str | Path) -> ModelStats:
         inp
         for node in graph.node
         for i, inp in enumerate(node.input)
-        if (node.op_type, i) in _QPARAM_INPUTS
+        if (node.op_type, i) in QPARAM_INPUTS
     }
     producer = {o: n for n in graph.node for o in n.output}
     folded = _folded_norms(graph, producer)

@@ -1,7 +1,7 @@
 """Where a latency figure came from, in words, and the two sources that really measure.
 
-The source registry (:mod:`hwcompress.measure.sources`) and the latency table
-(:mod:`hwcompress.measure.table`) both use these; neither imports the other's module for
+The source registry (:mod:`hwcompress.measure.sources`) and calibration
+(:mod:`hwcompress.measure.calibrate`) both use these; neither imports the other's module for
 them.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
-    from hwcompress.measure.latency import LatencyResult
+    from hwcompress.measure.result import LatencyResult
 
 __all__ = ["CPU_PROVIDERS", "host_description", "measure_real", "real_source", "with_provenance"]
 

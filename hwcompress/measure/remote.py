@@ -27,7 +27,7 @@ from hwcompress.errors import LatencyError, ModelError
 
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
-    from hwcompress.measure.latency import LatencyResult
+    from hwcompress.measure.result import LatencyResult
 
 __all__ = ["API", "RemoteClient", "client_for", "measure_remote"]
 
@@ -124,7 +124,7 @@ class RemoteClient:
             ModelError: If the file cannot be read or the server refuses the model.
             LatencyError: If the server cannot be reached after the retries.
         """
-        from hwcompress.measure.latency import LatencyResult
+        from hwcompress.measure.result import LatencyResult
 
         try:
             body = Path(onnx_path).read_bytes()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hwcompress.hardware.profile import LATENCY_SOURCE_NAMES
+from hwcompress.hardware.sections import LATENCY_SOURCE_NAMES
 from hwcompress.measure.provenance import (
     CPU_PROVIDERS,
     host_description,
@@ -23,7 +23,7 @@ from hwcompress.measure.provenance import (
 
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
-    from hwcompress.measure.latency import LatencyResult
+    from hwcompress.measure.result import LatencyResult
 
 __all__ = [
     "CPU_PROVIDERS",
@@ -60,8 +60,8 @@ def _local(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyRes
 
 @register_latency_source("roofline")
 def _roofline(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
-    from hwcompress.measure.latency import LatencyResult
     from hwcompress.measure.onnx_graph import analyze_onnx
+    from hwcompress.measure.result import LatencyResult
     from hwcompress.measure.roofline import roofline
 
     stats = analyze_onnx(onnx_path)

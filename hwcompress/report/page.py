@@ -17,6 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from hwcompress.errors import HwCompressError
+from hwcompress.report.tables import (
+    CSS,
+    ROWS,
+    architecture_rows,
+    device_summary_rows,
+    fmt_metric,
+    html_table,
+    md_table,
+)
+from hwcompress.search.candidate import Status
 
 __all__ = ["Report", "write_report"]
 
@@ -39,121 +49,6 @@ def _read_json(path: Path) -> Any:
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise HwCompressError(f"{path}: not valid JSON ({err})") from None
-
-
-def _fmt(metric: str, value: Any) -> str:
-    from hwcompress.fmt import human_bytes, human_count
-
-    if value is None:
-        return "—"
-    if metric.endswith("bytes"):
-        return human_bytes(value)
-    if metric in ("params", "macs"):
-        return human_count(value)
-    if metric == "latency_ms":
-        return f"{value:.4f} ms"
-    if metric in ("val_accuracy", "test_accuracy", "val_accuracy_onnxruntime"):
-        return f"{100 * value:.2f}%"
-    if metric in ("compression", "weight_compression"):
-        return f"{value:.1f}×"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-ROWS = (
-    ("params", "parameters"),
-    ("weight_bytes", "weight bytes"),
-    ("macs", "MACs"),
-    ("peak_activation_bytes", "peak activation memory"),
-    ("latency_ms", "latency"),
-    ("val_accuracy", "validation accuracy"),
-    ("val_accuracy_onnxruntime", "validation accuracy, integer model in onnxruntime"),
-    ("compression", "compression (parameters)"),
-)
-
-
-def _architecture(spec: dict[str, Any], genome: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per conv/linear layer of the teacher: what the product keeps of it."""
-    keep, width = genome.get("keep", {}), genome.get("width", {})
-    kernel, bits = genome.get("kernel", {}), genome.get("weight_bits", {})
-    rows = []
-    for layer in spec["layers"]:
-        if layer["kind"] not in ("conv", "dwconv", "gconv", "linear"):
-            continue
-        removed = layer.get("unit") is not None and keep.get(layer["unit"], True) is False
-        factor = width.get(layer["out_group"], 1.0)
-        out = layer["out_channels"]
-        rows.append(
-            {
-                "layer": layer["name"],
-                "kind": layer["kind"],
-                "teacher": f"{layer['in_channels']}→{out}, "
-                + "×".join(map(str, layer.get("kernel", [1]))),
-                "kept": not removed,
-                "width": "—" if removed else f"{factor:g} ({max(1, round(factor * out))} ch)",
-                "kernel": "—"
-                if removed
-                else "×".join(map(str, kernel.get(layer["name"], layer.get("kernel", [1])))),
-                "bits": "—" if removed else str(bits.get(layer["name"], 32)),
-            }
-        )
-    return rows
-
-
-def _device_rows(device: dict[str, Any]) -> list[list[str]]:
-    """The device's key figures as label/value rows (empty for runs that did not record it)."""
-    from hwcompress.fmt import human_bytes
-
-    if not device:
-        return []
-    peaks = ", ".join(f"{p} {g:g}" for p, g in device.get("peak_gops", {}).items())
-    rows = [
-        ["device", f"{device.get('name', '')} — {device.get('description', '')}"],
-        ["peak compute (GOP/s)", peaks],
-        ["memory bandwidth", f"{device.get('bandwidth_gbps', 0):g} GB/s"],
-        [
-            "RAM / storage",
-            f"{human_bytes(device.get('ram_bytes', 0))} / "
-            f"{human_bytes(device.get('storage_bytes', 0))}",
-        ],
-        [
-            "bit-widths",
-            f"weights {'/'.join(map(str, device.get('weight_bits', [])))}, "
-            f"activations {'/'.join(map(str, device.get('activation_bits', [])))}",
-        ],
-        ["runtime", f"{', '.join(device.get('providers', []))}; {device.get('threads')} threads"],
-        [
-            "latency",
-            f"{device.get('latency_source')} source, budget "
-            f"{device.get('latency_budget_ms', 0):g} ms",
-        ],
-    ]
-    return rows
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1000px;
-color:#222;line-height:1.4}h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em;
-border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}
-td:first-child,th:first-child{text-align:left}.ok{color:#1a7f37}.bad{color:#c62828}
-figure{margin:1em 0}figcaption{font-size:.85em;color:#555}img{max-width:100%}
-"""
 
 
 def write_report(run_dir: str | Path) -> Report:
@@ -214,7 +109,7 @@ def write_report(run_dir: str | Path) -> Report:
         "Mean reward per episode",
     )
 
-    device_rows = _device_rows(results.get("device") or {})
+    device_rows = device_summary_rows(results.get("device") or {})
     where = teacher.get("latency_where", "")
     warning = teacher.get("latency_warning", "")
     activity_rows = [
@@ -229,7 +124,7 @@ def write_report(run_dir: str | Path) -> Report:
     activity_header = ["row", "over the run", "students it rejected", "smallest slack (of bound)"]
     # profile and constraints
     profile_rows = [
-        [r["name"], r.get("description", ""), _fmt(r.get("metric") or "", r.get("bound"))]
+        [r["name"], r.get("description", ""), fmt_metric(r.get("metric") or "", r.get("bound"))]
         for r in teacher.get("constraints", [])
     ]
     # teacher vs stage bests vs product
@@ -239,7 +134,7 @@ def write_report(run_dir: str | Path) -> Report:
     if best is not None:
         columns.append(("product", best.get("metrics", {})))
     compare = [
-        [label, *(_fmt(key, col.get(key)) for _, col in columns)]
+        [label, *(fmt_metric(key, col.get(key)) for _, col in columns)]
         for key, label in ROWS
         if key != "val_accuracy_onnxruntime" or any(key in col for _, col in columns)
     ]
@@ -247,12 +142,12 @@ def write_report(run_dir: str | Path) -> Report:
         compare.append(
             [
                 "test accuracy",
-                _fmt("test_accuracy", teacher.get("test_accuracy")),
+                fmt_metric("test_accuracy", teacher.get("test_accuracy")),
                 *(["—"] * (len(columns) - 2)),
-                _fmt("test_accuracy", best["test_accuracy"]),
+                fmt_metric("test_accuracy", best["test_accuracy"]),
             ]
         )
-    arch = _architecture(spec, best["genome"]) if best else []
+    arch = architecture_rows(spec, best["genome"]) if best else []
     arch_rows = [
         [
             a["layer"],
@@ -271,13 +166,13 @@ def write_report(run_dir: str | Path) -> Report:
     slack_rows = [
         [
             r["name"],
-            _fmt(r.get("metric") or "", r.get("value")),
-            _fmt(r.get("metric") or "", r.get("bound")),
+            fmt_metric(r.get("metric") or "", r.get("value")),
+            fmt_metric(r.get("metric") or "", r.get("bound")),
             "ok" if r.get("slack", 0) >= 0 else "VIOLATED",
         ]
         for r in (best or {}).get("constraints", [])
     ]
-    n_ok = sum(c.get("status") == "ok" for c in candidates)
+    n_ok = sum(c.get("status") == Status.OK for c in candidates)
     n_feasible = sum(bool(c.get("feasible")) for c in candidates)
     headline = (
         f"{len(candidates)} candidates ({n_ok} evaluated, {n_feasible} feasible), method "
@@ -286,11 +181,12 @@ def write_report(run_dir: str | Path) -> Report:
     )
     if best is not None:
         headline += (
-            f". Product: {_fmt('compression', best['metrics'].get('compression'))} fewer "
-            f"parameters, {_fmt('val_accuracy', best['metrics'].get('val_accuracy'))} validation "
-            f"accuracy (teacher {_fmt('val_accuracy', teacher['val_accuracy'])}), latency "
-            f"{_fmt('latency_ms', best['metrics'].get('latency_ms'))} (teacher "
-            f"{_fmt('latency_ms', teacher.get('metrics', {}).get('latency_ms'))})."
+            f". Product: {fmt_metric('compression', best['metrics'].get('compression'))} fewer "
+            "parameters, "
+            f"{fmt_metric('val_accuracy', best['metrics'].get('val_accuracy'))} validation "
+            f"accuracy (teacher {fmt_metric('val_accuracy', teacher['val_accuracy'])}), latency "
+            f"{fmt_metric('latency_ms', best['metrics'].get('latency_ms'))} (teacher "
+            f"{fmt_metric('latency_ms', teacher.get('metrics', {}).get('latency_ms'))})."
         )
         chosen = best.get("chosen") or {}
         if chosen.get("reason"):
@@ -315,7 +211,7 @@ def write_report(run_dir: str | Path) -> Report:
 
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>hwcompress report — "
-        f"{html.escape(str(results.get('profile')))}</title><style>{_CSS}</style></head><body>",
+        f"{html.escape(str(results.get('profile')))}</title><style>{CSS}</style></head><body>",
         "<h1>hwcompress search report</h1>",
         *(
             [
@@ -339,26 +235,26 @@ def write_report(run_dir: str | Path) -> Report:
             else []
         ),
         "<h2>Device</h2>",
-        _table(["", ""], device_rows) if device_rows else "<p>—</p>",
+        html_table(["", ""], device_rows) if device_rows else "<p>—</p>",
         f"<p>Latency: {html.escape(where)}.</p>" if where else "",
         f"<p class='bad'><b>Warning:</b> {html.escape(warning)}.</p>" if warning else "",
         "<h2>Device profile and constraints (A·x ≤ b)</h2>",
-        _table(["row", "constraint", "bound"], profile_rows),
+        html_table(["row", "constraint", "bound"], profile_rows),
         "<h2>Which constraints bound</h2>",
-        _table(activity_header, activity_rows) if activity_rows else "<p>—</p>",
+        html_table(activity_header, activity_rows) if activity_rows else "<p>—</p>",
         "<h2>Teacher, each stage's best and the product</h2>",
-        _table(["", *(label for label, _ in columns)], compare),
+        html_table(["", *(label for label, _ in columns)], compare),
         "<h2>Constraint slack of the product</h2>",
-        _table(["row", "value", "bound", ""], slack_rows) if slack_rows else "<p>—</p>",
+        html_table(["row", "value", "bound", ""], slack_rows) if slack_rows else "<p>—</p>",
         "<h2>Pareto plots</h2>",
         figure(images[0], captions[0]),
         figure(images[1], captions[1]),
         "<h2>Reward per episode</h2>",
         figure(images[2], captions[2]),
         "<h2>The product's architecture, layer by layer</h2>",
-        _table(arch_header, arch_rows) if arch_rows else "<p>—</p>",
+        html_table(arch_header, arch_rows) if arch_rows else "<p>—</p>",
         "<h2>onnxruntime kernels that ran (product)</h2>",
-        _table(["kernel", "count"], kernel_rows) if kernel_rows else "<p>—</p>",
+        html_table(["kernel", "count"], kernel_rows) if kernel_rows else "<p>—</p>",
         "<h2>Settings</h2>",
         f"<pre>{html.escape(json.dumps(config, indent=1))}</pre>",
         "</body></html>",
@@ -386,19 +282,19 @@ def write_report(run_dir: str | Path) -> Report:
         *([f"**Warning:** {warning}.", ""] if warning else []),
         "## Device",
         "",
-        _md_table(["", ""], device_rows) if device_rows else "—",
+        md_table(["", ""], device_rows) if device_rows else "—",
         "",
         "## Which constraints bound",
         "",
-        _md_table(activity_header, activity_rows) if activity_rows else "—",
+        md_table(activity_header, activity_rows) if activity_rows else "—",
         "",
         "## Teacher, each stage's best and the product",
         "",
-        _md_table(["", *(label for label, _ in columns)], compare),
+        md_table(["", *(label for label, _ in columns)], compare),
         "",
         "## The product's architecture",
         "",
-        _md_table(arch_header, arch_rows) if arch_rows else "—",
+        md_table(arch_header, arch_rows) if arch_rows else "—",
         "",
         "## Plots",
         "",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hwcompress.search.candidate import Status
+
 __all__ = ["pareto_plot", "reward_plot"]
 
 
@@ -44,7 +46,7 @@ def pareto_plot(
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    ok = [c for c in candidates if c.get("status") == "ok" and metric in c.get("metrics", {})]
+    ok = [c for c in candidates if c.get("status") == Status.OK and metric in c.get("metrics", {})]
 
     def group(c: dict[str, Any]) -> str:
         if c.get("method") == "baseline":

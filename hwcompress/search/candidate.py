@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
+
+
+class Status(str, Enum):
+    """How a candidate's evaluation ended (equal to its plain string, as journaled)."""
+
+    #: Evaluated: metrics, reward and feasibility are set.
+    OK = "ok"
+    #: Could not be built, trained, exported or measured; ``reason`` says why.
+    FAILED = "failed"
+    #: Stopped by this machine (out of memory, interrupted): never journaled, the run stops.
+    MACHINE = "machine"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def genome_id(key: str) -> str:
@@ -28,7 +43,7 @@ class Candidate:
         episode: The episode in that stage.
         method: ``n2n``, ``random``, ...
         genome: The genome as plain data.
-        status: ``ok`` or ``failed``.
+        status: How its evaluation ended (:class:`Status`).
         reason: Why it failed, if it did.
         metrics: params, weight_bytes, macs, peak_activation_bytes, latency_ms,
             val_accuracy, compression.
@@ -49,7 +64,7 @@ class Candidate:
     episode: int
     method: str
     genome: dict[str, Any]
-    status: str = "ok"
+    status: Status = Status.OK
     reason: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     reward: float = -1.0
@@ -69,8 +84,8 @@ class Candidate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
         """Inverse of :meth:`to_dict`."""
-        cand = cls(**data)
-        if cand.status == "ok":  # journals written before bit-widths were a constraint row
+        cand = cls(**{**data, "status": Status(data.get("status", Status.OK))})
+        if cand.status == Status.OK:  # journals written before bit-widths were a constraint row
             cand.metrics.setdefault("unsupported_bits", 0.0)
         return cand
 

@@ -8,20 +8,18 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hwcompress.errors import ConfigError, HwCompressError
+from hwcompress.search.names import StageName
 
-STAGES = ("removal", "shrinkage", "channels", "kernels", "quantization")
-DEFAULT_STAGES = ("removal", "shrinkage")
+STAGES = tuple(s.value for s in StageName)
+DEFAULT_STAGES = (StageName.REMOVAL.value, StageName.SHRINKAGE.value)
+_DRL = (StageName.CHANNELS.value, StageName.KERNELS.value, StageName.QUANTIZATION.value)
 #: The stages each method can run, and the ones it runs when ``--stages`` is not given.
 METHOD_STAGES = {
-    "n2n": ("removal", "shrinkage", "quantization"),
-    "random": ("removal", "shrinkage", "quantization"),
-    "drl-prune": ("channels", "kernels", "quantization"),
+    "n2n": (*DEFAULT_STAGES, StageName.QUANTIZATION.value),
+    "random": (*DEFAULT_STAGES, StageName.QUANTIZATION.value),
+    "drl-prune": _DRL,
 }
-METHOD_DEFAULT_STAGES = {
-    "n2n": DEFAULT_STAGES,
-    "random": DEFAULT_STAGES,
-    "drl-prune": ("channels", "kernels", "quantization"),
-}
+METHOD_DEFAULT_STAGES = {"n2n": DEFAULT_STAGES, "random": DEFAULT_STAGES, "drl-prune": _DRL}
 #: Worker processes per core a ``process`` executor may start (each trains a whole student).
 MAX_LOCAL_WORKERS_PER_CORE = 4
 #: Ray actors a run may start (they may live on a cluster).
@@ -237,7 +235,7 @@ class SearchConfig:
             )
         if self.size_metric not in ("params", "weight_bytes"):
             raise ConfigError("{size_metric} must be params or weight_bytes")
-        if self.student is not None and tuple(self.stages) != ("quantization",):
+        if self.student is not None and tuple(self.stages) != (StageName.QUANTIZATION,):
             raise ConfigError(
                 "{student}: a searched student can only be quantized; set {stages} to "
                 "quantization alone (removal and shrinkage start from the teacher)"

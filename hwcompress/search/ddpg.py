@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hwcompress.arch.spec import ArchSpec, Genome
+from hwcompress.arch.genome import Genome
+from hwcompress.arch.spec import ArchSpec
 from hwcompress.errors import ConfigError
 from hwcompress.search.features import FEATURE_DIM
 from hwcompress.search.policies import Sample

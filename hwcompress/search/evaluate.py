@@ -22,9 +22,9 @@ from hwcompress.errors import HwCompressError, MachineError, machine_problem
 from hwcompress.export import export_fp32
 from hwcompress.files import atomic_path, save_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile
-from hwcompress.measure.latency import LatencyResult
+from hwcompress.measure.result import LatencyResult
 from hwcompress.measure.stats import analyze_module
-from hwcompress.search.candidate import Candidate, candidate_seed, genome_id
+from hwcompress.search.candidate import Candidate, Status, candidate_seed, genome_id
 from hwcompress.search.pipeline import (
     export_integer,
     float_counting,
@@ -47,7 +47,7 @@ __all__ = [
 
 #: Status of a candidate whose evaluation was stopped by the machine (a full disk, no
 #: memory), not by the candidate; :meth:`CandidateEvaluator.finish` raises on it.
-MACHINE = "machine"
+MACHINE = Status.MACHINE
 
 
 @dataclass
@@ -207,7 +207,7 @@ class CandidateEvaluator:
         genome = Genome.from_dict(cand.genome)
         if cand.status == MACHINE:  # found where it was prepared (perhaps another process)
             raise MachineError(cand.reason)
-        if cand.status == "ok":
+        if cand.status == Status.OK:
             try:
                 lat, ratio = self.measure(ctx.run_dir / cand.artifacts["onnx"])
                 cand.metrics = {**cand.metrics, "latency_ms": lat.median_ms}
@@ -282,7 +282,7 @@ class CandidateEvaluator:
         from hwcompress.data.teachers import load_checkpoint
         from hwcompress.quant.qat import quantization_aware_training
 
-        if cand.status != "ok":
+        if cand.status != Status.OK:
             return cand
         ctx = self.ctx
         start = time.perf_counter()
@@ -384,6 +384,6 @@ def _failed(cand: Candidate, err: BaseException) -> None:
         cand.status = MACHINE
         cand.reason = why
         return
-    cand.status = "failed"
+    cand.status = Status.FAILED
     cand.reason = _first_line(err)
     cand.reward = -1.0

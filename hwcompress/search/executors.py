@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hwcompress.errors import HwCompressError
+from hwcompress.search.candidate import Status
 
 if TYPE_CHECKING:
     from hwcompress.search.candidate import Candidate
@@ -124,7 +125,7 @@ def _died(job: Job, why: str) -> Candidate:
         episode=job.episode,
         method=job.method,
         genome=job.genome,
-        status="failed",
+        status=Status.FAILED,
         reason=f"WorkerDied: {why}, twice; the candidate was retried once",
         reward=-1.0,
     )

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from hwcompress.arch.spec import ArchSpec, Genome, GroupSpec, LayerSpec, UnitSpec
+from hwcompress.arch.genome import Genome
+from hwcompress.arch.spec import ArchSpec, GroupSpec, LayerSpec, UnitSpec
 
 KINDS = ("residual", "conv", "dwconv", "linear")
 FEATURE_DIM = len(KINDS) + 8

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from hwcompress.search.candidate import Candidate
+from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.evaluate import CandidateEvaluator
 
 #: The fidelity a run's best students reach when promotion is on.
@@ -47,7 +47,7 @@ def promote(
     """
     if epochs <= 0 or fraction <= 0:
         return cands
-    unique = {c.id: c for c in cands if c.status == "ok" and c.reward_at(1) > -1.0}
+    unique = {c.id: c for c in cands if c.status == Status.OK and c.reward_at(1) > -1.0}
     ranked = sorted(unique.values(), key=lambda c: (-c.reward_at(1), c.id))
     chosen = ranked[: max(1, math.ceil(fraction * len(cands)))]
     refined = {}

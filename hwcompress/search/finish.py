@@ -17,7 +17,7 @@ from hwcompress.data import load_data
 from hwcompress.data.teachers import load_checkpoint
 from hwcompress.errors import HwCompressError
 from hwcompress.files import atomic_path, save_atomic, write_atomic
-from hwcompress.search.candidate import Candidate
+from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.config import SearchConfig
 from hwcompress.search.evaluate import SearchContext, rebuild_candidate
 from hwcompress.search.setup import data_config
@@ -251,7 +251,7 @@ def finish_run(
         "device": ctx.profile.summary(),
         "teacher": teacher_info,
         "constraint_activity": matrix.activity(
-            [c.slack for c in candidates if c.status == "ok" and c.slack]
+            [c.slack for c in candidates if c.status == Status.OK and c.slack]
         ),
         "best": best_info,
         "stages": {s: c.to_dict() for s, c in stage_best.items()},

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hwcompress.errors import HwCompressError
+from hwcompress.search.candidate import Status
 
 __all__ = ["latency_front", "pick", "pick_checkpoint"]
 
@@ -25,7 +26,7 @@ def _latency_row(name: str) -> bool:
 
 def eligible(cand: dict[str, Any]) -> bool:
     """A measured student that meets every constraint row except those on latency."""
-    if cand.get("status") != "ok" or "latency_ms" not in cand.get("metrics", {}):
+    if cand.get("status") != Status.OK or "latency_ms" not in cand.get("metrics", {}):
         return False
     slack = cand.get("slack") or {}
     return all(v >= 0 for row, v in slack.items() if not _latency_row(row))

@@ -19,6 +19,7 @@ import torch
 from hwcompress.arch import Genome, build_student
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.evaluate import structure_of
+from hwcompress.search.names import StageName
 from hwcompress.search.stages import Stage
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 class KernelStage(Stage):
     """Crops kernels by variational pruning; no controller, no seeds."""
 
-    name = "kernels"
+    name = StageName.KERNELS
 
     def planned(self, run: StageRun) -> float:
         return float(2 * len(run.config.kernel_betas) * len(run.config.kernel_shares))

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hwcompress.arch.spec import ArchSpec, Genome
+from hwcompress.arch.genome import Genome
+from hwcompress.arch.spec import ArchSpec
 
 if TYPE_CHECKING:
     from torch import nn

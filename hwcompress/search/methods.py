@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import torch
 
+from hwcompress.search.names import StageName
 from hwcompress.search.policies import POLICIES, WIDTH_CHOICES, Sample, demonstration_target
 from hwcompress.search.reinforce import Reinforce
 
@@ -85,7 +86,7 @@ class RandomController:
 
     def sample(self, features: torch.Tensor, generator: torch.Generator) -> Sample:
         n = features.shape[0]
-        if self.stage == "removal":
+        if self.stage == StageName.REMOVAL:
             actions = (torch.rand(n, generator=generator) < 0.5).long().tolist()
         else:
             actions = torch.randint(self.n_choices, (n,), generator=generator).tolist()

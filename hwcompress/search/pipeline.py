@@ -14,7 +14,7 @@ from hwcompress.arch import ArchSpec, Genome, build_student
 from hwcompress.export import export_fp32
 from hwcompress.files import atomic_path
 from hwcompress.hardware import DeviceProfile
-from hwcompress.measure.latency import LatencyResult
+from hwcompress.measure.result import LatencyResult
 from hwcompress.measure.sources import measure_latency
 from hwcompress.measure.stats import analyze_module
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from hwcompress.search.features import FEATURE_DIM
+from hwcompress.search.names import StageName
 
 #: The discrete width factors the shrinkage policy chooses from.
 WIDTH_CHOICES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -148,7 +149,7 @@ class BitWidthPolicy(ShrinkPolicy):
 
 #: Policy factories by stage name; each takes the stage's action choices.
 POLICIES: dict[str, Callable[..., nn.Module]] = {
-    "removal": RemovalPolicy,
-    "shrinkage": ShrinkPolicy,
-    "quantization": BitWidthPolicy,
+    StageName.REMOVAL: RemovalPolicy,
+    StageName.SHRINKAGE: ShrinkPolicy,
+    StageName.QUANTIZATION: BitWidthPolicy,
 }

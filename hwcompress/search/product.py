@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hwcompress.search.candidate import Candidate
+from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.evaluate import CandidateEvaluator
 from hwcompress.search.fidelity import TOP_FIDELITY
 from hwcompress.search.reward import compression_reward
@@ -96,7 +96,7 @@ def product_size_metric(method: str, size_metric: str, quantizes: bool) -> str:
 
 def rank(cands: list[Candidate], score: ProductScore) -> list[Candidate]:
     """Evaluated candidates, best first."""
-    ok = [c for c in cands if c.status == "ok"]
+    ok = [c for c in cands if c.status == Status.OK]
     return sorted(ok, key=lambda c: (*score.key(c), c.id), reverse=True)
 
 

@@ -10,6 +10,7 @@ import torch
 from hwcompress.arch import Genome, build_student
 from hwcompress.search.features import layer_features
 from hwcompress.search.methods import METHODS, StageController
+from hwcompress.search.names import StageName
 from hwcompress.search.stages import PolicyStage
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ class QuantizationStage(PolicyStage):
     """A weight bit-width per conv and linear layer among the device's integer widths, for
     the run's best float student so far."""
 
-    name = "quantization"
+    name = StageName.QUANTIZATION
 
     def prepare(self, run: StageRun) -> str | None:
         from hwcompress.data.teachers import load_checkpoint

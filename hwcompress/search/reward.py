@@ -25,12 +25,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hwcompress.hardware.constraints import ConstraintMatrix
+from hwcompress.search.names import StageName
 
 SIZE_METRICS = ("params", "weight_bytes", "macs")
 #: Stages whose compression term counts another size than ``--size-metric``: the quantization
 #: stage's bit-widths change weight bytes only; drl-prune's stages co-learn accuracy and FLOPs
 #: (Zhan et al.), so they count multiply-accumulates.
-STAGE_SIZE_METRIC = {"quantization": "weight_bytes", "channels": "macs", "kernels": "macs"}
+STAGE_SIZE_METRIC: dict[str, str] = {
+    StageName.QUANTIZATION: "weight_bytes",
+    StageName.CHANNELS: "macs",
+    StageName.KERNELS: "macs",
+}
 CONSTRAINT_MODES = ("hard", "soft")
 OBJECTIVES = ("n2n", "accuracy")
 

@@ -1,13 +1,11 @@
 """The search run: stages of episodes of rollouts, journaled and resumable.
 
 A run is a :class:`SearchRun` that owns what every stage shares (context, evaluator, journal,
-clock, reporter, the start student); each stage is a registered object
-(:mod:`hwcompress.search.stages`). Before any policy sample a stage evaluates its seeds (the
-baselines a practitioner would try); after each episode the best share of its rollouts is
-trained longer (:mod:`hwcompress.search.fidelity`); shrinkage starts from the run's best few
-structures, not only the last stage's; the product is the best feasible student of the whole
-run (:mod:`hwcompress.search.product`). ``--budget-minutes`` is shared among the stages
-(:mod:`hwcompress.search.budget`).
+clock, reporter, the start student); each stage is a registered object (:mod:`.stages`) that
+evaluates its seeds (a practitioner's baselines) before any policy sample; after each episode
+the best share of its rollouts trains longer (:mod:`.fidelity`); shrinkage starts from the
+run's best few structures; the product is the best feasible student of the whole run
+(:mod:`.product`); ``--budget-minutes`` is shared among the stages (:mod:`.budget`).
 
 Each candidate is appended to ``journal.jsonl`` as it finishes and each episode's policy is
 checkpointed, so ``resume=True`` continues an interrupted run without losing or repeating
@@ -38,6 +36,7 @@ from hwcompress.search.fidelity import promote
 from hwcompress.search.finish import SearchResult, finish_run
 from hwcompress.search.journal import Journal
 from hwcompress.search.lock import RunLock
+from hwcompress.search.names import StageName
 from hwcompress.search.product import ProductScore, product_size_metric, rank, select_product
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.setup import (
@@ -115,10 +114,11 @@ class SearchRun:
             {name: stage.planned(self) for name, stage in self.stages.items()},
             start=started,
         )
+        quantizes = StageName.QUANTIZATION in config.stages
         self.score = ProductScore(
             ctx.teacher_metrics,
             ctx.teacher_accuracy,
-            product_size_metric(config.method, config.size_metric, "quantization" in config.stages),
+            product_size_metric(config.method, config.size_metric, quantizes),
             ctx.reward_config.objective,
             float_ships=ctx.profile.bits.runs_float,
         )

@@ -22,7 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from hwcompress.arch.spec import ArchSpec, Genome
+from hwcompress.arch.genome import Genome
+from hwcompress.arch.spec import ArchSpec
 from hwcompress.search.target import (
     LatencyPredictor,
     fits,

@@ -19,6 +19,7 @@ from hwcompress.files import save_atomic, what_file, write_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile, load_profile
 from hwcompress.search.config import STAGES, SearchConfig
 from hwcompress.search.evaluate import SearchContext, measure_model, structure_of
+from hwcompress.search.names import StageName
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.reward import RewardConfig
 from hwcompress.search.target import parse_target, with_targets
@@ -135,7 +136,7 @@ def prepare_context(
     """
     reporter = reporter or SearchReporter()
     profile = profile or load_profile(config.profile)
-    if not profile.bits.runs_float and "quantization" not in config.stages:
+    if not profile.bits.runs_float and StageName.QUANTIZATION not in config.stages:
         raise ConfigError(
             f"{{profile}} {profile.name} runs only {profile.bits.describe()}: a float student "
             "cannot ship to it; add the quantization stage to {stages} (e.g. "
@@ -279,7 +280,11 @@ def load_init_policy(path: str | None) -> dict[str, Any]:
             "policies/final.pt or policies/STAGE_latest.pt"
         ) from None
     if isinstance(state, dict) and "policy" in state:
-        stage = "removal" if any(k.startswith("lstm.") for k in state["policy"]) else "shrinkage"
+        stage = (
+            StageName.REMOVAL
+            if any(k.startswith("lstm.") for k in state["policy"])
+            else StageName.SHRINKAGE
+        )
         return {stage: state}
     if isinstance(state, dict) and state and set(state) <= set(STAGES):
         return dict(state)

@@ -4,6 +4,7 @@ run and the stages, so neither imports the other)."""
 from __future__ import annotations
 
 from hwcompress.search.kernel_stage import KernelStage
+from hwcompress.search.names import StageName
 from hwcompress.search.quant_stage import QuantizationStage
 from hwcompress.search.stages import ChannelsStage, RemovalStage, ShrinkageStage, Stage
 
@@ -13,9 +14,9 @@ __all__ = ["stage_registry"]
 def stage_registry() -> dict[str, Stage]:
     """A fresh stage object per name (stages keep per-run state)."""
     return {
-        "removal": RemovalStage(),
-        "shrinkage": ShrinkageStage(),
-        "channels": ChannelsStage(),
-        "kernels": KernelStage(),
-        "quantization": QuantizationStage(),
+        StageName.REMOVAL: RemovalStage(),
+        StageName.SHRINKAGE: ShrinkageStage(),
+        StageName.CHANNELS: ChannelsStage(),
+        StageName.KERNELS: KernelStage(),
+        StageName.QUANTIZATION: QuantizationStage(),
     }

@@ -29,6 +29,7 @@ from hwcompress.search.features import (
     unit_features,
 )
 from hwcompress.search.methods import METHODS, StageController
+from hwcompress.search.names import StageName
 from hwcompress.search.policies import WIDTH_CHOICES
 from hwcompress.search.seeds import width_seeds
 from hwcompress.search.target import fit_genome, fits
@@ -195,7 +196,7 @@ class PolicyStage(Stage):
 class RemovalStage(PolicyStage):
     """N2N's first stage: keep or remove each removable unit (bidirectional LSTM)."""
 
-    name = "removal"
+    name = StageName.REMOVAL
 
     def items(self, run: StageRun, base: Genome) -> tuple[list[str], torch.Tensor]:
         spec = run.ctx.spec
@@ -214,7 +215,7 @@ class ShrinkageStage(PolicyStage):
     LSTM), from each of the run's best structures so far (a removal decision is judged after
     shrinking, not at full width)."""
 
-    name = "shrinkage"
+    name = StageName.SHRINKAGE
 
     def bases(self, run: StageRun) -> list[Genome]:
         # judged before this stage's own students, as when it started (a resumed run too)
@@ -329,7 +330,7 @@ class ChannelsStage(ShrinkageStage):
     """drl-prune's channel stage: a DDPG agent's continuous keep ratio per group under a
     MACs budget (the agent clamps its own actions to the budget)."""
 
-    name = "channels"
+    name = StageName.CHANNELS
 
     def bases(self, run: StageRun) -> list[Genome]:
         return [run.start]

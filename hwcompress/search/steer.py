@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hwcompress.search.candidate import Candidate
+from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.config import SearchConfig
 from hwcompress.search.evaluate import SearchContext
 from hwcompress.search.latency_model import FILE_NAME, LatencyModel, calibrate
@@ -74,7 +74,7 @@ def feasibility(
             continue
         row = out.setdefault(cand.stage, {"samples": 0, "feasible": 0, "clamped": 0})
         row["samples"] += 1
-        row["feasible"] += int(cand.status == "ok" and cand.feasible)
+        row["feasible"] += int(cand.status == Status.OK and cand.feasible)
     proposals: dict[str, int] = {}
     for rec in episodes:
         row = out.setdefault(rec["stage"], {"samples": 0, "feasible": 0, "clamped": 0})

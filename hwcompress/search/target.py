@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwcompress.arch.spec import ArchSpec, Genome
+from hwcompress.arch.genome import Genome
+from hwcompress.arch.spec import ArchSpec
 from hwcompress.errors import HwCompressError
 from hwcompress.hardware.constraints import ConstraintMatrix
 
@@ -237,6 +238,21 @@ def largest_fitting(
     return best
 
 
+def scaled(
+    genome: Genome, keys: list[str], q: float, channels: dict[str, int], multiple: int
+) -> Genome:
+    """``genome`` with the widths of the groups ``keys`` multiplied by ``q`` and snapped
+    (:func:`snap`), each at most 1; scaling up (``q`` > 1) leaves full-width groups as they
+    are. Kernel crops are kept, bit-widths reset (they are chosen after the structure)."""
+    width = dict(genome.width)
+    for k in keys:
+        w = genome.width.get(k, 1.0)
+        if q > 1.0 and w >= 1.0:
+            continue
+        width[k] = snap(min(1.0, w * q), channels[k], multiple)
+    return Genome(keep=dict(genome.keep), width=width, kernel=dict(genome.kernel))
+
+
 def fill_genome(
     spec: ArchSpec,
     genome: Genome,
@@ -254,12 +270,7 @@ def fill_genome(
     top = 1.0 / min(widths)
 
     def make(t: float) -> Genome:
-        q = 1.0 + t * (top - 1.0)
-        width = dict(genome.width)
-        for k in keys:
-            w = genome.width.get(k, 1.0)
-            width[k] = snap(min(1.0, w * q), channels[k], multiple) if w < 1.0 else w
-        return Genome(keep=dict(genome.keep), width=width, kernel=dict(genome.kernel))
+        return scaled(genome, keys, 1.0 + t * (top - 1.0), channels, multiple)
 
     grown = largest_fitting(make, lambda g: fits(spec, g, caps, latency=latency), steps=20)
     return grown if grown is not None and fits(spec, grown, caps, latency=latency) else genome
@@ -287,9 +298,6 @@ def fit_genome(
         return fill_genome(spec, genome, caps, latency, multiple, keys) if fill else genome
 
     def make(q: float) -> Genome:
-        width = dict(genome.width)
-        for k in keys:
-            width[k] = snap(genome.width.get(k, 1.0) * q, channels[k], multiple)
-        return Genome(keep=dict(genome.keep), width=width, kernel=dict(genome.kernel))
+        return scaled(genome, keys, q, channels, multiple)
 
     return largest_fitting(make, lambda g: fits(spec, g, caps, latency=latency))

@@ -7,7 +7,7 @@ One HTTP endpoint does the work::
     Content-Type: application/octet-stream
     <the .onnx file's bytes>
 
-and answers ``{"latency": {...}}`` (:meth:`~hwcompress.measure.latency.LatencyResult.to_dict`:
+and answers ``{"latency": {...}}`` (:meth:`~hwcompress.measure.result.LatencyResult.to_dict`:
 median, p90, runs, provider, threads and the kernels the optimised graph ran). ``GET /v1/info``
 tells the onnxruntime version, its providers and the cores. Errors answer
 ``{"error": "..."}`` with 400 (bad model or option), 401 (missing or wrong token), 411/413

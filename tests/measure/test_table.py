@@ -15,15 +15,10 @@ from typer.testing import CliRunner
 from hwcompress.errors import LatencyError
 from hwcompress.export import export_fp32
 from hwcompress.hardware import load_profile
+from hwcompress.measure.calibrate import CalibrateConfig, calibrate, random_students
+from hwcompress.measure.layers import layer_model, layers_of
 from hwcompress.measure.sources import measure_latency
-from hwcompress.measure.table import (
-    CalibrateConfig,
-    LatencyTable,
-    calibrate,
-    layer_model,
-    layers_of,
-    random_students,
-)
+from hwcompress.measure.table import LatencyTable
 from hwcompress.models import build_builtin
 from hwcompress.models.builtin import SmallVGG
 

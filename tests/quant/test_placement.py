@@ -8,8 +8,8 @@ from torch import nn
 
 from hwcompress.data import DataConfig, load_data
 from hwcompress.export import export_fp32
-from hwcompress.measure.latency import dequantize_left, kernel_counts, optimized_graph
 from hwcompress.measure.onnx_graph import analyze_onnx
+from hwcompress.measure.ort_graph import dequantize_left, kernel_counts, optimized_graph
 from hwcompress.measure.stats import analyze_module
 from hwcompress.models import build_builtin
 from hwcompress.quant.convert import calibrate, clamp_to_activation_ceilings, quantize_model
