@@ -12,6 +12,7 @@ from typing import Any
 
 from hwcompress.hardware.constraints import ConstraintMatrix
 from hwcompress.hardware.profile import DeviceProfile
+from hwcompress.hardware.sections import SourceName
 from hwcompress.measure.onnx_graph import analyze_onnx
 from hwcompress.measure.result import LatencyResult
 from hwcompress.measure.roofline import Roofline, roofline
@@ -79,7 +80,7 @@ def bench(
     """
     stats = analyze_onnx(onnx_path)
     kwargs: dict[str, Any] = {}
-    if profile.latency.source == "local":
+    if profile.latency.source == SourceName.LOCAL:
         kwargs = {"runs": runs, "warmup": warmup}
     latency = measure_latency(onnx_path, profile, **kwargs)
     floor = roofline(stats, profile, stats.precision)

@@ -10,6 +10,7 @@ import typer
 
 from hwcompress.cli.app import app, console, err_console
 from hwcompress.errors import HwCompressError
+from hwcompress.hardware.sections import SourceName
 
 
 @app.command()
@@ -112,7 +113,7 @@ def calibrate(
             f"check on {chk['models']} students: {chk['within']:.0%} of predictions within "
             f"±10% (median error {chk['median_abs_error']:.1%}, worst {chk['max_abs_error']:.1%})"
         )
-    if prof.latency.source != "table":
+    if prof.latency.source != SourceName.TABLE:
         console.print(
             "use it with 'latency: {source: table}' in the profile"
             + (f" (and table: {path})" if out is not None else "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 from hwcompress.errors import ProfileError
 
@@ -14,10 +15,28 @@ from hwcompress.errors import ProfileError
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
 #: Bit-widths the quantization stage knows how to simulate or export.
 KNOWN_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
+
+
+class SourceName(str, Enum):
+    """The built-in latency sources (equal to their plain names, as profiles spell them)."""
+
+    #: onnxruntime on this machine.
+    LOCAL = "local"
+    #: A board's benchmark server (``latency.url``).
+    REMOTE = "remote"
+    #: The calibrated latency table (``hwcompress calibrate``).
+    TABLE = "table"
+    #: The roofline floor: no measurement at all.
+    ROOFLINE = "roofline"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 #: Names a profile's ``latency.source`` may take. The sources themselves live in
 #: :mod:`hwcompress.measure.sources`, which adds the name of every source it registers here
 #: (this package is data only and imports nothing above it).
-LATENCY_SOURCE_NAMES: set[str] = {"local", "remote", "table", "roofline"}
+LATENCY_SOURCE_NAMES: set[str] = {s.value for s in SourceName}
 
 #: The metrics a constraint row may read (the columns of ``A`` in ``A·x ≤ b``).
 METRICS = (
@@ -204,7 +223,7 @@ class LatencySpec:
                 "must be in (0, 1]: the share of peak the kernels reach",
                 key="latency.roofline_efficiency",
             )
-        if self.source == "remote" and not self.url:
+        if self.source == SourceName.REMOTE and not self.url:
             raise ProfileError(
                 "the remote source needs the benchmark server's address, e.g. "
                 "url: http://192.168.1.20:8765 (start it on the board with 'hwcompress serve')",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hwcompress.hardware.sections import SourceName
 from hwcompress.measure.kernels import KernelFit
 from hwcompress.measure.layers import empty_model, layer_model, layers_of
 from hwcompress.measure.table import LatencyTable
@@ -125,7 +126,7 @@ def measure_whole(
     from hwcompress.measure.latency import measure_local_many
     from hwcompress.measure.provenance import measure_real
 
-    if source == "local":
+    if source == SourceName.LOCAL:
         results = measure_local_many(list(paths), profile, rounds=rounds, runs=runs)
         return [r.median_ms for r in results]
     per_round: list[list[float]] = [[] for _ in paths]
@@ -224,7 +225,7 @@ def calibrate(
             {
                 "profile": profile.name,
                 "source": source,
-                "url": profile.latency.url if source == "remote" else None,
+                "url": profile.latency.url if source == SourceName.REMOTE else None,
                 "provider": base.provider,
                 "threads": base.threads,
                 "input_shape": list(input_shape),

@@ -19,6 +19,7 @@ from typing import Any
 from hwcompress.errors import LatencyError, ModelError
 from hwcompress.fmt import human_bytes
 from hwcompress.hardware.profile import DeviceProfile
+from hwcompress.hardware.sections import SourceName
 from hwcompress.measure.ort_graph import (
     choose_provider,
     optimized_kernels,
@@ -253,7 +254,7 @@ def _timed_in_turn(
     return [
         summarize(
             [ms for r in t for ms in r],
-            source="local",
+            source=SourceName.LOCAL,
             provider=s[1],
             threads=s[2],
             kernels=s[3],
@@ -272,7 +273,7 @@ def measure_onnx(
     warmup: int = 10,
     min_time_s: float = 0.5,
     max_runs: int = 5000,
-    source: str = "local",
+    source: str = SourceName.LOCAL,
 ) -> LatencyResult:
     """Measures latency with onnxruntime on this machine with explicit session settings.
 

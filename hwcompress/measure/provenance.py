@@ -11,6 +11,8 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hwcompress.hardware.sections import SourceName
+
 if TYPE_CHECKING:
     from hwcompress.hardware.profile import DeviceProfile
     from hwcompress.measure.result import LatencyResult
@@ -21,7 +23,7 @@ __all__ = ["CPU_PROVIDERS", "host_description", "measure_real", "real_source", "
 def real_source(profile: DeviceProfile) -> str:
     """The source that really measures for this profile: ``remote`` when it names a
     benchmark server, else ``local``."""
-    return "remote" if profile.latency.url else "local"
+    return SourceName.REMOTE if profile.latency.url else SourceName.LOCAL
 
 
 def measure_real(
@@ -29,11 +31,11 @@ def measure_real(
 ) -> LatencyResult:
     """Measures with a source that really runs the model: ``local`` (onnxruntime here) or
     ``remote`` (the board's benchmark server), labelled with where it ran."""
-    if source == "remote":
+    if source == SourceName.REMOTE:
         from hwcompress.measure.remote import measure_remote
 
         result = measure_remote(Path(onnx_path), profile, **kwargs)
-    elif source == "local":
+    elif source == SourceName.LOCAL:
         from hwcompress.measure.latency import measure_local
 
         result = measure_local(Path(onnx_path), profile, **kwargs)
@@ -75,7 +77,7 @@ def with_provenance(result: LatencyResult, profile: DeviceProfile) -> LatencyRes
     run = f"{result.provider}, {result.threads} threads" if result.provider else ""
     source = result.source
     warning = ""
-    if source == "local":
+    if source == SourceName.LOCAL:
         where = f"this host ({host_description()}{'; ' + run if run else ''})"
         machines = profile.runtime.machines
         wanted = profile.runtime.providers[0]
@@ -95,11 +97,11 @@ def with_provenance(result: LatencyResult, profile: DeviceProfile) -> LatencyRes
                 "; measure on the board (latency.source: remote with 'hwcompress serve' there) "
                 "or use a table calibrated on it"
             )
-    elif source == "remote":
+    elif source == SourceName.REMOTE:
         where = f"the board at {profile.latency.url}{' (' + run + ')' if run else ''}"
-    elif source == "table":
+    elif source == SourceName.TABLE:
         where = f"predicted from the table {profile.latency_table_path()} (not measured)"
-    elif source == "roofline":
+    elif source == SourceName.ROOFLINE:
         where = "estimated from the profile's roofline (peak compute and bandwidth; not measured)"
     else:
         where = f"the {source} source"

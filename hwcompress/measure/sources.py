@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hwcompress.hardware.sections import LATENCY_SOURCE_NAMES
+from hwcompress.hardware.sections import LATENCY_SOURCE_NAMES, SourceName
 from hwcompress.measure.provenance import (
     CPU_PROVIDERS,
     host_description,
@@ -51,14 +51,14 @@ def register_latency_source(name: str) -> Callable[[LatencySource], LatencySourc
     return wrap
 
 
-@register_latency_source("local")
+@register_latency_source(SourceName.LOCAL)
 def _local(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
     from hwcompress.measure.latency import measure_local
 
     return measure_local(onnx_path, profile, **kwargs)
 
 
-@register_latency_source("roofline")
+@register_latency_source(SourceName.ROOFLINE)
 def _roofline(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
     from hwcompress.measure.onnx_graph import analyze_onnx
     from hwcompress.measure.result import LatencyResult
@@ -70,20 +70,20 @@ def _roofline(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> Latency
     ms = est.floor_ms
     return LatencyResult.estimate(
         ms,
-        "roofline",
+        SourceName.ROOFLINE,
         f"estimated from the {precision} roofline ({est.bound}-bound, "
         f"efficiency {profile.latency.roofline_efficiency:g}); not measured",
     )
 
 
-@register_latency_source("remote")
+@register_latency_source(SourceName.REMOTE)
 def _remote(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
     from hwcompress.measure.remote import measure_remote
 
     return measure_remote(onnx_path, profile, **kwargs)
 
 
-@register_latency_source("table")
+@register_latency_source(SourceName.TABLE)
 def _table(onnx_path: Path, profile: DeviceProfile, **kwargs: Any) -> LatencyResult:
     from hwcompress.measure.table import predict_latency
 

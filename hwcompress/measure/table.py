@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwcompress.errors import LatencyError
+from hwcompress.hardware.sections import SourceName
 from hwcompress.measure.kernels import KernelFit
 from hwcompress.measure.layers import Layer, layers_of
 
@@ -211,7 +212,7 @@ def predict_latency(onnx_path: str | Path, profile: DeviceProfile) -> LatencyRes
             note += f"; {table.meta['note']}"
     return LatencyResult.estimate(
         ms,
-        "table",
+        SourceName.TABLE,
         note,
         provider=str(table.meta.get("provider", "")),
         threads=int(table.meta.get("threads", 0)),

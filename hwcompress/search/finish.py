@@ -17,6 +17,7 @@ from hwcompress.data import load_data
 from hwcompress.data.teachers import load_checkpoint
 from hwcompress.errors import HwCompressError
 from hwcompress.files import atomic_path, save_atomic, write_atomic
+from hwcompress.hardware.sections import SourceName
 from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.config import SearchConfig
 from hwcompress.search.evaluate import SearchContext, rebuild_candidate
@@ -91,7 +92,7 @@ def latency_check(
     from hwcompress.measure.sources import measure_with, real_source
 
     profile = ctx.profile
-    if profile.latency.source != "table":
+    if profile.latency.source != SourceName.TABLE:
         return None
     source = real_source(profile)
     try:

@@ -39,6 +39,7 @@ import numpy as np
 
 from hwcompress.arch.genome import Genome
 from hwcompress.arch.spec import ArchSpec
+from hwcompress.hardware.sections import SourceName
 
 if TYPE_CHECKING:
     from torch import nn
@@ -346,7 +347,7 @@ def calibrate(
                 continue
             paths.append(path)
             kept.append(genome)
-        if profile.latency.source == "local":
+        if profile.latency.source == SourceName.LOCAL:
             ms = [r.median_ms for r in measure_local_many(paths, profile, rounds=rounds)]
         else:
             ms = [measure_latency(p, profile).median_ms for p in paths]

@@ -14,6 +14,7 @@ from hwcompress.arch import ArchSpec, Genome, build_student
 from hwcompress.export import export_fp32
 from hwcompress.files import atomic_path
 from hwcompress.hardware import DeviceProfile
+from hwcompress.hardware.sections import SourceName
 from hwcompress.measure.result import LatencyResult
 from hwcompress.measure.sources import measure_latency
 from hwcompress.measure.stats import analyze_module
@@ -122,7 +123,7 @@ def measure_candidate(
     (the teacher's file) on a local source, timed in turn with it and scaled to
     ``teacher_ms``, the teacher's latency at the start of the run, so drift between
     minutes cancels out (the ratio is returned too)."""
-    if reference is None or profile.latency.source != "local":
+    if reference is None or profile.latency.source != SourceName.LOCAL:
         return measure_latency(onnx_path, profile, **latency_kwargs), None
     import dataclasses
 

@@ -17,6 +17,7 @@ from hwcompress.data.teachers import Teacher, check_file_teacher, resolve_teache
 from hwcompress.errors import ConfigError, HwCompressError
 from hwcompress.files import save_atomic, what_file, write_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile, load_profile
+from hwcompress.hardware.sections import SourceName
 from hwcompress.search.config import STAGES, SearchConfig
 from hwcompress.search.evaluate import SearchContext, measure_model, structure_of
 from hwcompress.search.names import StageName
@@ -168,7 +169,10 @@ def prepare_context(
     write_atomic(out / "spec.json", json.dumps(spec.to_dict(), indent=1))
     latency_kwargs = (
         {"runs": config.latency_runs}
-        if (config.latency_runs is not None and profile.latency.source in ("local", "remote"))
+        if (
+            config.latency_runs is not None
+            and profile.latency.source in (SourceName.LOCAL, SourceName.REMOTE)
+        )
         else {}
     )
     reporter.message("measuring the teacher")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hwcompress.hardware.sections import SourceName
 from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.config import SearchConfig
 from hwcompress.search.evaluate import SearchContext
@@ -59,7 +60,7 @@ def latency_model(
 
 def _use_reference(ctx: SearchContext, out: Path) -> None:
     """Candidates are timed in turn with the teacher (drift between minutes cancels)."""
-    if ctx.profile.latency.source == "local":
+    if ctx.profile.latency.source == SourceName.LOCAL:
         ctx.latency_reference = out / "teacher.onnx"
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from hwcompress.errors import HwCompressError, ModelError
+from hwcompress.hardware.sections import SourceName
 from hwcompress.measure.remote import API
 
 __all__ = ["BenchServer", "ServeConfig", "check_model_bytes", "serve_forever"]
@@ -324,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
                 with self.server.measure_lock:
                     t0 = time.perf_counter()
                     try:
-                        result = measure_onnx(path, source="remote", **options)
+                        result = measure_onnx(path, source=SourceName.REMOTE, **options)
                     except ModelError as err:
                         raise _Refused(
                             HTTPStatus.BAD_REQUEST, str(err).replace(str(path), "model")
