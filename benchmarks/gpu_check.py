@@ -116,7 +116,6 @@ def main() -> int:
         lines += [json.dumps(figures["summary"], indent=1), "```"]
     if figures.get("export"):
         lines += ["", f"Export: `{json.dumps(figures['export'])}`"]
-    lines += ["", f"Logs: {work}"]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.out_dir / f"gpu_check_{args.device.replace(':', '')}"
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -124,6 +123,7 @@ def main() -> int:
         json.dumps({"device": name, "ok": ok, "steps": rows, **figures}, indent=1)
     )
     print("\n".join(lines))
+    print(f"logs of every step: {work}")
     return 0 if ok else 1
 
 
