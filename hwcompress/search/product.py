@@ -109,6 +109,7 @@ def select_product(
     record: Callable[[Candidate], None],
     planned: dict[str, list[str]] | None = None,
     plan: Callable[[str, list[str]], None] | None = None,
+    out_of_time: Callable[[], bool] | None = None,
 ) -> tuple[Candidate | None, dict[str, Any]]:
     """The run's product after training its leading rivals to the top fidelity.
 
@@ -128,6 +129,10 @@ def select_product(
             chose before it was stopped: they are refined, not chosen again (a refined
             leader's new accuracy would otherwise change which students are chosen).
         plan: Called with each phase's choice before its refinements (to journal it).
+        out_of_time: True once the run's budget is spent: from then on only the first
+            planned refinement still runs (the product is chosen at the top fidelity where
+            one student reached it) and the others are skipped, so ``--budget-minutes``
+            bounds the product phase too.
 
     Returns:
         The product (None when nothing was evaluated) and why it was chosen.
@@ -135,6 +140,9 @@ def select_product(
 
     def pool() -> list[Candidate]:
         return rank(list(evaluator.cache.values()), score)
+
+    skipped: list[str] = []
+    refined: list[str] = []
 
     def refine(phase: str, choose: Callable[[list[Candidate]], list[Candidate]]) -> None:
         ids = (planned or {}).get(phase)
@@ -145,6 +153,10 @@ def select_product(
         current = {c.id: c for c in evaluator.cache.values()}
         for cand in (current[i] for i in ids if i in current):
             if cand.fidelity < TOP_FIDELITY:
+                if refined and out_of_time is not None and out_of_time():
+                    skipped.append(cand.id)
+                    continue
+                refined.append(cand.id)
                 new = evaluator.refine(cand, epochs)
                 if new is not cand:
                     record(new)
@@ -165,7 +177,7 @@ def select_product(
         return None, {"reason": "no candidate could be evaluated"}
     best = ranked[0]
     feasible = [c for c in ranked if score.eligible(c)]
-    why = {
+    why: dict[str, Any] = {
         "stage": best.stage,
         "method": best.method,
         "label": best.label,
@@ -179,4 +191,9 @@ def select_product(
             else "no student met every constraint; the best-scoring one is shown"
         ),
     }
+    if skipped:
+        why["skipped_refinements"] = skipped
+        why["reason"] += (
+            f"; {len(skipped)} planned refinement(s) skipped: the time budget was spent"
+        )
     return best, why

@@ -7,10 +7,9 @@ the best share of its rollouts trains longer (:mod:`.fidelity`); shrinkage start
 run's best few structures; the product is the best feasible student of the whole run
 (:mod:`.product`); ``--budget-minutes`` is shared among the stages (:mod:`.budget`).
 
-Each candidate is appended to ``journal.jsonl`` as it finishes and each episode's policy is
-checkpointed, so ``resume=True`` continues an interrupted run without losing or repeating
-evaluated candidates: episode sampling is seeded by (seed, stage, episode), so the replayed
-part of an interrupted episode draws the same genomes and finds them in the cache.
+Each candidate is journaled as it finishes and each episode's policy is checkpointed, so
+``resume=True`` loses or repeats no evaluated candidate: sampling is seeded by (seed, stage,
+episode), so an interrupted episode's replay draws the same genomes and finds them cached.
 """
 
 from __future__ import annotations
@@ -286,6 +285,7 @@ class SearchRun:
             plan=lambda phase, ids: self.journal.append(
                 {"type": "product_plan", "phase": phase, "ids": ids}
             ),
+            out_of_time=self.clock.spent,
         )
         if best is not None:
             self.reporter.message(

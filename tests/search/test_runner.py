@@ -79,6 +79,32 @@ def test_tiny_search_end_to_end(tiny_search):
         assert c["metrics"]["params"] < full["metrics"]["params"]
 
 
+def test_a_spent_budget_bounds_the_product_phase(tiny_search, monkeypatch):
+    # The stages run as usual; once they are done the budget counts as spent, so the product
+    # phase refines its first planned student only and says which refinements it skipped.
+    from hwcompress.search.runner import SearchRun
+
+    run_stages = SearchRun.run_stages
+
+    def then_spent(self):
+        cut = run_stages(self)
+        monkeypatch.setattr(self.clock, "spent", lambda: True)
+        return cut
+
+    monkeypatch.setattr(SearchRun, "run_stages", then_spent)
+    run_search(SearchConfig(**{**tiny_search, "contenders": 2, "budget_minutes": 600}))
+    out = Path(tiny_search["out"])
+    records = Journal(out / "journal.jsonl").records()
+    first_plan = min(i for i, r in enumerate(records) if r["type"] == "product_plan")
+    plans = [r for r in records if r["type"] == "product_plan"]
+    refined = [r for r in records[first_plan:] if r["type"] == "candidate"]
+    chosen = json.loads((out / "results.json").read_text())["best"]["chosen"]
+    planned = {i for r in plans for i in r["ids"]}
+    assert len(refined) == 1 and refined[0]["candidate"]["fidelity"] == 2
+    assert chosen["skipped_refinements"] and set(chosen["skipped_refinements"]) <= planned
+    assert "time budget was spent" in chosen["reason"]
+
+
 def test_a_smaller_challenger_is_trained_to_the_top_fidelity_before_the_choice(tiny_search):
     # One leader and one challenger: a student short of the top fidelity that would outscore
     # the leader if it matched the teacher's accuracy is refined after the last episode.
