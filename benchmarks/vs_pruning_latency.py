@@ -301,6 +301,7 @@ def main() -> None:
                         "val": res.val_accuracy,
                         "test": evaluate(student, data.test),
                         "search_s": search_s if i == 0 else None,
+                        "cpu": cpu_name(),
                         **pruning.get(name, {}),
                     }
                 )
@@ -315,6 +316,21 @@ def main() -> None:
             write(out, rows, args, t_params, t_test, t_macs, teacher.source, started, skipped)
 
 
+def cpu_name() -> str:
+    """This machine's CPU in a few words (model, family, widest vector unit): rows measured
+    on different machines are told apart."""
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = info.get("flags", "").split()
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, {vector})"
+
+
 def _family(name: str) -> str:
     return name.split(" (")[0]
 
@@ -324,7 +340,8 @@ def write(out, rows, args, t_params, t_test, t_macs, source, started, skipped=()
         f"# Search product vs Torch-Pruning on {args.dataset} at equal measured latency, "
         "same distillation",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only (shared VM; "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, "
+        f"{'; '.join(sorted({r.get('cpu', 'CPU not recorded') for r in rows}))} (shared VM; "
         "latency timed in turn with the teacher, as ratios; onnxruntime, 2 threads). Teacher "
         f"`builtin:vgg`: {t_params:,} params, {t_macs / 1e6:.2f} M MACs, **test {t_test:.2%}** "
         f"({source}).",

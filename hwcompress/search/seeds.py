@@ -36,6 +36,10 @@ from hwcompress.search.target import (
 SEED_RATIOS = (2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0)
 #: The smallest share of a group's channels a seed keeps.
 MIN_KEEP = 0.05
+#: Under a latency budget, the ladder's rungs predicted to run in less than this share of it
+#: are left out: far faster than asked, they lose accuracy for nothing and cost the search
+#: time its policies need.
+NEAR_BUDGET = 0.5
 
 
 def channel_scores(teacher: nn.Module, spec: ArchSpec) -> dict[str, torch.Tensor]:
@@ -105,6 +109,7 @@ def width_seeds(
     With a ``latency_ms`` cap and a ``latency`` predictor, every rung is also scaled to the
     predicted latency budget, and each family adds its largest student within that budget
     (``uniform latency 3.1x``): Torch-Pruning's practice of pruning until fast enough.
+    Rungs then predicted under :data:`NEAR_BUDGET` of the budget are left out.
 
     Args:
         teacher: The teacher (its weights rank the channels).
@@ -128,6 +133,7 @@ def width_seeds(
     if scores:
         families["l1"] = l1_genome(spec, base, scores, multiple)
     matched = "latency_ms" in caps and latency is not None
+    floor = NEAR_BUDGET * caps["latency_ms"] if matched else 0.0
     ladder = ([1.0] if matched else []) + sorted(ratios)
     out: list[tuple[str, Genome]] = []
     seen: set[str] = set()
@@ -141,6 +147,8 @@ def width_seeds(
             genome = largest_fitting(make, ok)
             if genome is None or genome.key() in seen:
                 continue
+            if i > 0 and latency is not None and floor and latency(genome) < floor:
+                break  # the ladder only goes down from here
             seen.add(genome.key())
             # A rung the caps pushed further down is named by the reduction it reached.
             reached = teacher_params / max(spec.predict_params(genome), 1)

@@ -18,7 +18,7 @@ from hwcompress.search.latency_model import (
     calibration_genomes,
     genome_features,
 )
-from hwcompress.search.seeds import width_seeds
+from hwcompress.search.seeds import NEAR_BUDGET, width_seeds
 from hwcompress.search.target import LATENCY_MARGIN, fit_genome, fits, snap, snap_genome
 
 
@@ -175,3 +175,17 @@ def test_fill_scales_a_proposal_under_the_budget_up_to_it(vgg):
     assert predict(small) < predict(grown) <= LATENCY_MARGIN * 5.0
     # the shape is kept: no group is narrower than it was
     assert all(grown.width[k] >= small.width[k] for k in keys)
+
+
+def test_under_a_latency_budget_the_ladder_stops_near_it(vgg):
+    model, spec = vgg
+    predict = _padded_predictor(spec)
+    caps = {"latency_ms": 2.0}
+    ratios = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    seeds = width_seeds(model, spec, Genome(), caps, ratios, latency=predict, multiple=16)
+    # rungs far faster than asked are left out: every seed spends at least half the budget
+    assert seeds and all(predict(g) >= NEAR_BUDGET * 2.0 for _, g in seeds)
+    # without the budget the same ladder goes all the way down
+    sizes = width_seeds(model, spec, Genome(), {}, ratios, multiple=16)
+    assert len(sizes) > len(seeds)
+    assert min(predict(g) for _, g in sizes) < NEAR_BUDGET * 2.0
