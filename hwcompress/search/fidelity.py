@@ -9,11 +9,16 @@ students after its contenders have all reached the highest fidelity
 
 Which candidates are promoted depends only on their proxy rewards, so a resumed run promotes
 the same ones, and a candidate already promoted (its record is in the journal) is not again.
+Under a time budget a promotion that would end past the stage's deadline (estimated from the
+candidate's own proxy time, scaled by the epochs) is left to the product phase, which trains
+the run's contenders to the top fidelity anyway: promotions must not eat the time the policy
+samples need (eight epochs of one promotion cost four proxy students of two).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 from hwcompress.search.candidate import Candidate, Status
@@ -31,6 +36,8 @@ def promote(
     epochs: int,
     episodes: int,
     record: Callable[[Candidate], None],
+    deadline: float | None = None,
+    proxy_epochs: int = 1,
 ) -> list[Candidate]:
     """Refines the best ``fraction`` of ``cands`` (at least one) to the next fidelity.
 
@@ -41,6 +48,9 @@ def promote(
         epochs: Extra distillation epochs of a promotion; 0 turns promotion off.
         episodes: Episodes of the stage (the soft penalty's schedule).
         record: Called with each newly refined candidate (to journal it).
+        deadline: The stage's deadline (``time.perf_counter()``; None: no budget): a
+            promotion estimated to end after it is skipped.
+        proxy_epochs: The epochs of the proxy training (scales a promotion's estimate).
 
     Returns:
         ``cands`` with each promoted candidate replaced by its refined record.
@@ -55,6 +65,10 @@ def promote(
         if cand.fidelity >= TOP_FIDELITY:
             refined[cand.id] = cand
             continue
+        if deadline is not None:
+            estimate = cand.seconds * epochs / max(proxy_epochs, 1)
+            if time.perf_counter() + estimate > deadline:
+                continue
         new = evaluator.refine(cand, epochs, episodes=episodes)
         if new is not cand:
             record(new)

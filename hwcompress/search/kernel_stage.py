@@ -89,7 +89,12 @@ class KernelStage(Stage):
                         kernel[name] = list(size)
                 genome = Genome(keep=dict(base.keep), width=dict(base.width), kernel=kernel)
                 (cand,) = run.evaluate_episode(
-                    [genome], self.name, ep, config.method, init_state=model.state_dict()
+                    [genome],
+                    self.name,
+                    ep,
+                    config.method,
+                    init_state=model.state_dict(),
+                    deadline=deadline,
                 )
                 run.journal.append(
                     {

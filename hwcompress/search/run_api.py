@@ -70,6 +70,7 @@ class StageRun(Protocol):
         *,
         labels: list[str] | None = None,
         init_state: dict[str, torch.Tensor] | None = None,
+        deadline: float | None = None,
     ) -> list[Candidate]: ...
 
     def record(self, cand: Candidate) -> None: ...

@@ -173,10 +173,12 @@ class SearchRun:
         *,
         labels: list[str] | None = None,
         init_state: dict[str, torch.Tensor] | None = None,
+        deadline: float | None = None,
     ) -> list[Candidate]:
         """Evaluates one episode's genomes (here, or trained on the executor's workers and
         measured here one at a time), journals the new ones in order, then trains the best
-        share of them longer. Returns the candidates in order, at their highest fidelity."""
+        share of them longer (those that fit before the stage's ``deadline``). Returns the
+        candidates in order, at their highest fidelity."""
         episodes = self.config.episodes
         labels = labels or [""] * len(genomes)
         label_of = {g.key(): lab for g, lab in zip(genomes, labels, strict=True)}
@@ -214,6 +216,8 @@ class SearchRun:
             epochs=self.config.promote_epochs,
             episodes=episodes,
             record=self.record,
+            deadline=deadline,
+            proxy_epochs=self.config.distill_epochs,
         )
 
     def record(self, cand: Candidate) -> None:

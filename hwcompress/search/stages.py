@@ -158,7 +158,12 @@ class PolicyStage(Stage):
         if seeds and start_ep == 0:
             run.reporter.seeds(self.name, len(seeds))
             run.evaluate_episode(
-                [g for _, g in seeds], self.name, -1, "baseline", labels=[s for s, _ in seeds]
+                [g for _, g in seeds],
+                self.name,
+                -1,
+                "baseline",
+                labels=[s for s, _ in seeds],
+                deadline=deadline,
             )
         imitate = getattr(controller, "imitate", None)
         if start_ep == 0 and imitate is not None and self.name not in run.init_state:
@@ -186,7 +191,7 @@ class PolicyStage(Stage):
                     genomes[-1].key() != proposed.key()
                     and not fits(run.ctx.spec, proposed, run.caps, latency=run.latency)
                 )
-            cands = run.evaluate_episode(genomes, self.name, ep, config.method)
+            cands = run.evaluate_episode(genomes, self.name, ep, config.method, deadline=deadline)
             rewards = [c.reward for c in cands]
             loss = controller.update(samples, rewards)
             run.save_policy(self.name, ep, controller.state_dict(), rewards, loss, clamped)

@@ -105,6 +105,25 @@ def test_a_spent_budget_bounds_the_product_phase(tiny_search, monkeypatch):
     assert "time budget was spent" in chosen["reason"]
 
 
+def test_promotions_that_would_overrun_a_stage_are_left_to_the_product_phase(
+    tiny_search, monkeypatch
+):
+    # Every stage's deadline is now: its seeds are evaluated at the proxy fidelity, but no
+    # promotion fits before the deadline, so none runs inside a stage; the product phase
+    # still trains its contenders to the top fidelity.
+    from hwcompress.search.budget import StageClock
+
+    monkeypatch.setattr(StageClock, "deadline", lambda self, stage: time.perf_counter())
+    run_search(SearchConfig(**{**tiny_search, "budget_minutes": 600}))
+    out = Path(tiny_search["out"])
+    records = Journal(out / "journal.jsonl").records()
+    first_plan = min(i for i, r in enumerate(records) if r["type"] == "product_plan")
+    inside = [r["candidate"] for r in records[:first_plan] if r["type"] == "candidate"]
+    assert inside and all(c["fidelity"] == 1 for c in inside)
+    best = json.loads((out / "results.json").read_text())["best"]
+    assert best["fidelity"] == 2
+
+
 def test_a_smaller_challenger_is_trained_to_the_top_fidelity_before_the_choice(tiny_search):
     # One leader and one challenger: a student short of the top fidelity that would outscore
     # the leader if it matched the teacher's accuracy is refined after the last episode.
