@@ -16,7 +16,7 @@ __all__ = [
     "dequantize_left",
     "kernel_counts",
     "optimized_graph",
-    "optimized_kernels",
+    "session_with_graph",
 ]
 
 
@@ -38,8 +38,9 @@ def choose_provider(wanted: tuple[str, ...]) -> tuple[str, list[str]]:
     return "CPUExecutionProvider", notes
 
 
-def optimized_graph(session_options: Any, model_path: Path, provider: str) -> Any:
-    """Builds a session that saves its optimised graph and returns that graph (a GraphProto)."""
+def session_with_graph(session_options: Any, model_path: Path, provider: str) -> tuple[Any, Any]:
+    """Builds a session that saves its optimised graph; returns the session (ready to run:
+    one session per file both tells what runs and times it) and that graph (a GraphProto)."""
     import onnx
     import onnxruntime as ort
 
@@ -47,11 +48,16 @@ def optimized_graph(session_options: Any, model_path: Path, provider: str) -> An
         out = Path(tmp) / "optimized.onnx"
         session_options.optimized_model_filepath = str(out)
         try:
-            ort.InferenceSession(str(model_path), session_options, providers=[provider])
+            session = ort.InferenceSession(str(model_path), session_options, providers=[provider])
             graph = onnx.load(str(out)).graph
         finally:
             session_options.optimized_model_filepath = ""
-    return graph
+    return session, graph
+
+
+def optimized_graph(session_options: Any, model_path: Path, provider: str) -> Any:
+    """The optimised graph (a GraphProto) a session of ``model_path`` runs."""
+    return session_with_graph(session_options, model_path, provider)[1]
 
 
 def kernel_counts(graph: Any) -> dict[str, int]:
@@ -74,8 +80,3 @@ def dequantize_left(graph: Any) -> int:
     return sum(
         1 for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in outputs
     )
-
-
-def optimized_kernels(session_options: Any, model_path: Path, provider: str) -> dict[str, int]:
-    """Builds a session that saves its optimised graph and counts the op types in it."""
-    return kernel_counts(optimized_graph(session_options, model_path, provider))
