@@ -100,6 +100,45 @@ def parse_bytes(value: Any, *, file: str | None, key: str) -> int:
     )
 
 
+def host_channel_block(cpuinfo: str | None = None) -> int:
+    """The channel block onnxruntime's NCHWc convolutions use on this machine: 16 with
+    AVX-512, 8 with AVX or AVX2 (MLAS' blocked kernels), 1 (any count) elsewhere or when the
+    CPU cannot be read.
+
+    Args:
+        cpuinfo: The text of ``/proc/cpuinfo`` (read from this machine when None).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return 1
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            flags = set(value.split())
+            break
+    if "avx512f" in flags:
+        return 16
+    return 8 if flags & {"avx", "avx2"} else 1
+
+
+def parse_channel_multiple(value: Any, *, file: str | None, key: str) -> int:
+    """A channel multiple: an integer, or ``auto`` for this machine's
+    (:func:`host_channel_block`), for a profile of the machine that loads it."""
+    if value == "auto":
+        return host_channel_block()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProfileError(
+            f"expected an integer or 'auto' (this machine's NCHWc block), got {show(value)}",
+            file=file,
+            key=key,
+        )
+    return value
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
@@ -114,6 +153,8 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], *, file: str | None, 
         return _convert(value, inner, meta, file=file, key=key)
     if meta.get("bytes"):
         return parse_bytes(value, file=file, key=key)
+    if meta.get("channel_multiple"):
+        return parse_channel_multiple(value, file=file, key=key)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, file=file, prefix=key)
     if origin is tuple:

@@ -149,12 +149,14 @@ class RuntimeSpec:
             are multiples of it (onnxruntime's NCHWc blocks: 16 with AVX-512, 8 with AVX2;
             TensorRT and CMSIS-NN users name their own). Where latency steers a search,
             students' channel counts snap to it (counts below it to powers of two). 1: any.
+            ``auto`` in a file: the NCHWc block of the machine that loads the profile (16
+            with AVX-512, 8 with AVX2), for a profile of that machine itself.
     """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     threads: int = 1
     machines: tuple[str, ...] = ()
-    channel_multiple: int = 1
+    channel_multiple: int = field(default=1, metadata={"channel_multiple": True})
 
     def __post_init__(self) -> None:
         if not self.providers:

@@ -19,22 +19,22 @@ from torch import nn
 
 from hwcompress.arch import ArchSpec, Genome, build_student
 from hwcompress.errors import HwCompressError, MachineError, machine_problem
-from hwcompress.export import export_fp32
-from hwcompress.files import atomic_path, save_atomic
+from hwcompress.files import save_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile
 from hwcompress.measure.result import LatencyResult
-from hwcompress.measure.stats import analyze_module
 from hwcompress.search.candidate import Candidate, Status, candidate_seed, genome_id
 from hwcompress.search.pipeline import (
-    export_integer,
+    count_step,
+    export_step,
     float_counting,
     measure_candidate,
     measure_model,
     rebuild_candidate,
     structure_of,
+    train_step,
 )
 from hwcompress.search.reward import STAGE_SIZE_METRIC, RewardConfig, reward
-from hwcompress.train import DistillConfig, TeacherLogits, distill
+from hwcompress.train import DistillConfig, TeacherLogits
 
 __all__ = [
     "CandidateEvaluator",
@@ -157,23 +157,16 @@ class CandidateEvaluator:
             student = build_student(ctx.teacher, structure_of(genome), shape, spec=ctx.spec)
             if init_state is not None and not genome.weight_bits:
                 student.load_state_dict(init_state)
-            if genome.weight_bits:
-                model, metrics, accuracy = self._quantized(student, genome, ctx.run_dir / rel_onnx)
-            else:
-                accuracy = distill(
-                    student,
-                    ctx.teacher,
-                    ctx.data,
-                    ctx.distill_config,
-                    teacher_logits=ctx.teacher_logits,
-                ).val_accuracy
-                w_bits, a_bits = float_counting(ctx.profile)
-                metrics = analyze_module(
-                    student, shape, default_weight_bits=w_bits, activation_bits=a_bits
-                ).metrics(ctx.profile)
-                with atomic_path(ctx.run_dir / rel_onnx) as tmp:
-                    export_fp32(student, shape, tmp)
-                model = student
+            model = self._quantized(student, genome) if genome.weight_bits else student
+            accuracy = train_step(
+                model, genome, ctx.teacher, ctx.data, ctx.distill_config, ctx.teacher_logits
+            )
+            measured = export_step(model, genome, shape, ctx.run_dir / rel_onnx, ctx.data.val)
+            # what the deployed model scores, beside the PyTorch (fake-quant) accuracy
+            metrics = {
+                **count_step(student, genome, shape, ctx.profile, ctx.act_bits),
+                **measured,
+            }
             meta = {
                 **ctx.student_meta,
                 "genome": genome.to_dict(),
@@ -280,7 +273,6 @@ class CandidateEvaluator:
             The refined candidate (also cached).
         """
         from hwcompress.data.teachers import load_checkpoint
-        from hwcompress.quant.qat import quantization_aware_training
 
         if cand.status != Status.OK:
             return cand
@@ -303,21 +295,9 @@ class CandidateEvaluator:
                 weight_range_bits=ckpt.get("meta", {}).get("weight_range_bits"),
             )
             config = replace(ctx.distill_config, epochs=epochs, patience=epochs)
-            measured: dict[str, float] = {}
-            if genome.weight_bits:
-                accuracy = quantization_aware_training(
-                    model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
-                )
-                # the new integer model's own accuracy, not the one it had before training
-                measured["val_accuracy_onnxruntime"] = export_integer(
-                    model, shape, ctx.run_dir / rel_onnx, ctx.data.val
-                )
-            else:
-                accuracy = distill(
-                    model, ctx.teacher, ctx.data, config, teacher_logits=ctx.teacher_logits
-                ).val_accuracy
-                with atomic_path(ctx.run_dir / rel_onnx) as tmp:
-                    export_fp32(model, shape, tmp)
+            accuracy = train_step(model, genome, ctx.teacher, ctx.data, config, ctx.teacher_logits)
+            # a new integer model is scored anew, not by the accuracy it had before training
+            measured = export_step(model, genome, shape, ctx.run_dir / rel_onnx, ctx.data.val)
             save_atomic(
                 {"state_dict": model.state_dict(), "genome": cand.genome, "meta": ckpt["meta"]},
                 ctx.run_dir / rel_pt,
@@ -338,33 +318,17 @@ class CandidateEvaluator:
         self.cache[genome.key()] = new
         return new
 
-    def _quantized(
-        self, student: nn.Module, genome: Genome, onnx_path: Path
-    ) -> tuple[nn.Module, dict[str, float], float]:
-        """Quantize → calibrate → QAT by distillation → QCDQ export → parity check."""
+    def _quantized(self, student: nn.Module, genome: Genome) -> nn.Module:
+        """The quantized model of ``student`` (from the run's float product where the
+        quantization stage starts from one), calibrated on training data, ready for QAT."""
         from hwcompress.quant.convert import calibrate, quantize_model
-        from hwcompress.quant.qat import quantization_aware_training
 
         ctx = self.ctx
-        shape = ctx.data.input_shape
         if ctx.base_state is not None:
             student.load_state_dict(ctx.base_state)
         q = quantize_model(student, weight_bits=genome.weight_bits, default_act_bits=ctx.act_bits)
         calibrate(q, ctx.data.train_in_order())
-        accuracy = quantization_aware_training(
-            q, ctx.teacher, ctx.data, ctx.distill_config, teacher_logits=ctx.teacher_logits
-        )
-        onnx_accuracy = export_integer(q, shape, onnx_path, ctx.data.val)
-        stats = analyze_module(
-            student,
-            shape,
-            weight_bits=genome.weight_bits,
-            default_weight_bits=8,  # what quantize_model gives the layers the genome omits
-            activation_bits=ctx.act_bits,
-        )
-        # what the deployed integer model scores, beside the PyTorch (fake-quant) accuracy
-        metrics = {**stats.metrics(ctx.profile), "val_accuracy_onnxruntime": onnx_accuracy}
-        return q, metrics, accuracy
+        return q
 
 
 def _first_line(err: BaseException) -> str:

@@ -207,6 +207,17 @@ class LatencyModel:
             ],
         )
 
+    def summary(self, multiple: int) -> dict[str, Any]:
+        """What ``results.json`` says of the run's model (``multiple``: the channel multiple
+        proposals were snapped to)."""
+        return {
+            "file": FILE_NAME,
+            "fitted_on": self.fitted_on,
+            "median_error": self.median_error,
+            "seconds": self.seconds,
+            "channel_multiple": multiple,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON)."""
         return {

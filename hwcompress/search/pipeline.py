@@ -1,5 +1,12 @@
 """The steps a student goes through, shared by the search, the product's final distillation
-and export: rebuild it from its genome, count it as it will ship, export and measure it.
+and export: rebuild it from its genome, train it, count it as it will ship, export and
+measure it.
+
+A candidate's evaluation (:meth:`~hwcompress.search.evaluate.CandidateEvaluator.prepare`)
+and its promotion to the next fidelity (``refine``) run the same steps, a float student and
+a quantized one alike: :func:`train_step` (distillation, or quantization-aware training by
+distillation), :func:`export_step` (fp32 ONNX, or QCDQ with its parity check and its own
+accuracy in onnxruntime), :func:`count_step` and :func:`measure_candidate`.
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ from hwcompress.measure.stats import analyze_module
 REFERENCE_ROUNDS = 20
 
 __all__ = [
+    "count_step",
     "export_integer",
+    "export_step",
     "float_counting",
     "measure_candidate",
     "measure_model",
     "rebuild_candidate",
     "structure_of",
+    "train_step",
 ]
 
 
@@ -79,6 +89,87 @@ def float_counting(profile: DeviceProfile) -> tuple[int, int]:
         max((b for b in profile.bits.weight if b <= 8), default=min(profile.bits.weight)),
         max((b for b in profile.bits.activation if b <= 8), default=min(profile.bits.activation)),
     )
+
+
+def train_step(
+    model: nn.Module,
+    genome: Genome,
+    teacher: nn.Module,
+    data: Any,
+    config: Any,
+    teacher_logits: Any = None,
+) -> float:
+    """Trains a student from the teacher: distillation for a float one, quantization-aware
+    training by distillation for a quantized one (``genome.weight_bits``).
+
+    Args:
+        model: The student (a quantized model where the genome has bit-widths).
+        genome: Its genome.
+        teacher: The teacher.
+        data: The run's data (train and validation loaders).
+        config: The :class:`~hwcompress.train.DistillConfig` (epochs, patience, seed…).
+        teacher_logits: The teacher's cached logits on the training split.
+
+    Returns:
+        The student's validation accuracy (PyTorch; fake-quantized for a quantized one).
+    """
+    if genome.weight_bits:
+        from hwcompress.quant.qat import quantization_aware_training
+
+        return float(
+            quantization_aware_training(model, teacher, data, config, teacher_logits=teacher_logits)
+        )
+    from hwcompress.train import distill
+
+    return float(distill(model, teacher, data, config, teacher_logits=teacher_logits).val_accuracy)
+
+
+def export_step(
+    model: nn.Module, genome: Genome, shape: tuple[int, ...], path: Path, val: Any
+) -> dict[str, float]:
+    """Writes the student's ONNX file (atomically): fp32 for a float one; QCDQ for a
+    quantized one, checked against PyTorch and scored in onnxruntime.
+
+    Returns:
+        The metrics the export measured (``val_accuracy_onnxruntime`` for an integer model).
+    """
+    if genome.weight_bits:
+        return {"val_accuracy_onnxruntime": export_integer(model, shape, path, val)}
+    with atomic_path(path) as tmp:
+        export_fp32(model, shape, tmp)
+    return {}
+
+
+def count_step(
+    student: nn.Module,
+    genome: Genome,
+    shape: tuple[int, ...],
+    profile: DeviceProfile,
+    act_bits: int = 8,
+) -> dict[str, float]:
+    """The constraint metrics of the student as it will ship: a float student at the bits
+    the device runs it at (:func:`float_counting`), a quantized one at its genome's weight
+    bits (8 where the genome names none) and ``act_bits`` activations.
+
+    Args:
+        student: The float student (its structure is counted).
+        genome: Its genome.
+        shape: One input batch's shape.
+        profile: The device.
+        act_bits: A quantized student's activation bits.
+    """
+    if genome.weight_bits:
+        stats = analyze_module(
+            student,
+            shape,
+            weight_bits=genome.weight_bits,
+            default_weight_bits=8,  # what quantize_model gives the layers the genome omits
+            activation_bits=act_bits,
+        )
+    else:
+        w_bits, a_bits = float_counting(profile)
+        stats = analyze_module(student, shape, default_weight_bits=w_bits, activation_bits=a_bits)
+    return stats.metrics(profile)
 
 
 def measure_model(

@@ -313,13 +313,7 @@ class SearchRun:
             extra={
                 "latency_model": None
                 if self.latency_model is None
-                else {
-                    "file": "latency_model.json",
-                    "fitted_on": self.latency_model.fitted_on,
-                    "median_error": self.latency_model.median_error,
-                    "seconds": self.latency_model.seconds,
-                    "channel_multiple": self.multiple,
-                },
+                else self.latency_model.summary(self.multiple),
                 "feasibility": feasibility(self.candidates(), self.journal.episodes()),
             },
         )

@@ -11,6 +11,7 @@ from hwcompress.hardware.profile import (
     list_profiles,
     load_profile,
 )
+from hwcompress.hardware.schema import host_channel_block
 
 EXPECTED = {
     "jetson_nano",
@@ -63,6 +64,17 @@ def test_sizes_accept_units(profile_data, write_profile):
     assert p.budgets.peak_activation_bytes == 4096
 
 
+def test_channel_multiple_auto_is_this_machines_nchwc_block(profile_data, write_profile):
+    profile_data.setdefault("runtime", {})["channel_multiple"] = "auto"
+    assert load_profile(write_profile(profile_data)).runtime.channel_multiple == (
+        host_channel_block()
+    )
+    # the block onnxruntime's blocked convolutions use, by the CPU's widest vector unit
+    assert host_channel_block("flags\t\t: fpu sse2 avx avx2 avx512f avx512bw\n") == 16
+    assert host_channel_block("flags\t\t: fpu sse2 avx avx2 fma\n") == 8
+    assert host_channel_block("processor\t: 0\nFeatures\t: fp asimd\n") == 1
+
+
 def _edit(data: dict, dotted: str, value) -> dict:
     data = copy.deepcopy(data)
     *parents, last = dotted.split(".")
@@ -100,6 +112,8 @@ BAD_CASES = [
         "unknown metric",
     ),
     ("runtime.providers", "CPUExecutionProvider", "runtime.providers", "expected a list"),
+    ("runtime.channel_multiple", "fast", "runtime.channel_multiple", "or 'auto'"),
+    ("runtime.channel_multiple", 0, "runtime.channel_multiple", "between 1 and 1024"),
 ]
 
 
