@@ -154,7 +154,8 @@ def select_product(
         for cand in (current[i] for i in ids if i in current):
             if cand.fidelity < TOP_FIDELITY:
                 if refined and out_of_time is not None and out_of_time():
-                    skipped.append(cand.id)
+                    if cand.id not in skipped:  # a leader may be a challenger too
+                        skipped.append(cand.id)
                     continue
                 refined.append(cand.id)
                 new = evaluator.refine(cand, epochs)
