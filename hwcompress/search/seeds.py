@@ -36,6 +36,9 @@ from hwcompress.search.target import (
 SEED_RATIOS = (2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0)
 #: The smallest share of a group's channels a seed keeps.
 MIN_KEEP = 0.05
+#: A latency-matched seed checked by measurement stays within this share of the budget (the
+#: trained student is timed again, and timings on a shared machine vary by a few per cent).
+MEASURED_MARGIN = 0.95
 #: Under a latency budget, the ladder's rungs predicted to run in less than this share of it
 #: are left out: far faster than asked, they lose accuracy for nothing and cost the search
 #: time its policies need.
@@ -93,6 +96,52 @@ def l1_genome(
     return make
 
 
+def match_measured(
+    make: Callable[[float], Genome],
+    predicted: Genome,
+    allowed: Callable[[Genome], bool],
+    measure: Callable[[Genome], float],
+    budget_ms: float,
+) -> Genome:
+    """The widest student of the family ``make`` whose *measured* latency is within
+    ``budget_ms``, found from the one the predictor chose: a bisection over the family's
+    wider students (narrower ones, when the predicted one measures over), a few timings.
+
+    Args:
+        make: The family (``q ↦`` genome, growing with ``q``).
+        predicted: The family's widest student within the budget by the predictor.
+        allowed: Whether a student meets the run's other caps (sizes; they grow with ``q``).
+        measure: ``genome ↦`` measured latency (ms).
+        budget_ms: The latency it must stay within.
+    """
+    family: dict[str, Genome] = {}
+    for q in torch.linspace(MIN_KEEP, 1.0, 96).tolist():
+        g = make(q)
+        family.setdefault(g.key(), g)
+    ordered = list(family.values())
+    keys = [g.key() for g in ordered]
+    if predicted.key() not in keys:
+        return predicted
+    i = keys.index(predicted.key())
+    if measure(predicted) <= budget_ms:
+        lo, hi = i, len(ordered)  # ordered[lo] fits; ordered[hi:] are not known to
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if allowed(ordered[mid]) and measure(ordered[mid]) <= budget_ms:
+                lo = mid
+            else:
+                hi = mid
+        return ordered[lo]
+    lo, hi = -1, i  # ordered[hi] is over; ordered[lo] is not known to be
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if measure(ordered[mid]) <= budget_ms:
+            lo = mid
+        else:
+            hi = mid
+    return ordered[lo] if lo >= 0 else predicted
+
+
 def width_seeds(
     teacher: nn.Module,
     spec: ArchSpec,
@@ -103,13 +152,17 @@ def width_seeds(
     l1: bool = True,
     latency: LatencyPredictor | None = None,
     multiple: int = 1,
+    measured: LatencyPredictor | None = None,
 ) -> list[tuple[str, Genome]]:
     """The uniform and global-L1 seeds of ``base`` at each ratio of the ladder.
 
     With a ``latency_ms`` cap and a ``latency`` predictor, every rung is also scaled to the
     predicted latency budget, and each family adds its largest student within that budget
     (``uniform latency 3.1x``): Torch-Pruning's practice of pruning until fast enough.
-    Rungs then predicted under :data:`NEAR_BUDGET` of the budget are left out.
+    Rungs then predicted under :data:`NEAR_BUDGET` of the budget are left out. With a
+    ``measured`` latency too, the latency-matched students are checked by timing them
+    (:func:`match_measured`, within :data:`MEASURED_MARGIN` of the budget): a prediction a
+    few per cent off, or channel counts in coarse steps, would leave them short of it.
 
     Args:
         teacher: The teacher (its weights rank the channels).
@@ -121,6 +174,7 @@ def width_seeds(
         l1: Whether the global-L1 family is included (else the width multiplier alone).
         latency: Predicts a student's latency (ms) for a ``latency_ms`` cap.
         multiple: Channel counts are snapped to multiples of it.
+        measured: Measures an untrained student's latency (ms) on the device.
 
     Returns:
         ``(label, genome)`` pairs, distinct genomes only, largest first per family.
@@ -134,6 +188,11 @@ def width_seeds(
         families["l1"] = l1_genome(spec, base, scores, multiple)
     matched = "latency_ms" in caps and latency is not None
     floor = NEAR_BUDGET * caps["latency_ms"] if matched else 0.0
+    sizes = {k: v for k, v in caps.items() if k != "latency_ms"}
+
+    def allowed(g: Genome) -> bool:
+        return fits(spec, g, sizes)
+
     ladder = ([1.0] if matched else []) + sorted(ratios)
     out: list[tuple[str, Genome]] = []
     seen: set[str] = set()
@@ -145,6 +204,10 @@ def width_seeds(
                 return spec.predict_params(g) <= limit and fits(spec, g, caps, latency=latency)
 
             genome = largest_fitting(make, ok)
+            if genome is not None and matched and i == 0 and measured is not None:
+                genome = match_measured(
+                    make, genome, allowed, measured, MEASURED_MARGIN * caps["latency_ms"]
+                )
             if genome is None or genome.key() in seen:
                 continue
             if i > 0 and latency is not None and floor and latency(genome) < floor:

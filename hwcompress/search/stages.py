@@ -32,6 +32,7 @@ from hwcompress.search.methods import METHODS, StageController
 from hwcompress.search.names import StageName
 from hwcompress.search.policies import WIDTH_CHOICES
 from hwcompress.search.seeds import width_seeds
+from hwcompress.search.steer import untrained_latency
 from hwcompress.search.target import fit_genome, fits
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class PolicyStage(Stage):
             run.config.seed_ratios,
             latency=run.latency,
             multiple=run.multiple,
+            measured=untrained_latency(run.ctx) if run.latency is not None else None,
         )
 
     def fit(self, run: StageRun, genome: Genome) -> Genome:
@@ -255,6 +257,7 @@ class ShrinkageStage(PolicyStage):
             return seeds
         spec, start = run.ctx.spec, run.start
         teacher_params = spec.predict_params(Genome())
+        measured = untrained_latency(run.ctx) if run.latency is not None else None
         for structure in self.bases(run):
             removed = sum(
                 1 for u, kept in structure.keep.items() if not kept and start.keep.get(u, True)
@@ -274,6 +277,7 @@ class ShrinkageStage(PolicyStage):
                     l1=False,
                     latency=run.latency,
                     multiple=run.multiple,
+                    measured=measured,
                 )
             ]
         return seeds

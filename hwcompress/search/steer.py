@@ -4,9 +4,12 @@ be scaled down (``results.json``'s ``feasibility``)."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hwcompress.arch import Genome
 from hwcompress.hardware.sections import SourceName
 from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.config import SearchConfig
@@ -15,7 +18,7 @@ from hwcompress.search.latency_model import FILE_NAME, LatencyModel, calibrate
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.target import size_caps
 
-__all__ = ["feasibility", "latency_model"]
+__all__ = ["feasibility", "latency_model", "untrained_latency"]
 
 
 def latency_model(
@@ -56,6 +59,37 @@ def latency_model(
     )
     _use_reference(ctx, out)
     return model
+
+
+def untrained_latency(ctx: SearchContext) -> Callable[[Genome], float] | None:
+    """``genome ↦`` the measured latency (ms) of the untrained student it describes, timed
+    in turn with the teacher on this machine (latency does not depend on the weights'
+    values); None unless latency is measured here (a ``local`` source) and steers the run.
+    Seeds matched to a latency budget are checked with it, as a practitioner prunes until
+    the model is fast enough when timed."""
+    if ctx.latency_reference is None or ctx.profile.latency.source != SourceName.LOCAL:
+        return None
+    from hwcompress.arch import build_student
+    from hwcompress.export import export_fp32
+    from hwcompress.search.pipeline import measure_candidate, structure_of
+
+    teacher_ms = float(ctx.teacher_metrics["latency_ms"])
+
+    def measure(genome: Genome) -> float:
+        shape = ctx.data.input_shape
+        student = build_student(ctx.teacher, structure_of(genome), shape, spec=ctx.spec)
+        with tempfile.TemporaryDirectory(prefix="hwcompress-seed-") as tmp:
+            path = export_fp32(student.eval(), shape, Path(tmp) / "seed.onnx")
+            lat, _ = measure_candidate(
+                path,
+                ctx.profile,
+                ctx.latency_kwargs,
+                reference=ctx.latency_reference,
+                teacher_ms=teacher_ms,
+            )
+        return lat.median_ms
+
+    return measure
 
 
 def _use_reference(ctx: SearchContext, out: Path) -> None:

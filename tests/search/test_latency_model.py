@@ -18,7 +18,7 @@ from hwcompress.search.latency_model import (
     calibration_genomes,
     genome_features,
 )
-from hwcompress.search.seeds import NEAR_BUDGET, width_seeds
+from hwcompress.search.seeds import MEASURED_MARGIN, NEAR_BUDGET, uniform_genome, width_seeds
 from hwcompress.search.target import LATENCY_MARGIN, fit_genome, fits, snap, snap_genome
 
 
@@ -189,3 +189,39 @@ def test_under_a_latency_budget_the_ladder_stops_near_it(vgg):
     sizes = width_seeds(model, spec, Genome(), {}, ratios, multiple=16)
     assert len(sizes) > len(seeds)
     assert min(predict(g) for _, g in sizes) < NEAR_BUDGET * 2.0
+
+
+@pytest.mark.parametrize("device_speed", [0.7, 1.4])
+def test_a_measured_match_walks_from_the_prediction_to_the_budget(vgg, device_speed):
+    # The device runs students at `device_speed` times what the predictor says (a cautious
+    # prediction, coarse channel steps): the latency-matched seed is then checked by timing
+    # and moved to the widest student of its family (channels snapped to the device's
+    # block, as wherever latency steers) that measures within the budget.
+    model, spec = vgg
+    predict = _padded_predictor(spec)
+    timed: list[str] = []
+
+    def measure(g: Genome) -> float:
+        timed.append(g.key())
+        return device_speed * predict(g)
+
+    caps = {"latency_ms": 4.0}
+    plain = dict(width_seeds(model, spec, Genome(), caps, (2.0,), latency=predict, multiple=16))
+    seeds = dict(
+        width_seeds(
+            model, spec, Genome(), caps, (2.0,), latency=predict, multiple=16, measured=measure
+        )
+    )
+    matched = next(g for lab, g in seeds.items() if lab.startswith("uniform latency"))
+    before = next(g for lab, g in plain.items() if lab.startswith("uniform latency"))
+    budget = MEASURED_MARGIN * caps["latency_ms"]
+    assert timed and measure(matched) <= budget
+    make = uniform_genome(spec, Genome(), 16)
+    wider = [make(q) for q in torch.linspace(0.05, 1.0, 96).tolist()]
+    wider = [g for g in wider if spec.predict_params(g) > spec.predict_params(matched)]
+    # the next wider student of the family measures over the budget
+    assert wider and measure(wider[0]) > budget
+    if device_speed < 1:  # faster than predicted: a wider student than the prediction's
+        assert spec.predict_params(matched) > spec.predict_params(before)
+    else:  # slower: a narrower one
+        assert spec.predict_params(matched) < spec.predict_params(before)
