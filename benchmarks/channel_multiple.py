@@ -7,9 +7,11 @@ pays for the whole next block. The table shows the latency per channel count (in
 output channels equal, as in a VGG stage), timed in turn (every count once per round) and
 reported as the ratio to the count at the block, so the machine's drift cancels out.
 
-Writes ``benchmarks/results/channel_multiple_<profile>.md``.
+Writes ``benchmarks/results/channel_multiple_<profile>.md`` (``--tag T``: ``..._<T>.md``, to
+keep the table of another CPU beside it).
 
 Usage: python benchmarks/channel_multiple.py [--profile x86_host] [--size 28] [--max 48]
+       [--tag avx2]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 
 from hwcompress.export import export_fp32
 from hwcompress.hardware import load_profile
+from hwcompress.hardware.schema import host_channel_block, host_cpu
 from hwcompress.measure.latency import measure_local_many
 
 RESULTS = Path(__file__).parent / "results"
@@ -36,6 +39,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=28, help="input height and width")
     parser.add_argument("--max", type=int, default=48, help="largest channel count")
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--tag", default="", help="suffix of the table's file name")
     args = parser.parse_args()
     profile = load_profile(args.profile)
     counts = list(range(4, args.max + 1, 2))
@@ -56,10 +60,12 @@ def main() -> None:
         f"# Channel step of two 3×3 conv + ReLU layers at {args.size}×{args.size}, "
         f"profile {args.profile}",
         "",
-        f"Machine: {platform.machine()}, {profile.runtime.threads} threads, onnxruntime "
+        f"Machine: {platform.machine()}, {host_cpu()}, {profile.runtime.threads} threads, "
+        "onnxruntime "
         f"{profile.runtime.providers[0]}; run {started}; {args.rounds} rounds × 5 inferences, "
         "every count timed in turn. `µs/MAC·1e6` normalises by the layer's MACs: a count that "
-        "pads to the next block costs more per useful MAC.",
+        "pads to the next block costs more per useful MAC. The channel multiple `auto` "
+        f"resolves to {host_channel_block()} on this CPU.",
         "",
         "| channels | MACs | median ms | ms / ms at 16 | ms per M MACs |",
         "|---:|---:|---:|---:|---:|",
@@ -72,7 +78,7 @@ def main() -> None:
             f"{ms[c] / (macs / 1e6):.4f} |"
         )
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"channel_multiple_{args.profile}.md"
+    out = RESULTS / f"channel_multiple_{args.profile}{'_' + args.tag if args.tag else ''}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"written to {out}")

@@ -49,6 +49,7 @@ from hwcompress.data import DataConfig, load_data
 from hwcompress.data.teachers import resolve_teacher
 from hwcompress.export import export_fp32
 from hwcompress.hardware import load_profile
+from hwcompress.hardware.schema import host_cpu
 from hwcompress.measure.latency import interleaved_latency, measure_local_many
 from hwcompress.measure.stats import analyze_module
 from hwcompress.search import SearchConfig, run_search
@@ -301,7 +302,7 @@ def main() -> None:
                         "val": res.val_accuracy,
                         "test": evaluate(student, data.test),
                         "search_s": search_s if i == 0 else None,
-                        "cpu": cpu_name(),
+                        "cpu": host_cpu(),
                         **pruning.get(name, {}),
                     }
                 )
@@ -314,21 +315,6 @@ def main() -> None:
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(rows, indent=1))
             write(out, rows, args, t_params, t_test, t_macs, teacher.source, started, skipped)
-
-
-def cpu_name() -> str:
-    """This machine's CPU in a few words (model, family, widest vector unit): rows measured
-    on different machines are told apart."""
-    info: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine()
-    flags = info.get("flags", "").split()
-    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, {vector})"
 
 
 def _family(name: str) -> str:

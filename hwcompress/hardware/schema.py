@@ -100,6 +100,22 @@ def parse_bytes(value: Any, *, file: str | None, key: str) -> int:
     )
 
 
+def _cpuinfo(cpuinfo: str | None) -> dict[str, str]:
+    """The first value of each key of ``/proc/cpuinfo`` (read from this machine when None;
+    empty when it cannot be read)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return {}
+    info: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
 def host_channel_block(cpuinfo: str | None = None) -> int:
     """The channel block onnxruntime's NCHWc convolutions use on this machine: 16 with
     AVX-512, 8 with AVX or AVX2 (MLAS' blocked kernels), 1 (any count) elsewhere or when the
@@ -108,21 +124,23 @@ def host_channel_block(cpuinfo: str | None = None) -> int:
     Args:
         cpuinfo: The text of ``/proc/cpuinfo`` (read from this machine when None).
     """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return 1
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == "flags":
-            flags = set(value.split())
-            break
+    flags = set(_cpuinfo(cpuinfo).get("flags", "").split())
     if "avx512f" in flags:
         return 16
     return 8 if flags & {"avx", "avx2"} else 1
+
+
+def host_cpu(cpuinfo: str | None = None) -> str:
+    """This machine's CPU in a few words (model, family, widest vector unit), so figures
+    measured on different machines are told apart."""
+    import platform
+
+    info = _cpuinfo(cpuinfo)
+    if not info:
+        return platform.processor() or platform.machine()
+    flags = set(info.get("flags", "").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, {vector})"
 
 
 def parse_channel_multiple(value: Any, *, file: str | None, key: str) -> int:

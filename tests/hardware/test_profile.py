@@ -11,7 +11,7 @@ from hwcompress.hardware.profile import (
     list_profiles,
     load_profile,
 )
-from hwcompress.hardware.schema import host_channel_block
+from hwcompress.hardware.schema import host_channel_block, host_cpu
 
 EXPECTED = {
     "jetson_nano",
@@ -73,6 +73,9 @@ def test_channel_multiple_auto_is_this_machines_nchwc_block(profile_data, write_
     assert host_channel_block("flags\t\t: fpu sse2 avx avx2 avx512f avx512bw\n") == 16
     assert host_channel_block("flags\t\t: fpu sse2 avx avx2 fma\n") == 8
     assert host_channel_block("processor\t: 0\nFeatures\t: fp asimd\n") == 1
+    # figures measured on different machines name the CPU they came from
+    text = "model name\t: AMD EPYC\ncpu family\t: 23\nflags\t\t: fpu avx avx2\n"
+    assert host_cpu(text) == "AMD EPYC (family 23, AVX2)"
 
 
 def _edit(data: dict, dotted: str, value) -> dict:
