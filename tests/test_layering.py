@@ -13,7 +13,7 @@ import hwcompress
 PACKAGE = Path(hwcompress.__file__).parent
 #: What each package may import from hwcompress besides itself.
 ALLOWED = {
-    "hardware": {"errors"},
+    "hardware": {"errors", "enums"},
     "measure": {"errors", "fmt", "files", "fx", "hardware", "arch", "export"},
     "serve": {"errors", "fmt", "files", "hardware", "measure", "__init__"},
 }

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
+from hwcompress.enums import NameEnum
 from hwcompress.errors import ProfileError
 
 #: Precisions a profile may give peak compute for (GOP/s, one multiply-add = 2 ops).
@@ -17,7 +17,7 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
 KNOWN_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 
 
-class SourceName(str, Enum):
+class SourceName(NameEnum):
     """The built-in latency sources (equal to their plain names, as profiles spell them)."""
 
     #: onnxruntime on this machine.
@@ -28,9 +28,6 @@ class SourceName(str, Enum):
     TABLE = "table"
     #: The roofline floor: no measurement at all.
     ROOFLINE = "roofline"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Names a profile's ``latency.source`` may take. The sources themselves live in

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Any
 
+from hwcompress.enums import NameEnum
 
-class Status(str, Enum):
+
+class Status(NameEnum):
     """How a candidate's evaluation ended (equal to its plain string, as journaled)."""
 
     #: Evaluated: metrics, reward and feasibility are set.
@@ -17,9 +18,6 @@ class Status(str, Enum):
     FAILED = "failed"
     #: Stopped by this machine (out of memory, interrupted): never journaled, the run stops.
     MACHINE = "machine"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def genome_id(key: str) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from hwcompress.enums import NameEnum
 
 __all__ = ["StageName"]
 
 
-class StageName(str, Enum):
+class StageName(NameEnum):
     """The search's stages (equal to their plain names, as journaled and on the command line).
 
     The stage objects that run them are registered in :mod:`hwcompress.search.stage_registry`.
@@ -23,6 +23,3 @@ class StageName(str, Enum):
     KERNELS = "kernels"
     #: The per-layer bit-width agent.
     QUANTIZATION = "quantization"
-
-    def __str__(self) -> str:
-        return self.value
