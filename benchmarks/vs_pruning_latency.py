@@ -10,8 +10,8 @@ faster than the teacher, profile ``x86_host``: this machine is the device) and s
 2. Torch-Pruning (``DependencyGraph`` through ``MetaPruner``, L1 magnitude importance):
    uniform per layer, global, and uniform with channels rounded to 16 (``round_to``, the
    x86 kernels' block): for each, a grid of pruning ratios is timed in turn with the teacher
-   and the least-pruned student whose latency ratio meets the target is kept (a variant
-   no ratio of which meets it is named under the table, not distilled);
+   and the least-pruned student whose latency ratio meets the target, timed again, is kept
+   (a variant no ratio of which meets it is named under the table, not distilled);
    NVIDIA ModelOpt's FastNAS (``nvidia-modelopt``, channels in steps of 16, a FLOPs
    constraint tightened until the measured latency meets the target) where it installs
    (``pip install nvidia-modelopt torchprofile==0.0.4 huggingface_hub``; ``--no-fastnas``
@@ -114,10 +114,16 @@ def tp_at_latency(
     res = measure_local_many([teacher_onnx, *paths], profile, rounds=15, runs=5)
     t_ms = res[0].median_ms
     ratios = {r: x.median_ms / t_ms for r, x in zip(grid, res[1:], strict=True)}
-    # a 3 % margin: the final measurement is another sitting of the same timing
-    ok = [r for r in grid if ratios[r] <= 0.97 * target_ratio]
-    chosen = min(ok) if ok else max(grid)
-    return models[chosen], chosen, ratios[chosen]
+    # a 3 % margin: the final measurement is another sitting of the same timing; and the
+    # least-pruned ratio that meets it is timed again before it is kept (one lucky sitting
+    # of a slow student would otherwise stand for the contender)
+    by_path = dict(zip(grid, paths, strict=True))
+    for r in sorted(r for r in grid if ratios[r] <= 0.97 * target_ratio):
+        again = measure_local_many([teacher_onnx, by_path[r]], profile, rounds=30, runs=5)
+        ratios[r] = again[1].median_ms / again[0].median_ms
+        if ratios[r] <= 0.97 * target_ratio:
+            return models[r], r, ratios[r]
+    return models[max(grid)], max(grid), ratios[max(grid)]
 
 
 def fastnas_at_latency(

@@ -250,12 +250,8 @@ def _export_onnx(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
 
 @register_format("qcdq")
 def _export_qcdq(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
-    from hwcompress.quant.convert import (
-        calibrate,
-        clamp_to_activation_ceilings,
-        quantize_model,
-    )
-    from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
+    from hwcompress.quant.convert import clamp_to_activation_ceilings, post_training_quantize
+    from hwcompress.quant.export import export_checked
     from hwcompress.train import evaluate
 
     notes: list[str] = []
@@ -269,7 +265,7 @@ def _export_qcdq(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
                 "give the dataset (or export it with --format onnx)"
             )
         accuracy["val_float"] = evaluate(model, data.val)
-        model = calibrate(quantize_model(model), data.train_in_order())
+        model = post_training_quantize(model, data.train_in_order())
         quantized_by = "ptq-int8"
         notes.append(
             "float student quantized to int8 after training (no QAT); for the accuracy of "
@@ -280,15 +276,16 @@ def _export_qcdq(student: LoadedStudent, out: Path, data: Any) -> ExportReport:
             f"{lowered} activation range(s) after ReLU6 lowered to 6, so onnxruntime fuses the "
             "clip into the integer kernel"
         )
-    export_qcdq(model, student.input_shape, out)
-    agreement = None
-    if data is not None:
-        agreement = check_parity(model, out, data.val)
+    agreement, ort_accuracy = export_checked(
+        model, student.input_shape, out, None if data is None else data.val
+    )
+    if data is None:
+        notes.append("no validation data: PyTorch/onnxruntime parity not checked")
+    else:
         if student.quantized:
             accuracy["val_pytorch"] = evaluate(model, data.val)
-        accuracy["val_onnxruntime"] = onnx_accuracy(out, data.val)
-    else:
-        notes.append("no validation data: PyTorch/onnxruntime parity not checked")
+    if ort_accuracy is not None:
+        accuracy["val_onnxruntime"] = ort_accuracy
     report = _report(out, "qcdq", quantized_by, parity=agreement, accuracy=accuracy, notes=notes)
     if report.float_compute_kernels:
         report.notes.append(

@@ -236,3 +236,23 @@ def calibrate(
             model(batch[0])
     clamp_to_activation_ceilings(model)
     return model.eval()
+
+
+def post_training_quantize(
+    model: nn.Module,
+    batches: Iterable[Sequence[torch.Tensor]],
+    *,
+    weight_bits: Mapping[str, int] | None = None,
+    act_bits: int = 8,
+) -> nn.Module:
+    """A float ``model``'s quantized copy (:func:`quantize_model`), calibrated on ``batches``:
+    the integer model a float student ships as, and the start of quantization-aware training.
+
+    Args:
+        model: The float model (left unchanged).
+        batches: Calibration batches (inputs first), in a fixed order.
+        weight_bits: Per-layer weight bits; 8 for the layers it omits.
+        act_bits: The activation bits.
+    """
+    q = quantize_model(model, weight_bits=weight_bits, default_act_bits=act_bits)
+    return calibrate(q, batches)

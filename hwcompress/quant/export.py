@@ -163,3 +163,28 @@ def check_parity(
             "is not faithful"
         )
     return agreement
+
+
+def export_checked(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    onnx_path: str | Path,
+    batches: Iterable[Sequence[torch.Tensor]] | None,
+) -> tuple[float | None, float | None]:
+    """QCDQ export of a quantized model (atomically) → parity check against PyTorch →
+    the integer model's own accuracy in onnxruntime, on ``batches`` (validation data).
+
+    Returns:
+        The top-1 agreement and the onnxruntime accuracy; both ``None`` without ``batches``.
+
+    Raises:
+        QuantizationError: If PyTorch and onnxruntime disagree (:func:`check_parity`).
+    """
+    from hwcompress.files import atomic_path
+
+    path = Path(onnx_path)
+    with atomic_path(path) as tmp:
+        export_qcdq(model, input_shape, tmp)
+    if batches is None:
+        return None, None
+    return check_parity(model, path, batches), onnx_accuracy(path, batches)

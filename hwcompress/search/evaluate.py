@@ -321,14 +321,17 @@ class CandidateEvaluator:
     def _quantized(self, student: nn.Module, genome: Genome) -> nn.Module:
         """The quantized model of ``student`` (from the run's float product where the
         quantization stage starts from one), calibrated on training data, ready for QAT."""
-        from hwcompress.quant.convert import calibrate, quantize_model
+        from hwcompress.quant.convert import post_training_quantize
 
         ctx = self.ctx
         if ctx.base_state is not None:
             student.load_state_dict(ctx.base_state)
-        q = quantize_model(student, weight_bits=genome.weight_bits, default_act_bits=ctx.act_bits)
-        calibrate(q, ctx.data.train_in_order())
-        return q
+        return post_training_quantize(
+            student,
+            ctx.data.train_in_order(),
+            weight_bits=genome.weight_bits,
+            act_bits=ctx.act_bits,
+        )
 
 
 def _first_line(err: BaseException) -> str:

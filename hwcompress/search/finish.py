@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,10 @@ from hwcompress.files import atomic_path, save_atomic, write_atomic
 from hwcompress.hardware.sections import SourceName
 from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.config import SearchConfig
-from hwcompress.search.evaluate import SearchContext, rebuild_candidate
+from hwcompress.search.evaluate import SearchContext
+from hwcompress.search.pipeline import export_step, rebuild_candidate, train_step
 from hwcompress.search.setup import data_config
-from hwcompress.train import DistillConfig, TeacherLogits, distill, evaluate
+from hwcompress.train import DistillConfig, TeacherLogits, evaluate
 
 
 @dataclass
@@ -45,24 +47,30 @@ class SearchResult:
 
 
 def final_distill(
-    config: SearchConfig, ctx: SearchContext, student: torch.nn.Module, onnx_path: Path
+    config: SearchConfig,
+    ctx: SearchContext,
+    student: torch.nn.Module,
+    genome: Genome,
+    onnx_path: Path,
 ) -> tuple[dict[str, Any], Any]:
     """Distils the product ``config.final_epochs`` more epochs on the whole training split and
-    re-exports it; the candidate's own record keeps its search-time figures.
+    re-exports it, through the steps every candidate went through
+    (:func:`~hwcompress.search.pipeline.train_step`, :func:`~.pipeline.export_step`); the
+    candidate's own record keeps its search-time figures.
 
     Returns:
         What the fine-tune did, and the data it used.
     """
-    from hwcompress.export import export_fp32
-
     data = ctx.data
     logits = ctx.teacher_logits
     if config.train_limit is not None:
         data = load_data(data_config(config, limited=False))
         logits = TeacherLogits(ctx.teacher, data.train, seed=config.seed)
     before = evaluate(student, data.val)
-    result = distill(
+    start = time.perf_counter()
+    accuracy = train_step(
         student,
+        genome,
         ctx.teacher,
         data,
         DistillConfig(
@@ -72,15 +80,16 @@ def final_distill(
             kd_weight=config.kd_weight,
             device=ctx.distill_config.device,
         ),
-        teacher_logits=logits,
+        logits,
     )
-    export_fp32(student, data.input_shape, onnx_path)
+    seconds = time.perf_counter() - start
+    export_step(student, genome, data.input_shape, onnx_path, data.val)
     return {
         "epochs": config.final_epochs,
         "train_samples": len(data.train.dataset),
         "val_accuracy_before": before,
-        "val_accuracy": result.val_accuracy,
-        "seconds": result.seconds,
+        "val_accuracy": accuracy,
+        "seconds": seconds,
     }, data
 
 
@@ -211,12 +220,13 @@ def finish_run(
             genome,
             data.input_shape,
             ckpt["state_dict"],
+            spec=ctx.spec,
             act_bits=act_bits,
             weight_range_bits=weight_range,
         )
         final: dict[str, Any] | None = None
         if config.final_epochs and not genome.weight_bits:
-            final, data = final_distill(config, ctx, student, best_dir / "student.onnx")
+            final, data = final_distill(config, ctx, student, genome, best_dir / "student.onnx")
         save_atomic(
             {
                 "state_dict": student.state_dict(),

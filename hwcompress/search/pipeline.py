@@ -31,7 +31,6 @@ REFERENCE_ROUNDS = 20
 
 __all__ = [
     "count_step",
-    "export_integer",
     "export_step",
     "float_counting",
     "measure_candidate",
@@ -128,13 +127,17 @@ def export_step(
     model: nn.Module, genome: Genome, shape: tuple[int, ...], path: Path, val: Any
 ) -> dict[str, float]:
     """Writes the student's ONNX file (atomically): fp32 for a float one; QCDQ for a
-    quantized one, checked against PyTorch and scored in onnxruntime.
+    quantized one, checked against PyTorch and scored in onnxruntime on ``val``
+    (:func:`hwcompress.quant.export.export_checked`).
 
     Returns:
         The metrics the export measured (``val_accuracy_onnxruntime`` for an integer model).
     """
     if genome.weight_bits:
-        return {"val_accuracy_onnxruntime": export_integer(model, shape, path, val)}
+        from hwcompress.quant.export import export_checked
+
+        _, accuracy = export_checked(model, shape, path, val)
+        return {} if accuracy is None else {"val_accuracy_onnxruntime": accuracy}
     with atomic_path(path) as tmp:
         export_fp32(model, shape, tmp)
     return {}
@@ -189,17 +192,6 @@ def measure_model(
     export_fp32(model, input_shape, onnx_path)
     lat = measure_latency(onnx_path, profile, **latency_kwargs)
     return {**stats.metrics(profile), "latency_ms": lat.median_ms}, lat
-
-
-def export_integer(model: nn.Module, shape: tuple[int, ...], path: Path, val: Any) -> float:
-    """QCDQ export of a quantized student → parity check against PyTorch → the integer
-    model's own validation accuracy in onnxruntime."""
-    from hwcompress.quant.export import check_parity, export_qcdq, onnx_accuracy
-
-    with atomic_path(path) as tmp:
-        export_qcdq(model, shape, tmp)
-    check_parity(model, path, val)
-    return onnx_accuracy(path, val)
 
 
 def measure_candidate(

@@ -170,7 +170,7 @@ def width_seeds(
         base: The structure seeds start from (the teacher's, ``--student``'s, or one the
             removal stage found).
         caps: Size caps every seed must meet (profile budgets and targets).
-        ratios: Parameter reduction factors.
+        ratios: Parameter reduction factors (none: the latency-matched students alone).
         l1: Whether the global-L1 family is included (else the width multiplier alone).
         latency: Predicts a student's latency (ms) for a ``latency_ms`` cap.
         multiple: Channel counts are snapped to multiples of it.
@@ -179,14 +179,14 @@ def width_seeds(
     Returns:
         ``(label, genome)`` pairs, distinct genomes only, largest first per family.
     """
-    if not ratios or not present_groups(spec, base):
+    matched = "latency_ms" in caps and latency is not None
+    if not (ratios or matched) or not present_groups(spec, base):
         return []
     teacher_params = spec.predict_params(Genome())
     families = {"uniform": uniform_genome(spec, base, multiple)}
     scores = channel_scores(teacher, spec) if l1 else {}
     if scores:
         families["l1"] = l1_genome(spec, base, scores, multiple)
-    matched = "latency_ms" in caps and latency is not None
     floor = NEAR_BUDGET * caps["latency_ms"] if matched else 0.0
     sizes = {k: v for k, v in caps.items() if k != "latency_ms"}
 

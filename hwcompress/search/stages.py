@@ -251,9 +251,14 @@ class ShrinkageStage(PolicyStage):
         by one width multiplier to the ladder's sizes beyond its own, so a removal is not
         judged at full width only. With a target on a size there is nothing to add: the
         removal stage already scaled each proposal down to it (:meth:`fit`), and accuracy
-        alone ranks the students that meet it."""
+        alone ranks the students that meet it. With a latency target, each carried
+        structure with removals is pruned until fast enough (its latency-matched uniform
+        and global-L1 students): where the target is beyond every full-depth student (the
+        start's ladder is then empty), these are the seeds the policy has to beat."""
         seeds = super().seeds(run, base, items)
-        if run.caps and run.ctx.reward_config.objective == "accuracy":
+        latency_target = "latency_ms" in run.caps and run.latency is not None
+        targeted = bool(run.caps) and run.ctx.reward_config.objective == "accuracy"
+        if targeted and not latency_target:
             return seeds
         spec, start = run.ctx.spec, run.start
         teacher_params = spec.predict_params(Genome())
@@ -265,7 +270,9 @@ class ShrinkageStage(PolicyStage):
             if not removed:
                 continue
             own = teacher_params / max(spec.predict_params(structure), 1)
-            ratios = tuple(r for r in run.config.seed_ratios if r > 1.1 * own)
+            ratios: tuple[float, ...] = ()  # a target run: the latency-matched students
+            if not targeted:
+                ratios = tuple(r for r in run.config.seed_ratios if r > 1.1 * own)
             seeds += [
                 (f"{removed} removed, {label}", genome)
                 for label, genome in width_seeds(
@@ -274,7 +281,7 @@ class ShrinkageStage(PolicyStage):
                     structure,
                     run.caps,
                     ratios,
-                    l1=False,
+                    l1=targeted,
                     latency=run.latency,
                     multiple=run.multiple,
                     measured=measured,

@@ -16,10 +16,11 @@ from hwcompress.quant.convert import (
     calibrate,
     check_bits,
     default_weight_range_bits,
+    post_training_quantize,
     quantize_model,
     quantized_layers,
 )
-from hwcompress.quant.export import check_parity, export_qcdq
+from hwcompress.quant.export import check_parity, export_checked, export_qcdq
 from hwcompress.train import DistillConfig, TrainConfig, distill, evaluate, train_classifier
 
 pytestmark = pytest.mark.onnx
@@ -53,6 +54,21 @@ def test_qat_export_runs_integer_kernels_with_parity(teacher_and_data, tmp_path,
     assert any(k.endswith("QGemm") for k in kernels)
     assert lat.float_compute_kernels == {}
     assert check_parity(q, path, data.val) >= 0.99
+
+
+def test_post_training_int8_exports_checked_and_scored_in_onnxruntime(teacher_and_data, tmp_path):
+    teacher, data = teacher_and_data
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    q = post_training_quantize(teacher, data.train_in_order(), weight_bits={"features.0.conv": 4})
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())  # untouched
+    assert quantized_layers(q)["features.0.conv"] == 4
+    assert set(quantized_layers(q).values()) == {4, min(8, default_weight_range_bits())}
+    agreement, accuracy = export_checked(q, data.input_shape, tmp_path / "q.onnx", data.val)
+    assert agreement is not None and agreement >= 0.99
+    assert accuracy is not None and abs(accuracy - evaluate(q, data.val)) <= 0.02
+    # without validation data the file is still written, and nothing is claimed about it
+    assert export_checked(q, data.input_shape, tmp_path / "r.onnx", None) == (None, None)
+    assert onnx.load(str(tmp_path / "r.onnx")).graph.node
 
 
 def test_weight_bytes_count_true_bits(teacher_and_data):

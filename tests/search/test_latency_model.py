@@ -225,3 +225,25 @@ def test_a_measured_match_walks_from_the_prediction_to_the_budget(vgg, device_sp
         assert spec.predict_params(matched) > spec.predict_params(before)
     else:  # slower: a narrower one
         assert spec.predict_params(matched) < spec.predict_params(before)
+
+
+def test_a_structure_with_removals_gets_its_latency_matched_seeds_alone(vgg):
+    # A latency target beyond every full-depth student leaves the start's ladder empty; the
+    # shrinkage stage then prunes each carried structure with removals until it is fast
+    # enough: no ladder of ratios, only its latency-matched uniform and global-L1 students,
+    # which keep the removal and fill the predicted budget.
+    model, spec = vgg
+    predict = _padded_predictor(spec)
+    unit = spec.removable[-1].name
+    structure = Genome(keep={unit: False})
+    caps = {"latency_ms": 3.0}
+    seeds = dict(width_seeds(model, spec, structure, caps, (), latency=predict, multiple=16))
+    assert {lab.split(" ")[0] for lab in seeds} == {"uniform", "l1"}
+    assert all(" latency " in lab for lab in seeds)
+    for g in seeds.values():
+        assert g.keep == {unit: False}
+        assert predict(g) <= caps["latency_ms"]
+        assert predict(g) > 0.5 * caps["latency_ms"]  # near the budget, not far under it
+    # without a latency cap there is nothing to match, and no ladder was asked for
+    assert width_seeds(model, spec, structure, {}, (), latency=predict) == []
+    assert width_seeds(model, spec, structure, caps, ()) == []
