@@ -104,24 +104,21 @@ def tp_at_latency(
         The student, its pruning ratio and its measured latency ratio.
     """
     grid = [round(0.05 * i, 2) for i in range(2, 20)]
-    models, paths = {}, []
+    models, paths = {}, {}
     for r in grid:
-        m = tp_pruned(teacher, shape, r, global_, round_to)
-        p = work / f"tp-{int(global_)}-{round_to}-{r}.onnx"
-        export_fp32(m, shape, p)
-        models[r] = m
-        paths.append(p)
-    res = measure_local_many([teacher_onnx, *paths], profile, rounds=15, runs=5)
+        models[r] = tp_pruned(teacher, shape, r, global_, round_to)
+        paths[r] = export_fp32(models[r], shape, work / f"tp-{int(global_)}-{round_to}-{r}.onnx")
+    res = measure_local_many([teacher_onnx, *paths.values()], profile, rounds=15, runs=5)
     t_ms = res[0].median_ms
     ratios = {r: x.median_ms / t_ms for r, x in zip(grid, res[1:], strict=True)}
     # a 3 % margin: the final measurement is another sitting of the same timing; and the
     # least-pruned ratio that meets it is timed again before it is kept (one lucky sitting
     # of a slow student would otherwise stand for the contender)
-    by_path = dict(zip(grid, paths, strict=True))
-    for r in sorted(r for r in grid if ratios[r] <= 0.97 * target_ratio):
-        again = measure_local_many([teacher_onnx, by_path[r]], profile, rounds=30, runs=5)
+    limit = 0.97 * target_ratio
+    for r in sorted(r for r in grid if ratios[r] <= limit):
+        again = measure_local_many([teacher_onnx, paths[r]], profile, rounds=30, runs=5)
         ratios[r] = again[1].median_ms / again[0].median_ms
-        if ratios[r] <= 0.97 * target_ratio:
+        if ratios[r] <= limit:
             return models[r], r, ratios[r]
     return models[max(grid)], max(grid), ratios[max(grid)]
 
