@@ -21,6 +21,10 @@ from hwcompress.search.evaluate import CandidateEvaluator
 from hwcompress.search.fidelity import TOP_FIDELITY
 from hwcompress.search.reward import compression_reward
 
+#: Where latency steers, called with the ranking (read anew each time) before the choice:
+#: times the leaders again and returns those it re-timed (:mod:`hwcompress.search.confirm`).
+Confirmation = Callable[[Callable[[], list[Candidate]]], list[Candidate]]
+
 
 class ProductScore:
     """The run-wide score of a candidate.
@@ -110,6 +114,7 @@ def select_product(
     planned: dict[str, list[str]] | None = None,
     plan: Callable[[str, list[str]], None] | None = None,
     out_of_time: Callable[[], bool] | None = None,
+    confirm: Confirmation | None = None,
 ) -> tuple[Candidate | None, dict[str, Any]]:
     """The run's product after training its leading rivals to the top fidelity.
 
@@ -133,6 +138,9 @@ def select_product(
             planned refinement still runs (the product is chosen at the top fidelity where
             one student reached it) and the others are skipped, so ``--budget-minutes``
             bounds the product phase too.
+        confirm: Where latency steers, called with the ranking (read anew each time) after
+            the refinements: it times the leaders again and returns those it re-timed (see
+            :func:`hwcompress.search.confirm.confirm_latency`).
 
     Returns:
         The product (None when nothing was evaluated) and why it was chosen.
@@ -173,6 +181,7 @@ def select_product(
     if epochs > 0:
         refine("leaders", lambda eligible: eligible[:contenders])
         refine("challengers", challengers)
+    confirmed = confirm(pool) if confirm is not None else []
     ranked = pool()
     if not ranked:
         return None, {"reason": "no candidate could be evaluated"}
@@ -192,6 +201,20 @@ def select_product(
             else "no student met every constraint; the best-scoring one is shown"
         ),
     }
+    if confirmed:
+        why["latency_confirmed"] = {
+            c.id: {
+                "first_ms": c.metrics.get("latency_first_ms"),
+                "ratio_again": c.metrics.get("latency_confirmed_ratio"),
+                "feasible": c.feasible,
+            }
+            for c in confirmed
+        }
+        lost = sum(not c.feasible for c in confirmed)
+        why["reason"] += (
+            f"; the {len(confirmed)} leading students were timed again with the teacher and "
+            f"keep the slower measurement ({lost} no longer met the budget)"
+        )
     if skipped:
         why["skipped_refinements"] = skipped
         why["reason"] += (

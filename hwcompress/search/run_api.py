@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from hwcompress.search.budget import StageClock
     from hwcompress.search.candidate import Candidate
     from hwcompress.search.config import SearchConfig
-    from hwcompress.search.evaluate import SearchContext
+    from hwcompress.search.evaluate import CandidateEvaluator, SearchContext
     from hwcompress.search.journal import Journal
+    from hwcompress.search.product import ProductScore
     from hwcompress.search.progress import SearchReporter
 
 
@@ -28,6 +29,9 @@ class StageRun(Protocol):
 
     config: SearchConfig
     ctx: SearchContext
+    evaluator: CandidateEvaluator
+    #: The run-wide score the product is chosen by.
+    score: ProductScore
     out: Path
     reporter: SearchReporter
     journal: Journal

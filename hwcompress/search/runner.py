@@ -30,6 +30,7 @@ from hwcompress.hardware import load_profile
 from hwcompress.search.budget import StageClock
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.config import SearchConfig
+from hwcompress.search.confirm import latency_confirmation
 from hwcompress.search.evaluate import CandidateEvaluator, SearchContext, structure_of
 from hwcompress.search.fidelity import promote
 from hwcompress.search.finish import SearchResult, finish_run
@@ -290,6 +291,7 @@ class SearchRun:
                 {"type": "product_plan", "phase": phase, "ids": ids}
             ),
             out_of_time=self.clock.spent,
+            confirm=latency_confirmation(self),
         )
         if best is not None:
             self.reporter.message(

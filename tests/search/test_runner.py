@@ -404,6 +404,11 @@ def test_the_shrinkage_policy_starts_around_the_best_student_random_search_does_
     assert not any("starts around" in m for m in messages)
 
 
+def config_bound(data: dict) -> float:
+    """The latency bound of a run with one ``latency_ms`` target."""
+    return data["teacher"]["metrics"]["latency_ms"] / float(data["target"][0].split("=")[1][:-1])
+
+
 def test_a_latency_target_steers_the_search_and_its_front_can_be_picked(tiny_search, tmp_path):
     from typer.testing import CliRunner
 
@@ -435,6 +440,12 @@ def test_a_latency_target_steers_the_search_and_its_front_can_be_picked(tiny_sea
     # machine's NCHWc block
     ok = [c for c in data["candidates"] if c["status"] == "ok"]
     assert ok and all("latency_ratio" in c["metrics"] for c in ok)
+    # the leaders were timed again before the choice; the product keeps the slower sitting
+    confirmed = data["best"]["chosen"]["latency_confirmed"]
+    assert len(confirmed) >= 1 and data["best"]["id"] in confirmed
+    best = data["best"]["metrics"]
+    assert best["latency_ms"] >= best["latency_first_ms"]
+    assert data["best"]["feasible"] == (best["latency_ms"] <= config_bound(data))
     assert data["latency_model"]["channel_multiple"] == host_channel_block()
     # the share of feasible policy samples and of clamped proposals, per stage
     for stage in ("removal", "shrinkage"):

@@ -1,0 +1,120 @@
+"""The latency of the product's rivals confirmed before the product is chosen.
+
+A candidate is timed once, in turn with the teacher, when it is evaluated. On a shared
+machine the ratio of a small student's latency to the teacher's moves by several per cent
+between sittings (fixed per-operator costs weigh more in a small student, and they vary with
+what else the machine runs), so a student just under a latency budget in one sitting can be
+over it in the next. Before the product is chosen, the leading feasible students are timed
+again, together and in turn with the teacher, and each keeps the **slower** of its two
+measurements: the product is a student that met the budget in both sittings, as a user who
+times it once more on the device would find.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from hwcompress.search.candidate import Candidate
+
+if TYPE_CHECKING:
+    from hwcompress.search.evaluate import CandidateEvaluator
+    from hwcompress.search.product import Confirmation
+    from hwcompress.search.run_api import StageRun
+
+#: Rounds of the confirmation (each times every leader and the teacher in turn).
+CONFIRM_ROUNDS = 30
+
+
+def latency_confirmation(run: StageRun) -> Confirmation | None:
+    """The confirmation of ``run``'s leaders (its ``contenders`` best eligible students)
+    where latency steers it; None where latency only filters or is not measured here."""
+    if run.latency is None or run.ctx.latency_reference is None:
+        return None
+
+    def confirm(ranked: Callable[[], list[Candidate]]) -> list[Candidate]:
+        return confirm_latency(
+            run.evaluator,
+            run.score.eligible,
+            ranked,
+            leaders=run.config.contenders,
+            record=run.record,
+            progress=run.reporter.message,
+        )
+
+    return confirm
+
+
+def confirm_latency(
+    evaluator: CandidateEvaluator,
+    eligible: Callable[[Candidate], bool],
+    ranked: Callable[[], list[Candidate]],
+    *,
+    leaders: int,
+    record: Callable[[Candidate], None],
+    progress: Callable[[str], None] | None = None,
+    rounds: int = CONFIRM_ROUNDS,
+) -> list[Candidate]:
+    """Times the ``leaders`` best eligible students again, in turn with the
+    teacher, and keeps the slower of each one's two measurements (its feasibility and reward
+    follow). Leaders confirmed before (``latency_confirmed_ratio`` set) are skipped; any
+    leader that loses its feasibility makes room for the next one, so the run ends with
+    ``leaders`` students confirmed, or every eligible one.
+
+    Args:
+        evaluator: The run's evaluator (its context names the teacher's file and latency).
+        eligible: Whether a student may be the product.
+        ranked: The run's evaluated candidates, best first (read again after each
+            confirmation: a re-timed leader may fall behind).
+        leaders: How many eligible students to confirm.
+        record: Called with each re-timed candidate (to journal it).
+        progress: Receives a line before each timing.
+        rounds: Rounds of the confirmation.
+
+    Returns:
+        The candidates re-timed, with their new metrics.
+    """
+    from hwcompress.measure.latency import measure_local_many
+
+    ctx = evaluator.ctx
+    reference = ctx.latency_reference
+    if reference is None or leaders <= 0:
+        return []
+    teacher_ms = float(ctx.teacher_metrics["latency_ms"])
+    done: list[Candidate] = []
+    confirmed = {c.id for c in ranked() if "latency_confirmed_ratio" in c.metrics}
+    while True:
+        pool = [c for c in ranked() if eligible(c)]
+        todo = [c for c in pool[:leaders] if c.id not in confirmed]
+        if not todo:
+            return done
+        if progress is not None:
+            progress(f"timing {len(todo)} leading student(s) again in turn with the teacher")
+        paths = [reference, *(ctx.run_dir / c.artifacts["onnx"] for c in todo)]
+        times = measure_local_many(paths, ctx.profile, rounds=rounds)
+        teacher_now = max(times[0].median_ms, 1e-9)
+        for cand, lat in zip(todo, times[1:], strict=True):
+            ratio = lat.median_ms / teacher_now
+            before = float(cand.metrics.get("latency_ms", 0.0))
+            new = replace(
+                cand,
+                metrics={
+                    **cand.metrics,
+                    "latency_ms": max(before, ratio * teacher_ms),
+                    "latency_first_ms": float(cand.metrics.get("latency_first_ms", before)),
+                    "latency_confirmed_ratio": ratio,
+                },
+                history=list(cand.history),
+            )
+            evaluator.score(new)
+            evaluator.cache[_key(new)] = new
+            record(new)
+            done.append(new)
+            confirmed.add(new.id)
+
+
+def _key(cand: Candidate) -> str:
+    from hwcompress.arch import Genome
+
+    return Genome.from_dict(cand.genome).key()
