@@ -241,6 +241,7 @@ def main() -> None:
         if left_out.is_file():
             skipped += json.loads(left_out.read_text())
     started = time.strftime("%Y-%m-%d %H:%M")
+    code = _code_version()
     for factor in (float(f) for f in args.targets.split(",")):
         for seed in (int(s) for s in args.seeds.split(",")):
             t0 = time.perf_counter()
@@ -317,7 +318,18 @@ def main() -> None:
                         "val": res.val_accuracy,
                         "test": evaluate(student, data.test),
                         "search_s": search_s if i == 0 else None,
+                        **(
+                            {  # the product's own sittings in the search (first, again)
+                                "search_latency_ratios": [
+                                    result.best.metrics.get("latency_ratio"),
+                                    result.best.metrics.get("latency_confirmed_ratio"),
+                                ]
+                            }
+                            if i == 0
+                            else {}
+                        ),
                         "cpu": host_cpu(),
+                        "code": code,
                         **pruning.get(name, {}),
                     }
                 )
@@ -331,6 +343,19 @@ def main() -> None:
             saved.write_text(json.dumps(rows, indent=1))
             left_out.write_text(json.dumps(skipped, indent=1))
             write(out, rows, args, t_params, t_test, t_macs, teacher.source, started, skipped)
+
+
+def _code_version() -> str:
+    """The commit the benchmark runs (``+`` where the work tree has changes)."""
+    import subprocess
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(
+            ["git", *cmd], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    return rev + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _family(name: str) -> str:
@@ -354,7 +379,8 @@ def write(out, rows, args, t_params, t_test, t_macs, source, started, skipped=()
         "MetaPruner, L1 magnitude, the least-pruned of ratios 0.10…0.95 whose latency "
         "(timed in turn with the teacher) meets the target. Every contender then: distilled "
         f"{args.final_epochs} epochs (lr 3e-3, soft-target weight 1) on the whole training "
-        f"split, same seed. Last run started {started}.",
+        f"split, same seed. Last run started {started}; code "
+        f"{', '.join(sorted({r.get('code', 'not recorded') for r in rows}))}.",
         "",
         "| target | seed | contender | params | MACs | val | test | Δ test (points) "
         "| latency / teacher | meets | search min |",
