@@ -108,7 +108,9 @@ def tp_at_latency(
     for r in grid:
         models[r] = tp_pruned(teacher, shape, r, global_, round_to)
         paths[r] = export_fp32(models[r], shape, work / f"tp-{int(global_)}-{round_to}-{r}.onnx")
-    res = measure_local_many([teacher_onnx, *paths.values()], profile, rounds=15, runs=5)
+    res = measure_local_many(
+        [teacher_onnx, *paths.values()], profile, rounds=15, runs=5, min_time_s=6.0
+    )
     t_ms = res[0].median_ms
     ratios = {r: x.median_ms / t_ms for r, x in zip(grid, res[1:], strict=True)}
     # a 3 % margin: the final measurement is another sitting of the same timing; and the
@@ -116,7 +118,9 @@ def tp_at_latency(
     # of a slow student would otherwise stand for the contender)
     limit = 0.97 * target_ratio
     for r in sorted(r for r in grid if ratios[r] <= limit):
-        again = measure_local_many([teacher_onnx, paths[r]], profile, rounds=30, runs=5)
+        again = measure_local_many(
+            [teacher_onnx, paths[r]], profile, rounds=30, runs=5, min_time_s=6.0
+        )
         ratios[r] = again[1].median_ms / again[0].median_ms
         if ratios[r] <= limit:
             return models[r], r, ratios[r]
@@ -177,7 +181,7 @@ def fastnas_at_latency(
             tried.append({"flops": share, "error": str(err)[:120]})
             continue
         path = export_fp32(pruned, shape, work / f"fastnas-{i}.onnx")
-        res = measure_local_many([teacher_onnx, path], profile, rounds=15, runs=5)
+        res = measure_local_many([teacher_onnx, path], profile, rounds=15, runs=5, min_time_s=6.0)
         ratio = res[1].median_ms / res[0].median_ms
         tried.append({"flops": share, "latency_ratio": ratio, "s": time.perf_counter() - t0})
         if ratio <= 0.97 * target_ratio:
@@ -334,7 +338,7 @@ def main() -> None:
                     }
                 )
                 print(new[-1], flush=True)
-            lat = interleaved_latency(paths, shape, rounds=30, runs=20, threads=2)
+            lat = interleaved_latency(paths, shape, rounds=30, runs=20, threads=2, min_time_s=20.0)
             for row in new:
                 row["latency_ratio"] = lat[row["name"]] / lat["teacher"]
                 row["meets"] = row["latency_ratio"] <= 1 / factor

@@ -21,12 +21,17 @@ from hwcompress.fmt import human_bytes
 from hwcompress.hardware.profile import DeviceProfile
 from hwcompress.hardware.sections import SourceName
 from hwcompress.measure.ort_graph import choose_provider, kernel_counts, session_with_graph
+from hwcompress.measure.pinning import caller_pinned, pin_workers
 from hwcompress.measure.result import LatencyResult, summarize
 
 #: The largest input tensor a measurement allocates (a file may declare any size).
 MAX_INPUT_BYTES = 1 << 30
 #: The most model bytes :func:`measure_local_many` keeps open at once.
 MAX_OPEN_BYTES = 2 << 30
+#: Timing in turn goes on for at least this long (seconds) unless told otherwise.
+MIN_TIME_IN_TURN_S = 1.5
+#: Timing in turn stops after this many times the rounds asked for, however short.
+MAX_ROUNDS_FACTOR = 50
 
 
 def interleaved_latency(
@@ -36,6 +41,7 @@ def interleaved_latency(
     rounds: int = 30,
     runs: int = 20,
     threads: int = 1,
+    min_time_s: float = 2 * MIN_TIME_IN_TURN_S,
 ) -> dict[str, float]:
     """Median latency (ms) of several models timed in turn (A, B, C, A, B, C, …).
 
@@ -49,6 +55,7 @@ def interleaved_latency(
         rounds: How many times every model is timed.
         runs: Inferences per model and round.
         threads: onnxruntime intra-op threads.
+        min_time_s: Rounds go on until this long has passed (see :func:`_time_in_turn`).
 
     Returns:
         The median over rounds of each model's mean time per inference, by label.
@@ -61,16 +68,20 @@ def interleaved_latency(
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     no_spinning(opts)
+    pin_workers(opts, threads)
     sessions = {
         k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
         for k, p in paths.items()
     }
     x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
     feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
-    for k, s in sessions.items():
-        for _ in range(runs):
-            s.run(None, feeds[k])
-    times = _time_in_turn([(s, feeds[k]) for k, s in sessions.items()], rounds, runs, warmup=0)
+    with caller_pinned(threads):
+        for k, s in sessions.items():
+            for _ in range(runs):
+                s.run(None, feeds[k])
+        times = _time_in_turn(
+            [(s, feeds[k]) for k, s in sessions.items()], rounds, runs, 0, min_time_s
+        )
     return {
         k: statistics.median(statistics.fmean(r) for r in per_round)
         for k, per_round in zip(sessions, times, strict=True)
@@ -94,19 +105,36 @@ def no_spinning(options: Any) -> Any:
 
 
 def _time_in_turn(
-    models: list[tuple[Any, dict[str, Any]]], rounds: int, runs: int, warmup: int
+    models: list[tuple[Any, dict[str, Any]]],
+    rounds: int,
+    runs: int,
+    warmup: int,
+    min_time_s: float = 0.0,
 ) -> list[list[list[float]]]:
     """Times sessions in turn (A, B, C, A, B, C, …): ``rounds`` times, each session runs
     ``warmup`` untimed inferences and then ``runs`` timed ones.
 
     Args:
         models: Each session with its feed.
+        rounds: The fewest rounds.
+        runs: Timed inferences per session and round.
+        warmup: Untimed inferences per session and round.
+        min_time_s: Rounds go on until this long has passed (at most
+            :data:`MAX_ROUNDS_FACTOR` × ``rounds``): this shared VM switches between states
+            that last a second or more, in which a small student's ratio to a large teacher
+            differs by up to 20 % (the teacher 0.40 ms and a student 0.077 ms in one, 0.43
+            and 0.063 ms in the next), so a sitting of a tenth of a second reads one state.
 
     Returns:
         Per session, per round, the milliseconds of each timed inference.
     """
     times: list[list[list[float]]] = [[] for _ in models]
-    for _ in range(rounds):
+    start = time.perf_counter()
+    done = 0
+    while done < rounds or (
+        time.perf_counter() - start < min_time_s and done < MAX_ROUNDS_FACTOR * rounds
+    ):
+        done += 1
         for (session, feed), out in zip(models, times, strict=True):
             for _ in range(warmup):
                 session.run(None, feed)
@@ -220,6 +248,7 @@ def _session(
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
     no_spinning(so)
+    pin_workers(so, threads)
     try:
         session, graph = session_with_graph(so, path, provider)
         kernels = kernel_counts(graph)
@@ -231,15 +260,21 @@ def _session(
 
 
 def measure_local_many(
-    paths: list[Path], profile: DeviceProfile, *, rounds: int = 40, runs: int = 5
+    paths: list[Path],
+    profile: DeviceProfile,
+    *,
+    rounds: int = 40,
+    runs: int = 5,
+    min_time_s: float = MIN_TIME_IN_TURN_S,
 ) -> list[LatencyResult]:
     """Latency of several models timed in turn on this machine (A, B, C, A, B, C, …).
 
     Every model gets its own session first (the profile's provider and threads); then each
     round times ``runs`` single inferences of every model after 3 untimed ones, so drift
-    between minutes hits every model alike. Each result summarises a model's
-    ``rounds × runs`` inference times. Models whose files add up to more than
-    :data:`MAX_OPEN_BYTES` are timed in groups that stay under it (each group in turn).
+    between minutes hits every model alike; rounds go on until ``min_time_s`` has passed
+    (see :func:`_time_in_turn`). Each result summarises a model's inference times. Models
+    whose files add up to more than :data:`MAX_OPEN_BYTES` are timed in groups that stay
+    under it (each group in turn).
 
     Raises:
         ModelError: If a model cannot be loaded.
@@ -254,16 +289,18 @@ def measure_local_many(
             held = 0
         groups[-1].append(p)
         held += size
-    return [r for group in groups for r in _timed_in_turn(group, profile, rounds, runs)]
+    return [r for group in groups for r in _timed_in_turn(group, profile, rounds, runs, min_time_s)]
 
 
 def _timed_in_turn(
-    paths: list[Path], profile: DeviceProfile, rounds: int, runs: int
+    paths: list[Path], profile: DeviceProfile, rounds: int, runs: int, min_time_s: float
 ) -> list[LatencyResult]:
     spec = profile.runtime
     sessions = [_session(p, spec.providers, spec.threads) for p in paths]
     try:
-        times = _time_in_turn([(s[0], random_feed(s[0])) for s in sessions], rounds, runs, 3)
+        with caller_pinned(max(s[2] for s in sessions)):
+            feeds = [(s[0], random_feed(s[0])) for s in sessions]
+            times = _time_in_turn(feeds, rounds, runs, 3, min_time_s)
     except Exception as err:
         raise LatencyError(f"inference failed in onnxruntime ({err})") from None
     return [
@@ -317,17 +354,18 @@ def measure_onnx(
     path = Path(onnx_path)
     session, provider, threads, kernels, notes = _session(path, providers, threads)
     feed = random_feed(session)
+    times: list[float] = []
     try:
-        for _ in range(warmup):
-            session.run(None, feed)
-        times: list[float] = []
-        start = time.perf_counter()
-        while len(times) < max_runs and (
-            len(times) < runs or time.perf_counter() - start < min_time_s
-        ):
-            t0 = time.perf_counter()
-            session.run(None, feed)
-            times.append((time.perf_counter() - t0) * 1e3)
+        with caller_pinned(threads):
+            for _ in range(warmup):
+                session.run(None, feed)
+            start = time.perf_counter()
+            while len(times) < max_runs and (
+                len(times) < runs or time.perf_counter() - start < min_time_s
+            ):
+                t0 = time.perf_counter()
+                session.run(None, feed)
+                times.append((time.perf_counter() - t0) * 1e3)
     except Exception as err:
         raise LatencyError(f"{path}: inference failed in onnxruntime ({err})") from None
     return summarize(

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: Rounds of the confirmation (each times every leader and the teacher in turn).
 CONFIRM_ROUNDS = 30
+#: The confirmation goes on at least this long (seconds), across the machine's states.
+CONFIRM_MIN_TIME_S = 6.0
 
 
 def latency_confirmation(run: StageRun) -> Confirmation | None:
@@ -92,7 +94,7 @@ def confirm_latency(
         if progress is not None:
             progress(f"timing {len(todo)} leading student(s) again in turn with the teacher")
         paths = [reference, *(ctx.run_dir / c.artifacts["onnx"] for c in todo)]
-        times = measure_local_many(paths, ctx.profile, rounds=rounds)
+        times = measure_local_many(paths, ctx.profile, rounds=rounds, min_time_s=CONFIRM_MIN_TIME_S)
         teacher_now = max(times[0].median_ms, 1e-9)
         for cand, lat in zip(todo, times[1:], strict=True):
             ratio = lat.median_ms / teacher_now

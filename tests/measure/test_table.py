@@ -232,14 +232,18 @@ def test_whole_models_are_timed_in_turn(tmp_path, monkeypatch):
         dict(zip("ab", paths, strict=True)), SHAPE, rounds=2, runs=3
     )
     assert set(side_by_side) == {"a", "b"} and all(v > 0 for v in side_by_side.values())
-    results = measure_local_many(paths, profile, rounds=2, runs=3)
+    results = measure_local_many(paths, profile, rounds=2, runs=3, min_time_s=0)
     assert [r.runs for r in results] == [6, 6] and all(r.min_ms > 0 for r in results)
+    # by default the rounds go on across the machine's states (at least a second or so),
+    # every model timed in each round
+    longer = measure_local_many(paths, profile, rounds=1, runs=1, min_time_s=0.2)
+    assert longer[0].runs == longer[1].runs > 1
     assert all(r.source == "local" and r.min_ms <= r.median_ms for r in results)
     with pytest.raises(ModelError, match="no such file"):
         measure_local_many([tmp_path / "missing.onnx"], profile, rounds=1, runs=1)
     # models too large to hold open together are timed in groups, every one still measured
     monkeypatch.setattr(latency, "MAX_OPEN_BYTES", paths[0].stat().st_size)
-    grouped = measure_local_many(paths, profile, rounds=1, runs=2)
+    grouped = measure_local_many(paths, profile, rounds=1, runs=2, min_time_s=0)
     assert [r.runs for r in grouped] == [2, 2]
 
 
