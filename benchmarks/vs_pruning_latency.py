@@ -59,6 +59,8 @@ from hwcompress.search import SearchConfig, run_search
 from hwcompress.train import DistillConfig, TeacherLogits, TrainConfig, distill, evaluate
 
 RESULTS = Path(__file__).parent / "results"
+#: Each grid's timing (and each re-timing of a grid's choice) lasts this long at least (s).
+GRID_MIN_TIME_S = 6.0
 #: Torch-Pruning variants: (label, global pruning, round_to).
 TP_VARIANTS = (
     ("Torch-Pruning uniform L1", False, None),
@@ -111,7 +113,7 @@ def tp_at_latency(
         models[r] = tp_pruned(teacher, shape, r, global_, round_to)
         paths[r] = export_fp32(models[r], shape, work / f"tp-{int(global_)}-{round_to}-{r}.onnx")
     res = measure_local_many(
-        [teacher_onnx, *paths.values()], profile, rounds=15, runs=5, min_time_s=6.0
+        [teacher_onnx, *paths.values()], profile, rounds=15, runs=5, min_time_s=GRID_MIN_TIME_S
     )
     t_ms = res[0].median_ms
     ratios = {r: x.median_ms / t_ms for r, x in zip(grid, res[1:], strict=True)}
@@ -121,7 +123,7 @@ def tp_at_latency(
     limit = 0.97 * target_ratio
     for r in sorted(r for r in grid if ratios[r] <= limit):
         again = measure_local_many(
-            [teacher_onnx, paths[r]], profile, rounds=30, runs=5, min_time_s=6.0
+            [teacher_onnx, paths[r]], profile, rounds=30, runs=5, min_time_s=GRID_MIN_TIME_S
         )
         ratios[r] = again[1].median_ms / again[0].median_ms
         if ratios[r] <= limit:
@@ -183,7 +185,9 @@ def fastnas_at_latency(
             tried.append({"flops": share, "error": str(err)[:120]})
             continue
         path = export_fp32(pruned, shape, work / f"fastnas-{i}.onnx")
-        res = measure_local_many([teacher_onnx, path], profile, rounds=15, runs=5, min_time_s=6.0)
+        res = measure_local_many(
+            [teacher_onnx, path], profile, rounds=15, runs=5, min_time_s=GRID_MIN_TIME_S
+        )
         ratio = res[1].median_ms / res[0].median_ms
         tried.append({"flops": share, "latency_ratio": ratio, "s": time.perf_counter() - t0})
         if ratio <= 0.97 * target_ratio:

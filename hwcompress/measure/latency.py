@@ -21,7 +21,6 @@ from hwcompress.fmt import human_bytes
 from hwcompress.hardware.profile import DeviceProfile
 from hwcompress.hardware.sections import SourceName
 from hwcompress.measure.ort_graph import choose_provider, kernel_counts, session_with_graph
-from hwcompress.measure.pinning import caller_pinned, pin_workers
 from hwcompress.measure.result import LatencyResult, summarize
 
 #: The largest input tensor a measurement allocates (a file may declare any size).
@@ -68,20 +67,16 @@ def interleaved_latency(
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     no_spinning(opts)
-    pin_workers(opts, threads)
     sessions = {
         k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
         for k, p in paths.items()
     }
     x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
     feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
-    with caller_pinned(threads):
-        for k, s in sessions.items():
-            for _ in range(runs):
-                s.run(None, feeds[k])
-        times = _time_in_turn(
-            [(s, feeds[k]) for k, s in sessions.items()], rounds, runs, 0, min_time_s
-        )
+    for k, s in sessions.items():
+        for _ in range(runs):
+            s.run(None, feeds[k])
+    times = _time_in_turn([(s, feeds[k]) for k, s in sessions.items()], rounds, runs, 0, min_time_s)
     return {
         k: statistics.median(statistics.fmean(r) for r in per_round)
         for k, per_round in zip(sessions, times, strict=True)
@@ -248,7 +243,6 @@ def _session(
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
     no_spinning(so)
-    pin_workers(so, threads)
     try:
         session, graph = session_with_graph(so, path, provider)
         kernels = kernel_counts(graph)
@@ -298,9 +292,8 @@ def _timed_in_turn(
     spec = profile.runtime
     sessions = [_session(p, spec.providers, spec.threads) for p in paths]
     try:
-        with caller_pinned(max(s[2] for s in sessions)):
-            feeds = [(s[0], random_feed(s[0])) for s in sessions]
-            times = _time_in_turn(feeds, rounds, runs, 3, min_time_s)
+        models = [(s[0], random_feed(s[0])) for s in sessions]
+        times = _time_in_turn(models, rounds, runs, 3, min_time_s)
     except Exception as err:
         raise LatencyError(f"inference failed in onnxruntime ({err})") from None
     return [
@@ -356,16 +349,15 @@ def measure_onnx(
     feed = random_feed(session)
     times: list[float] = []
     try:
-        with caller_pinned(threads):
-            for _ in range(warmup):
-                session.run(None, feed)
-            start = time.perf_counter()
-            while len(times) < max_runs and (
-                len(times) < runs or time.perf_counter() - start < min_time_s
-            ):
-                t0 = time.perf_counter()
-                session.run(None, feed)
-                times.append((time.perf_counter() - t0) * 1e3)
+        for _ in range(warmup):
+            session.run(None, feed)
+        start = time.perf_counter()
+        while len(times) < max_runs and (
+            len(times) < runs or time.perf_counter() - start < min_time_s
+        ):
+            t0 = time.perf_counter()
+            session.run(None, feed)
+            times.append((time.perf_counter() - t0) * 1e3)
     except Exception as err:
         raise LatencyError(f"{path}: inference failed in onnxruntime ({err})") from None
     return summarize(
