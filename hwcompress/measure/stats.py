@@ -174,7 +174,9 @@ def analyze_module(
     convolution is folded into it, so the figures equal those of the exported ONNX file.
 
     Args:
-        model: The model; it is traced, not modified.
+        model: The model; it is traced, not modified. A ``torch.fx.GraphModule`` (a built
+            student) is read as it is, without a second trace; only its nodes' shape
+            metadata is written.
         input_shape: Shape of one input batch, e.g. ``(1, 1, 8, 8)``.
         weight_bits: Bit-width of the ``weight`` parameter per module name; others use
             ``default_weight_bits``. Biases are counted at 32 bits.
@@ -189,7 +191,7 @@ def analyze_module(
         ModelError: If the model cannot be traced or run on a zero input of that shape.
     """
     weight_bits = dict(weight_bits or {})
-    gm = trace(model)
+    gm = model if isinstance(model, torch.fx.GraphModule) else trace(model)
     propagate_shapes(gm, input_shape)
     modules = dict(gm.named_modules())
     act_bytes = activation_bits / 8

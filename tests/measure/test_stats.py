@@ -125,3 +125,36 @@ def test_torchvision_resnet18_macs_match_published_figure():
     # batch-norm's scale folds into its conv's weights and its shift becomes the conv's bias
     bn_channels = sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     assert s.params == sum(p.numel() for p in model.parameters()) - bn_channels == 11_684_712
+
+
+def test_built_student_is_counted_without_a_second_trace(tiny_net, monkeypatch):
+    """A built student is a GraphModule: it is counted as it is, with the figures a fresh
+    trace of the same computation gives."""
+    from hwcompress.arch import build_student
+
+    spec = build_spec(tiny_net, (1, 1, 8, 8))
+    key = spec.shrinkable[0].key
+    student = build_student(tiny_net, Genome(width={key: 0.5}), (1, 1, 8, 8), spec=spec)
+
+    class Wrapper(nn.Module):  # traced through: the GraphModule is not a leaf
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    fresh = analyze_module(Wrapper(student), (1, 1, 8, 8))
+    import hwcompress.measure.stats as stats_module
+
+    traces: list[nn.Module] = []
+    real_trace = stats_module.trace
+    monkeypatch.setattr(stats_module, "trace", lambda m: traces.append(m) or real_trace(m))
+    counted = analyze_module(student, (1, 1, 8, 8))
+    assert traces == []
+    assert (counted.params, counted.macs, counted.peak_activation_bytes) == (
+        fresh.params,
+        fresh.macs,
+        fresh.peak_activation_bytes,
+    )
+    assert counted.params < analyze_module(tiny_net, (1, 1, 8, 8)).params
