@@ -30,7 +30,7 @@ after each (target, seed); ``--append`` keeps earlier rows, so seeds can run in 
 sittings with the same code.
 
 Usage: python benchmarks/vs_pruning_latency.py [--targets 3,5] [--seeds 0,1,2]
-       [--budget-minutes 15] [--final-epochs 10] [--append]
+       [--budget-minutes 15] [--final-epochs 10] [--append] [--search-only]
 """
 
 from __future__ import annotations
@@ -216,6 +216,12 @@ def main() -> None:
         "--append", action="store_true", help="keep the rows of earlier runs in the table"
     )
     parser.add_argument("--no-fastnas", action="store_true", help="leave ModelOpt out")
+    parser.add_argument(
+        "--search-only",
+        action="store_true",
+        help="the search's product alone (a code change measured against earlier rows of the "
+        "peers, whose students and distillation do not depend on the search)",
+    )
     args = parser.parse_args()
     skipped: list[str] = []
     out = args.out or RESULTS / f"vs_pruning_latency_{args.dataset}.md"
@@ -281,7 +287,7 @@ def main() -> None:
                 f"hwcompress ({result.best.stage}, {label})": build_student(model, genome, shape)
             }
             pruning = {}
-            for name, global_, round_to in TP_VARIANTS:
+            for name, global_, round_to in () if args.search_only else TP_VARIANTS:
                 student, ratio, measured = tp_at_latency(
                     model, teacher_onnx, shape, 1 / factor, global_, round_to, profile, work
                 )
@@ -293,7 +299,7 @@ def main() -> None:
                     continue
                 contenders[name] = student
                 pruning[name] = {"pruning_ratio": ratio, "grid_latency_ratio": measured}
-            if not args.no_fastnas:
+            if not (args.no_fastnas or args.search_only):
                 student, info = fastnas_at_latency(
                     model, teacher_onnx, data, 1 / factor, profile, work
                 )

@@ -153,3 +153,33 @@ POLICIES: dict[str, Callable[..., nn.Module]] = {
     StageName.SHRINKAGE: ShrinkPolicy,
     StageName.QUANTIZATION: BitWidthPolicy,
 }
+
+
+def grid_widths(widths: list[float], size: Callable[[list[int]], float], limit: float) -> list[int]:
+    """The policy's width choices (indices into ``WIDTH_CHOICES``) closest to ``widths``
+    whose student is no larger than ``limit``.
+
+    Rounding each width to its nearest choice can give a much larger student than the one
+    demonstrated (parameters grow with the square of the width, so rounding 0.35 up to 0.4
+    adds 30 % to a layer), and the policy would then explore around a student that loses
+    compression the demonstrated one had. Each width starts at the choice at or below it and
+    is raised, closest first, while the student stays within ``limit``.
+
+    Args:
+        widths: The demonstrated width multiplier of each item.
+        size: The student's size for a list of choice indices.
+        limit: The demonstrated student's size.
+    """
+    top = len(WIDTH_CHOICES) - 1
+    choice = [
+        max((i for i, c in enumerate(WIDTH_CHOICES) if c <= w + 1e-9), default=0) for w in widths
+    ]
+    up = [
+        i for i, w in enumerate(widths) if choice[i] < top and WIDTH_CHOICES[choice[i]] < w - 1e-9
+    ]
+    for i in sorted(up, key=lambda i: WIDTH_CHOICES[choice[i] + 1] - widths[i]):
+        trial = list(choice)
+        trial[i] += 1
+        if size(trial) <= limit:
+            choice = trial
+    return choice

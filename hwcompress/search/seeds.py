@@ -8,7 +8,11 @@ parameters``, each clipped to the size caps of the profile and the run's targets
   filters that write it (summed over a group's tied producers), divided by its group's mean
   score so layers of different scale compare (Torch-Pruning's global magnitude pruning with
   mean normalisation), one threshold for the whole network. The surgery keeps the same
-  channels: within a group it ranks by the same L1 scores.
+  channels: within a group it ranks by the same L1 scores;
+- ``l1/ms`` (latency-matched only): the same scores divided by what a channel of its group
+  costs in time on the device (:func:`time_scores`), so one threshold cuts where the time
+  is spent — early, high-resolution layers — rather than where the parameters are (HALP's
+  importance per unit of latency).
 
 The quantization stage's seeds are uniform bit-widths, one per width the device runs.
 Seeds are journaled like any candidate, with ``method: baseline``; they never update a policy.
@@ -36,6 +40,9 @@ from hwcompress.search.target import (
 SEED_RATIOS = (2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0)
 #: The smallest share of a group's channels a seed keeps.
 MIN_KEEP = 0.05
+#: A group's per-channel time cost, relative to the mean group's, is counted as at least
+#: this share (a group the predictor calls free is not kept whole for nothing).
+MIN_COST_SHARE = 0.1
 #: A latency-matched seed checked by measurement stays within this share of the budget (the
 #: trained student is timed again, and timings on a shared machine vary by a few per cent).
 MEASURED_MARGIN = 0.95
@@ -43,6 +50,10 @@ MEASURED_MARGIN = 0.95
 #: are left out: far faster than asked, they lose accuracy for nothing and cost the search
 #: time its policies need.
 NEAR_BUDGET = 0.5
+#: The same share in a run with a target (accuracy alone ranks the students that meet it): a
+#: rung well under the budget can only lose to the latency-matched students, and each one
+#: evaluated is a policy rollout fewer.
+NEAR_BUDGET_TARGET = 0.8
 
 
 def channel_scores(teacher: nn.Module, spec: ArchSpec) -> dict[str, torch.Tensor]:
@@ -59,6 +70,30 @@ def channel_scores(teacher: nn.Module, spec: ArchSpec) -> dict[str, torch.Tensor
         s = _importance(a, root)
         scores[key] = s / s.mean().clamp_min(1e-12)
     return scores
+
+
+def time_scores(
+    scores: dict[str, torch.Tensor],
+    spec: ArchSpec,
+    base: Genome,
+    latency: LatencyPredictor,
+) -> dict[str, torch.Tensor]:
+    """Channel scores per millisecond: each group's L1 scores divided by the time one of its
+    channels costs in ``base`` (the latency saved by halving the group alone, per channel
+    removed, from the predictor), that cost relative to the mean group's and at least
+    :data:`MIN_COST_SHARE` of it."""
+    from hwcompress.search.features import group_sensitivity
+
+    keys = [k for k in present_groups(spec, base) if k in scores]
+    if not keys:
+        return {}
+    share = group_sensitivity(spec, keys, latency, base)
+    channels = {g.key: g.channels for g in spec.shrinkable}
+    per_channel = {k: share[k] / max(1.0, base.width.get(k, 1.0) * channels[k] / 2) for k in keys}
+    mean = sum(per_channel.values()) / len(keys)
+    if mean <= 0:
+        return {k: scores[k] for k in keys}
+    return {k: scores[k] / max(per_channel[k] / mean, MIN_COST_SHARE) for k in keys}
 
 
 def uniform_genome(spec: ArchSpec, base: Genome, multiple: int = 1) -> Callable[[float], Genome]:
@@ -153,13 +188,15 @@ def width_seeds(
     latency: LatencyPredictor | None = None,
     multiple: int = 1,
     measured: LatencyPredictor | None = None,
+    near_budget: float = NEAR_BUDGET,
 ) -> list[tuple[str, Genome]]:
     """The uniform and global-L1 seeds of ``base`` at each ratio of the ladder.
 
     With a ``latency_ms`` cap and a ``latency`` predictor, every rung is also scaled to the
     predicted latency budget, and each family adds its largest student within that budget
-    (``uniform latency 3.1x``): Torch-Pruning's practice of pruning until fast enough.
-    Rungs then predicted under :data:`NEAR_BUDGET` of the budget are left out. With a
+    (``uniform latency 3.1x``): Torch-Pruning's practice of pruning until fast enough;
+    ``l1/ms`` adds its latency-matched student alone (:func:`time_scores`). Rungs then
+    predicted under ``near_budget`` of the budget are left out. With a
     ``measured`` latency too, the latency-matched students are checked by timing them
     (:func:`match_measured`, within :data:`MEASURED_MARGIN` of the budget): a prediction a
     few per cent off, or channel counts in coarse steps, would leave them short of it.
@@ -175,6 +212,8 @@ def width_seeds(
         latency: Predicts a student's latency (ms) for a ``latency_ms`` cap.
         multiple: Channel counts are snapped to multiples of it.
         measured: Measures an untrained student's latency (ms) on the device.
+        near_budget: The share of a latency budget a ladder rung must be predicted to
+            spend (:data:`NEAR_BUDGET`, or :data:`NEAR_BUDGET_TARGET` in a target run).
 
     Returns:
         ``(label, genome)`` pairs, distinct genomes only, largest first per family.
@@ -187,7 +226,12 @@ def width_seeds(
     scores = channel_scores(teacher, spec) if l1 else {}
     if scores:
         families["l1"] = l1_genome(spec, base, scores, multiple)
-    floor = NEAR_BUDGET * caps["latency_ms"] if matched else 0.0
+    if scores and matched:
+        assert latency is not None
+        per_ms = time_scores(scores, spec, base, latency)
+        if per_ms:
+            families["l1/ms"] = l1_genome(spec, base, per_ms, multiple)
+    floor = near_budget * caps["latency_ms"] if matched else 0.0
     sizes = {k: v for k, v in caps.items() if k != "latency_ms"}
 
     def allowed(g: Genome) -> bool:
@@ -198,6 +242,8 @@ def width_seeds(
     seen: set[str] = set()
     for name, make in families.items():
         for i, ratio in enumerate(ladder):
+            if name == "l1/ms" and i > 0:
+                break  # the latency-matched student alone: the ladder is in parameters
             limit = teacher_params / ratio
 
             def ok(g: Genome, limit: float = limit) -> bool:

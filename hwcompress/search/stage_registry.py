@@ -3,10 +3,11 @@ run and the stages, so neither imports the other)."""
 
 from __future__ import annotations
 
+from hwcompress.search.channels_stage import ChannelsStage
 from hwcompress.search.kernel_stage import KernelStage
 from hwcompress.search.names import StageName
 from hwcompress.search.quant_stage import QuantizationStage
-from hwcompress.search.stages import ChannelsStage, RemovalStage, ShrinkageStage, Stage
+from hwcompress.search.stages import RemovalStage, ShrinkageStage, Stage
 
 __all__ = ["stage_registry"]
 

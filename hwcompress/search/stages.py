@@ -13,7 +13,6 @@ and one entry of :func:`hwcompress.search.stage_registry.stage_registry`. Stages
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,13 +29,24 @@ from hwcompress.search.features import (
 )
 from hwcompress.search.methods import METHODS, StageController
 from hwcompress.search.names import StageName
-from hwcompress.search.policies import WIDTH_CHOICES
-from hwcompress.search.seeds import width_seeds
+from hwcompress.search.policies import WIDTH_CHOICES, grid_widths
+from hwcompress.search.seeds import NEAR_BUDGET, NEAR_BUDGET_TARGET, width_seeds
 from hwcompress.search.steer import untrained_latency
 from hwcompress.search.target import fit_genome, fits
 
 if TYPE_CHECKING:
     from hwcompress.search.run_api import StageRun
+
+#: The shrinkage policy's rollouts go to the carried structures whose best student so far
+#: scores within this share of the best one's (the others only take rollouts from them).
+BASE_MARGIN = 0.03
+
+Prepared = tuple[Genome, list[str], torch.Tensor]
+
+
+def near_budget(run: StageRun) -> float:
+    """The share of a latency budget the seeds' ladder rungs must spend in this run."""
+    return NEAR_BUDGET_TARGET if run.ctx.reward_config.objective == "accuracy" else NEAR_BUDGET
 
 
 class Stage:
@@ -83,7 +93,13 @@ class PolicyStage(Stage):
             latency=run.latency,
             multiple=run.multiple,
             measured=untrained_latency(run.ctx) if run.latency is not None else None,
+            near_budget=near_budget(run),
         )
+
+    def worth_sampling(self, run: StageRun, prepared: list[Prepared]) -> list[Prepared]:
+        """The prepared bases the policy's rollouts go to, once the seeds are evaluated
+        (best first; here all of them, in order)."""
+        return prepared
 
     def fit(self, run: StageRun, genome: Genome) -> Genome:
         """The genome clamped to the run's size caps and predicted latency budget (AMC's
@@ -153,10 +169,6 @@ class PolicyStage(Stage):
             controller.load_state_dict(torch.load(latest, weights_only=True))
         deadline = run.clock.deadline(self.name)
         seeds = self.seeds(run, base0, items0) if config.seed_ratios else []
-        if len(prepared) > 1:
-            run.reporter.message(
-                f"{self.name}: starting from the run's {len(prepared)} best structures"
-            )
         if seeds and start_ep == 0:
             run.reporter.seeds(self.name, len(seeds))
             run.evaluate_episode(
@@ -166,6 +178,12 @@ class PolicyStage(Stage):
                 "baseline",
                 labels=[s for s, _ in seeds],
                 deadline=deadline,
+            )
+        prepared = self.worth_sampling(run, prepared)
+        base0, items0, _ = prepared[0]
+        if len(prepared) > 1:
+            run.reporter.message(
+                f"{self.name}: starting from the run's {len(prepared)} best structures"
             )
         imitate = getattr(controller, "imitate", None)
         if start_ep == 0 and imitate is not None and self.name not in run.init_state:
@@ -285,9 +303,38 @@ class ShrinkageStage(PolicyStage):
                     latency=run.latency,
                     multiple=run.multiple,
                     measured=measured,
+                    near_budget=near_budget(run),
                 )
             ]
         return seeds
+
+    def worth_sampling(self, run: StageRun, prepared: list[Prepared]) -> list[Prepared]:
+        """The carried structures whose best eligible student so far (this stage's seeds
+        counted, its own samples not, so a resumed run decides alike) scores within
+        :data:`BASE_MARGIN` of the best one's, best first: a structure that is clearly
+        behind after its own seeds would take a share of every episode's rollouts for
+        students that cannot win. All of them when none has an eligible student yet."""
+        if len(prepared) < 2:
+            return prepared
+        best: dict[str, float] = {}
+        for c in run.floats():
+            if not run.score.eligible(c) or (c.stage == self.name and c.episode >= 0):
+                continue
+            key = Genome.from_dict(c.genome).structure().key()
+            best[key] = max(best.get(key, float("-inf")), run.score(c))
+        scored = [(best.get(p[0].structure().key()), p) for p in prepared]
+        known = [s for s, _ in scored if s is not None]
+        if not known:
+            return prepared
+        top = max(known)
+        kept = [(s, p) for s, p in scored if s is not None and s >= top * (1 - BASE_MARGIN)]
+        kept.sort(key=lambda sp: -sp[0])
+        if len(kept) < len(prepared):
+            run.reporter.message(
+                f"{self.name}: {len(prepared) - len(kept)} of the {len(prepared)} carried "
+                f"structures left out (their best student is over {BASE_MARGIN:.0%} behind)"
+            )
+        return [p for _, p in kept]
 
     def demonstration(self, run: StageRun, base: Genome, items: list[str]) -> list[int] | None:
         structure = base.structure().key()
@@ -309,75 +356,4 @@ class ShrinkageStage(PolicyStage):
             [width.get(k, 1.0) for k in items],
             lambda choice: size(self.genome(run, base, items, choice)),
             size(Genome.from_dict(best.genome)),
-        )
-
-
-def grid_widths(widths: list[float], size: Callable[[list[int]], float], limit: float) -> list[int]:
-    """The policy's width choices (indices into ``WIDTH_CHOICES``) closest to ``widths``
-    whose student is no larger than ``limit``.
-
-    Rounding each width to its nearest choice can give a much larger student than the one
-    demonstrated (parameters grow with the square of the width, so rounding 0.35 up to 0.4
-    adds 30 % to a layer), and the policy would then explore around a student that loses
-    compression the demonstrated one had. Each width starts at the choice at or below it and
-    is raised, closest first, while the student stays within ``limit``.
-
-    Args:
-        widths: The demonstrated width multiplier of each item.
-        size: The student's size for a list of choice indices.
-        limit: The demonstrated student's size.
-    """
-    top = len(WIDTH_CHOICES) - 1
-    choice = [
-        max((i for i, c in enumerate(WIDTH_CHOICES) if c <= w + 1e-9), default=0) for w in widths
-    ]
-    up = [
-        i for i, w in enumerate(widths) if choice[i] < top and WIDTH_CHOICES[choice[i]] < w - 1e-9
-    ]
-    for i in sorted(up, key=lambda i: WIDTH_CHOICES[choice[i] + 1] - widths[i]):
-        trial = list(choice)
-        trial[i] += 1
-        if size(trial) <= limit:
-            choice = trial
-    return choice
-
-
-class ChannelsStage(ShrinkageStage):
-    """drl-prune's channel stage: a DDPG agent's continuous keep ratio per group under a
-    MACs budget (the agent clamps its own actions to the budget)."""
-
-    name = StageName.CHANNELS
-
-    def bases(self, run: StageRun) -> list[Genome]:
-        return [run.start]
-
-    def genome(self, run: StageRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
-        from hwcompress.search.ddpg import with_widths
-
-        return with_widths(base, items, actions, complete=True)
-
-    def fit(self, run: StageRun, genome: Genome) -> Genome:
-        return genome
-
-    def macs_target(self, run: StageRun) -> float:
-        """The agent's MACs budget: the FLOPs target, tightened by the run's MACs cap."""
-        from hwcompress.search.ddpg import macs_target
-
-        return macs_target(
-            run.ctx.teacher_metrics["macs"], run.config.flops_target, run.caps.get("macs")
-        )
-
-    def seeds(self, run: StageRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
-        caps = {**run.caps, "macs": self.macs_target(run)}
-        return width_seeds(run.ctx.teacher, run.ctx.spec, run.start, caps, run.config.seed_ratios)
-
-    def controller(self, run: StageRun, base: Genome, items: list[str]) -> StageController:
-        from hwcompress.search.ddpg import DDPGConfig, DDPGController, MacsBudget
-
-        agent = DDPGConfig()
-        target = self.macs_target(run)
-        return DDPGController(
-            MacsBudget(run.ctx.spec, base, items, target, agent.min_keep),
-            agent,
-            seed=run.config.seed,
         )

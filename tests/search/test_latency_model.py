@@ -18,7 +18,13 @@ from hwcompress.search.latency_model import (
     calibration_genomes,
     genome_features,
 )
-from hwcompress.search.seeds import MEASURED_MARGIN, NEAR_BUDGET, uniform_genome, width_seeds
+from hwcompress.search.seeds import (
+    MEASURED_MARGIN,
+    NEAR_BUDGET,
+    NEAR_BUDGET_TARGET,
+    uniform_genome,
+    width_seeds,
+)
 from hwcompress.search.target import LATENCY_MARGIN, fit_genome, fits, snap, snap_genome
 
 
@@ -189,6 +195,23 @@ def test_under_a_latency_budget_the_ladder_stops_near_it(vgg):
     sizes = width_seeds(model, spec, Genome(), {}, ratios, multiple=16)
     assert len(sizes) > len(seeds)
     assert min(predict(g) for _, g in sizes) < NEAR_BUDGET * 2.0
+    # in a target run the rungs must come closer still; the latency-matched students stay
+    near = width_seeds(
+        model,
+        spec,
+        Genome(),
+        caps,
+        ratios,
+        latency=predict,
+        multiple=16,
+        near_budget=NEAR_BUDGET_TARGET,
+    )
+    rungs = [g for label, g in near if "latency" not in label]
+    assert all(predict(g) >= NEAR_BUDGET_TARGET * 2.0 for g in rungs)
+    assert len(near) < len(seeds)
+    assert [lab for lab, _ in near if "latency" in lab] == [
+        lab for lab, _ in seeds if "latency" in lab
+    ]
 
 
 @pytest.mark.parametrize("device_speed", [0.7, 1.4])
@@ -230,15 +253,16 @@ def test_a_measured_match_walks_from_the_prediction_to_the_budget(vgg, device_sp
 def test_a_structure_with_removals_gets_its_latency_matched_seeds_alone(vgg):
     # A latency target beyond every full-depth student leaves the start's ladder empty; the
     # shrinkage stage then prunes each carried structure with removals until it is fast
-    # enough: no ladder of ratios, only its latency-matched uniform and global-L1 students,
-    # which keep the removal and fill the predicted budget.
+    # enough: no ladder of ratios, only its latency-matched uniform, global-L1 and
+    # L1-per-millisecond students, which keep the removal and fill the predicted budget.
     model, spec = vgg
     predict = _padded_predictor(spec)
     unit = spec.removable[-1].name
     structure = Genome(keep={unit: False})
     caps = {"latency_ms": 3.0}
     seeds = dict(width_seeds(model, spec, structure, caps, (), latency=predict, multiple=16))
-    assert {lab.split(" ")[0] for lab in seeds} == {"uniform", "l1"}
+    assert {lab.split(" ")[0] for lab in seeds} <= {"uniform", "l1", "l1/ms"}
+    assert {"uniform", "l1"} <= {lab.split(" ")[0] for lab in seeds}
     assert all(" latency " in lab for lab in seeds)
     for g in seeds.values():
         assert g.keep == {unit: False}
@@ -247,3 +271,25 @@ def test_a_structure_with_removals_gets_its_latency_matched_seeds_alone(vgg):
     # without a latency cap there is nothing to match, and no ladder was asked for
     assert width_seeds(model, spec, structure, {}, (), latency=predict) == []
     assert width_seeds(model, spec, structure, caps, ()) == []
+
+
+def test_the_per_millisecond_seed_cuts_where_time_is_spent(vgg):
+    model, spec = vgg
+    predict = _padded_predictor(spec)
+    caps = {"latency_ms": 3.0}
+    seeds = dict(width_seeds(model, spec, Genome(), caps, (), latency=predict, multiple=8))
+    assert {"uniform latency", "l1 latency", "l1/ms latency"} <= {
+        label.rsplit(" ", 1)[0] for label in seeds
+    }
+    by_family = {label.rsplit(" ", 1)[0]: g for label, g in seeds.items()}
+    plain, per_ms = by_family["l1 latency"], by_family["l1/ms latency"]
+    assert predict(per_ms) <= LATENCY_MARGIN * 3.0
+    # the time a channel costs: early (high-resolution) groups cost more per channel, so the
+    # per-millisecond seed keeps fewer of them and more of the late, cheap ones
+    share = group_sensitivity(spec, [g.key for g in spec.shrinkable], predict)
+    groups = spec.shrinkable
+    cost = {g.key: share[g.key] / g.channels for g in groups}
+    dear = max(groups, key=lambda g: cost[g.key]).key
+    cheap = min(groups, key=lambda g: cost[g.key]).key
+    assert per_ms.width[dear] < plain.width[dear]
+    assert per_ms.width[cheap] > plain.width[cheap]

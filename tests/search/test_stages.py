@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from hwcompress.arch import Genome, build_spec
 from hwcompress.models import build_builtin
-from hwcompress.search.policies import WIDTH_CHOICES
-from hwcompress.search.stages import grid_widths
+from hwcompress.search.candidate import Candidate
+from hwcompress.search.policies import WIDTH_CHOICES, grid_widths
+from hwcompress.search.product import ProductScore
+from hwcompress.search.stages import RemovalStage, ShrinkageStage
 
 
 def _params(spec, items, choice):
@@ -38,3 +42,74 @@ def test_grid_widths_keeps_widths_on_the_grid_and_clips_below_the_smallest():
 
     assert grid_widths([0.5, 1.0, 0.05], size, size([4, 9, 0])) == [4, 9, 0]
     assert grid_widths([0.37, 0.37], size, 2 * 0.37**2) == [3, 2]
+
+
+class _Run:
+    """The part of a run :meth:`ShrinkageStage.worth_sampling` reads: its float students
+    (real candidates), the run-wide score, and a reporter."""
+
+    def __init__(self, cands):
+        self._cands = cands
+        self.score = ProductScore({"params": 1e6}, 0.93, "params", "accuracy")
+        self.messages: list[str] = []
+        self.reporter = self
+
+    def floats(self):
+        return self._cands
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+def _cand(cid, genome, stage, episode, val, feasible=True):
+    return Candidate(
+        id=cid,
+        stage=stage,
+        episode=episode,
+        method="baseline" if episode < 0 else "n2n",
+        genome=genome.to_dict(),
+        metrics={"val_accuracy": val, "params": 1e4},
+        feasible=feasible,
+    )
+
+
+def test_rollouts_go_to_the_structures_close_to_the_best():
+    spec = build_spec(build_builtin("vgg"), (1, 1, 28, 28))
+    units = [u.name for u in spec.units]
+    full = Genome()
+    one = Genome(keep={units[0]: False})
+    three = Genome(keep={u: False for u in units[:3]})
+    half = {g.key: 0.5 for g in spec.shrinkable}
+    shrink = ShrinkageStage()
+    cands = [
+        _cand("a", Genome(width=half), "removal", -1, 0.90),
+        _cand("b", Genome(keep=one.keep, width=half), "removal", 0, 0.91),
+        _cand("c", Genome(keep=three.keep, width=half), "shrinkage", -1, 0.83),
+        # this stage's own samples do not count (a resumed run decides as when it started),
+        # nor do students that break a constraint
+        _cand(
+            "d",
+            Genome(keep=three.keep, width=dict(half, **{k: 0.4 for k in half})),
+            "shrinkage",
+            2,
+            0.95,
+        ),
+        _cand(
+            "e",
+            Genome(keep=three.keep, width={k: 0.9 for k in half}),
+            "removal",
+            1,
+            0.96,
+            feasible=False,
+        ),
+    ]
+    run = _Run(cands)
+    prepared = [(g, ["x"], torch.zeros(1)) for g in (full, one, three)]
+    kept = shrink.worth_sampling(run, prepared)
+    # best first; the structure 8 points behind takes no rollouts
+    assert [p[0] for p in kept] == [one, full]
+    assert run.messages and "1 of the 3" in run.messages[0]
+    # with no eligible student yet, every base is kept as it was
+    assert shrink.worth_sampling(_Run([]), prepared) == prepared
+    # the base stage keeps them all
+    assert RemovalStage().worth_sampling(run, prepared) == prepared
