@@ -30,7 +30,8 @@ after each (target, seed); ``--append`` keeps earlier rows, so seeds can run in 
 sittings with the same code.
 
 Usage: python benchmarks/vs_pruning_latency.py [--targets 3,5] [--seeds 0,1,2]
-       [--budget-minutes 15] [--final-epochs 10] [--append] [--search-only]
+       [--budget-minutes 15] [--final-epochs 10] [--append] [--search-only | --peers-only]
+       [--variants "Torch-Pruning uniform L1,Torch-Pruning global L1"]
 """
 
 from __future__ import annotations
@@ -222,7 +223,24 @@ def main() -> None:
         help="the search's product alone (a code change measured against earlier rows of the "
         "peers, whose students and distillation do not depend on the search)",
     )
+    parser.add_argument(
+        "--peers-only",
+        action="store_true",
+        help="the peers alone (added with --append to a --search-only table of the same "
+        "teacher, so that a search change and the peers can run in separate sittings)",
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(name for name, _, _ in TP_VARIANTS),
+        help="the Torch-Pruning variants, by name, comma-separated",
+    )
     args = parser.parse_args()
+    if args.search_only and args.peers_only:
+        parser.error("--search-only and --peers-only leave nothing to run; pick one")
+    known = {name for name, _, _ in TP_VARIANTS}
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if unknown := sorted(set(variants) - known):
+        parser.error(f"unknown variant(s) {unknown}; choose from {sorted(known)}")
     skipped: list[str] = []
     out = args.out or RESULTS / f"vs_pruning_latency_{args.dataset}.md"
     profile = load_profile(args.profile)
@@ -260,34 +278,42 @@ def main() -> None:
     code = _code_version()
     for factor in (float(f) for f in args.targets.split(",")):
         for seed in (int(s) for s in args.seeds.split(",")):
+            contenders: dict[str, torch.nn.Module] = {}
+            search_s = None
             t0 = time.perf_counter()
-            result = run_search(
-                SearchConfig(
-                    profile=args.profile,
-                    dataset=args.dataset,
-                    data_dir=args.data_dir,
-                    teacher_weights=str(ckpt),
-                    episodes=args.episodes,
-                    rollouts=args.rollouts,
-                    distill_epochs=args.distill_epochs,
-                    train_limit=args.train_limit,
-                    budget_minutes=args.budget_minutes,
-                    kd_weight=1.0,
-                    final_epochs=0,  # every contender gets the same final distillation below
-                    seed=seed,
-                    target=(f"latency_ms={factor:g}x",),
-                    out=str(work / f"search-{factor:g}-{seed}"),
+            result = (
+                None
+                if args.peers_only
+                else run_search(
+                    SearchConfig(
+                        profile=args.profile,
+                        dataset=args.dataset,
+                        data_dir=args.data_dir,
+                        teacher_weights=str(ckpt),
+                        episodes=args.episodes,
+                        rollouts=args.rollouts,
+                        distill_epochs=args.distill_epochs,
+                        train_limit=args.train_limit,
+                        budget_minutes=args.budget_minutes,
+                        kd_weight=1.0,
+                        final_epochs=0,  # every contender gets the same final distillation below
+                        seed=seed,
+                        target=(f"latency_ms={factor:g}x",),
+                        out=str(work / f"search-{factor:g}-{seed}"),
+                    )
                 )
             )
-            search_s = time.perf_counter() - t0
-            assert result.best is not None
-            genome = Genome.from_dict(result.best.genome)
-            label = result.best.label or result.best.method
-            contenders = {
-                f"hwcompress ({result.best.stage}, {label})": build_student(model, genome, shape)
-            }
+            if result is not None:
+                search_s = time.perf_counter() - t0
+                assert result.best is not None
+                genome = Genome.from_dict(result.best.genome)
+                label = result.best.label or result.best.method
+                contenders[f"hwcompress ({result.best.stage}, {label})"] = build_student(
+                    model, genome, shape
+                )
             pruning = {}
-            for name, global_, round_to in () if args.search_only else TP_VARIANTS:
+            chosen = [v for v in TP_VARIANTS if v[0] in variants]
+            for name, global_, round_to in () if args.search_only else chosen:
                 student, ratio, measured = tp_at_latency(
                     model, teacher_onnx, shape, 1 / factor, global_, round_to, profile, work
                 )
@@ -300,12 +326,12 @@ def main() -> None:
                 contenders[name] = student
                 pruning[name] = {"pruning_ratio": ratio, "grid_latency_ratio": measured}
             if not (args.no_fastnas or args.search_only):
-                student, info = fastnas_at_latency(
+                fast, info = fastnas_at_latency(
                     model, teacher_onnx, data, 1 / factor, profile, work
                 )
                 print("ModelOpt FastNAS:", info, flush=True)
-                if student is not None:
-                    contenders["ModelOpt FastNAS (FLOPs)"] = student
+                if fast is not None:
+                    contenders["ModelOpt FastNAS (FLOPs)"] = fast
                     pruning["ModelOpt FastNAS (FLOPs)"] = info
                 else:
                     skipped.append(
@@ -341,7 +367,7 @@ def main() -> None:
                                     result.best.metrics.get("latency_confirmed_ratio"),
                                 ]
                             }
-                            if i == 0
+                            if i == 0 and result is not None and result.best is not None
                             else {}
                         ),
                         "cpu": host_cpu(),
