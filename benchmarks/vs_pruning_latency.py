@@ -241,6 +241,7 @@ def main() -> None:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if unknown := sorted(set(variants) - known):
         parser.error(f"unknown variant(s) {unknown}; choose from {sorted(known)}")
+    chosen = () if args.search_only else [v for v in TP_VARIANTS if v[0] in variants]
     skipped: list[str] = []
     out = args.out or RESULTS / f"vs_pruning_latency_{args.dataset}.md"
     profile = load_profile(args.profile)
@@ -312,8 +313,7 @@ def main() -> None:
                     model, genome, shape
                 )
             pruning = {}
-            chosen = [v for v in TP_VARIANTS if v[0] in variants]
-            for name, global_, round_to in () if args.search_only else chosen:
+            for name, global_, round_to in chosen:
                 student, ratio, measured = tp_at_latency(
                     model, teacher_onnx, shape, 1 / factor, global_, round_to, profile, work
                 )
