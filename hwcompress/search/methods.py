@@ -45,26 +45,40 @@ class PolicyController:
         return self.learner.update([s.log_prob for s in samples], rewards)
 
     def imitate(
-        self, features: torch.Tensor, actions: list[int], steps: int = 100, lr: float = 1e-2
+        self,
+        demos: list[tuple[torch.Tensor, list[int]]],
+        steps: int = 100,
+        lr: float = 1e-2,
     ) -> float:
-        """Starts the policy near a demonstrated action sequence (the run's best student so
-        far): per step, half the probability on the demonstrated choice, some on its
-        neighbours, the rest spread, so REINFORCE explores around it rather than from
-        uniform (random search's distribution).
+        """Starts the policy near demonstrated action sequences (the run's best student so
+        far of each structure it decides for, given as that structure's features and the
+        student's actions): per step, most of the probability on the demonstrated choice,
+        some on its neighbours, the rest spread
+        (:func:`~hwcompress.search.policies.demonstration_target`), so REINFORCE explores
+        around them rather than from uniform (random search's distribution).
 
         Returns:
-            The final KL divergence from the target distributions (summed over steps).
+            The final KL divergence from the target distributions (summed over steps and
+            demonstrations).
         """
-        forced = getattr(self.policy, "teacher_forced_logits", None)
-        if forced is None or not actions:
+        step_log_probs = getattr(self.policy, "step_log_probs", None)
+        demos = [(f, a) for f, a in demos if a]
+        if step_log_probs is None or not demos:
             return 0.0
-        k = len(getattr(self.policy, "choices", ()))
-        target = torch.stack([demonstration_target(a, k) for a in actions])
+        k = len(getattr(self.policy, "choices", ())) or 2  # removal: remove or keep
+        targets = [
+            torch.stack([demonstration_target(a, k) for a in actions]) for _, actions in demos
+        ]
         optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
         kl = torch.zeros(())
         for _ in range(steps):
-            log_p = torch.log_softmax(forced(features, actions), dim=1)
-            kl = (target * (target.clamp_min(1e-12).log() - log_p)).sum()
+            kl = sum(
+                (
+                    (target * (target.clamp_min(1e-12).log() - step_log_probs(f, a))).sum()
+                    for (f, a), target in zip(demos, targets, strict=True)
+                ),
+                torch.zeros(()),
+            )
             optimizer.zero_grad()
             kl.backward()
             optimizer.step()

@@ -56,6 +56,17 @@ class RemovalPolicy(nn.Module):
         dist = torch.distributions.Bernoulli(probs=p.clamp(1e-6, 1 - 1e-6))
         return Sample(actions.tolist(), dist.log_prob(actions.float()).sum())
 
+    def step_log_probs(self, features: torch.Tensor, actions: list[int]) -> torch.Tensor:
+        """Each step's log-probabilities of remove (column 0) and keep (column 1); the steps
+        are independent given the features, so ``actions`` does not change them.
+
+        Returns:
+            Shape ``(steps, 2)``.
+        """
+        logit = self.head(self.lstm(features.unsqueeze(0))[0]).reshape(-1)
+        log_sigmoid = nn.functional.logsigmoid
+        return torch.stack([log_sigmoid(-logit), log_sigmoid(logit)], dim=1)
+
 
 class ShrinkPolicy(nn.Module):
     """Emits a width factor per step, each conditioned on the previous choice."""
@@ -113,6 +124,22 @@ class ShrinkPolicy(nn.Module):
         _, rows = self._unroll(features, lambda t, _logits: actions[t])
         return torch.stack(rows)
 
+    def step_log_probs(self, features: torch.Tensor, actions: list[int]) -> torch.Tensor:
+        """Each step's log-probabilities over the choices when the previous choices were
+        ``actions`` (teacher forcing).
+
+        Returns:
+            Shape ``(steps, choices)``.
+        """
+        return torch.log_softmax(self.teacher_forced_logits(features, actions), dim=1)
+
+
+#: Under a demonstration, the probability the removal policy gives each unit's demonstrated
+#: keep/remove decision: with the 4–12 removable units of a small CNN, a sample departs from
+#: the demonstration in one or two units (a local search around the best structure so far),
+#: where an even chance would redraw half of them (random search's distribution).
+BINARY_SHARE = 0.85
+
 
 def demonstration_target(
     action: int, choices: int, share: float = 0.5, near: float = 0.35
@@ -120,10 +147,15 @@ def demonstration_target(
     """A distribution over ``choices`` centred on ``action``: ``share`` on it, ``near`` split
     between its neighbours and the rest spread over the other choices (the policy keeps
     exploring around the demonstration, mostly one step away: a far jump in one layer can
-    double the student's size).
+    double the student's size). With two choices (keep or remove) the demonstrated one
+    gets :data:`BINARY_SHARE`.
     """
     if choices == 1:
         return torch.ones(1)
+    if choices == 2:
+        target = torch.full((2,), 1.0 - BINARY_SHARE)
+        target[action] = BINARY_SHARE
+        return target
     neighbours = [a for a in (action - 1, action + 1) if 0 <= a < choices]
     others = [a for a in range(choices) if a != action and a not in neighbours]
     target = torch.zeros(choices)

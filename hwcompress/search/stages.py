@@ -29,7 +29,7 @@ from hwcompress.search.features import (
 )
 from hwcompress.search.methods import METHODS, StageController
 from hwcompress.search.names import StageName
-from hwcompress.search.policies import WIDTH_CHOICES, grid_widths
+from hwcompress.search.policies import WIDTH_CHOICES, Sample, grid_widths
 from hwcompress.search.seeds import NEAR_BUDGET, NEAR_BUDGET_TARGET, width_seeds
 from hwcompress.search.steer import untrained_latency
 from hwcompress.search.target import fit_genome, fits
@@ -37,6 +37,9 @@ from hwcompress.search.target import fit_genome, fits
 if TYPE_CHECKING:
     from hwcompress.search.run_api import StageRun
 
+#: An episode draws at most this many proposals per rollout while looking for students the
+#: run has not evaluated yet (a policy started around the best student repeats it often).
+DRAWS_PER_ROLLOUT = 8
 #: The shrinkage policy's rollouts go to the carried structures whose best student so far
 #: scores within this share of the best one's (the others only take rollouts from them).
 BASE_MARGIN = 0.03
@@ -187,35 +190,76 @@ class PolicyStage(Stage):
             )
         imitate = getattr(controller, "imitate", None)
         if start_ep == 0 and imitate is not None and self.name not in run.init_state:
-            shown = self.demonstration(run, base0, items0)
-            if shown is not None:
-                imitate(prepared[0][2], shown)
+            # each structure's rollouts start around its own best student
+            demos = [
+                (features, shown)
+                for base, items, features in prepared
+                if (shown := self.demonstration(run, base, items)) is not None
+            ]
+            if demos:
+                imitate(demos)
                 run.reporter.message(
                     f"{self.name}: the policy starts around the best student so far"
+                    + (f" of each of {len(demos)} structures" if len(demos) > 1 else "")
                 )
         run.reporter.stage(self.name, config.episodes, config.rollouts, start_ep)
         for ep in range(start_ep, config.episodes):
             if deadline is not None and time.perf_counter() > deadline:
                 return run.stage_best(self.name), True
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + index * 10_007 + ep)
-            samples, genomes = [], []
-            clamped = 0
-            for r in range(config.rollouts):
-                base, items, features = prepared[r % len(prepared)]
-                sample = controller.sample(features, gen)
-                samples.append(sample)
-                proposed = self.genome(run, base, items, sample.actions)
-                genomes.append(self.fit(run, proposed))
-                # over the budgets as proposed (before the clamp scaled it down)
-                clamped += int(
-                    genomes[-1].key() != proposed.key()
-                    and not fits(run.ctx.spec, proposed, run.caps, latency=run.latency)
-                )
+            samples, genomes, clamped = self.draw(run, controller, prepared, gen, ep)
             cands = run.evaluate_episode(genomes, self.name, ep, config.method, deadline=deadline)
             rewards = [c.reward for c in cands]
             loss = controller.update(samples, rewards)
             run.save_policy(self.name, ep, controller.state_dict(), rewards, loss, clamped)
         return run.stage_best(self.name), False
+
+    def draw(
+        self,
+        run: StageRun,
+        controller: StageController,
+        prepared: list[Prepared],
+        gen: torch.Generator,
+        episode: int,
+    ) -> tuple[list[Sample], list[Genome], int]:
+        """One episode's rollouts: proposals (fitted to the budgets) drawn until
+        ``rollouts`` of them are students the run has not evaluated before this episode
+        (at most :data:`DRAWS_PER_ROLLOUT` draws a rollout). A proposal that repeats an
+        earlier student costs no training, so it takes no rollout of the budget; nor does
+        it teach the policy (its reward, maybe at a higher fidelity than the new students',
+        would pull a policy started around the best student back onto it), unless the
+        episode drew nothing new at all.
+
+        Which students count as earlier does not depend on this episode's own (a resumed
+        run draws the same proposals again).
+
+        Returns:
+            The samples and genomes to evaluate, and how many of them were over the
+            budgets as proposed (before the clamp scaled them down).
+        """
+        rollouts = run.config.rollouts
+        earlier = {
+            key
+            for key, c in run.evaluator.cache.items()
+            if not (c.stage == self.name and c.episode == episode)
+        }
+        fresh: list[tuple[Sample, Genome, bool]] = []
+        repeats: list[tuple[Sample, Genome, bool]] = []
+        seen = set(earlier)
+        for r in range(DRAWS_PER_ROLLOUT * rollouts):
+            if len(fresh) == rollouts:
+                break
+            base, items, features = prepared[r % len(prepared)]
+            sample = controller.sample(features, gen)
+            proposed = self.genome(run, base, items, sample.actions)
+            genome = self.fit(run, proposed)
+            over = genome.key() != proposed.key() and not fits(
+                run.ctx.spec, proposed, run.caps, latency=run.latency
+            )
+            (repeats if genome.key() in seen else fresh).append((sample, genome, over))
+            seen.add(genome.key())
+        kept = fresh or repeats[:rollouts]
+        return [s for s, _, _ in kept], [g for _, g, _ in kept], sum(o for _, _, o in kept)
 
 
 class RemovalStage(PolicyStage):
@@ -233,6 +277,20 @@ class RemovalStage(PolicyStage):
             width=dict(base.width),
             kernel=dict(base.kernel),
         )
+
+    def demonstration(self, run: StageRun, base: Genome, items: list[str]) -> list[int] | None:
+        """Where proposals are scaled to a latency budget (:attr:`StageRun.fill`: the scale
+        is the budget's, the kept units are the decision), the kept units of the run's best
+        student so far (the latency-matched seeds), so the policy starts with one or two
+        removals from it rather than half the network's; elsewhere none (a keep-all start
+        there proposes barely compressed students)."""
+        if not run.fill:
+            return None
+        best = run.best_of([c for c in run.floats() if c.feasible])
+        if best is None:
+            return None
+        keep = Genome.from_dict(best.genome).keep
+        return [int(keep.get(n, True)) for n in items]
 
 
 class ShrinkageStage(PolicyStage):

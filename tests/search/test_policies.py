@@ -50,7 +50,7 @@ def test_imitation_starts_the_policy_around_a_demonstration_and_keeps_exploring(
     controller = PolicyController("shrinkage")
     x = torch.rand(6, FEATURE_DIM)
     shown = [2, 2, 3, 5, 9, 0]
-    kl = controller.imitate(x, shown)
+    kl = controller.imitate([(x, shown)])
     assert kl < 0.1
     gen = torch.Generator().manual_seed(0)
     draws = torch.tensor([controller.sample(x, gen).actions for _ in range(200)])
@@ -66,4 +66,39 @@ def test_imitation_starts_the_policy_around_a_demonstration_and_keeps_exploring(
     assert abs(float(target[2:5].sum()) - 0.85) < 1e-6
     edge = demonstration_target(0, len(WIDTH_CHOICES))
     assert abs(float(edge.sum()) - 1) < 1e-6 and abs(float(edge[:2].sum()) - 0.85) < 1e-6
-    assert torch.allclose(demonstration_target(0, 2), torch.tensor([0.5, 0.5]))
+    # keep or remove: most of it on the demonstrated decision
+    assert torch.allclose(demonstration_target(1, 2), torch.tensor([0.15, 0.85]))
+
+
+def test_imitation_starts_the_removal_policy_with_few_departures_from_a_demonstration():
+    from hwcompress.search.methods import PolicyController
+    from hwcompress.search.policies import BINARY_SHARE
+
+    torch.manual_seed(0)
+    controller = PolicyController("removal")
+    x = torch.rand(6, FEATURE_DIM)
+    shown = [1, 1, 0, 1, 1, 1]
+    assert controller.imitate([(x, shown)]) < 0.05
+    p = controller.policy.probs(x).detach()
+    on = torch.where(torch.tensor(shown) == 1, p, 1 - p)
+    assert torch.allclose(on, torch.full((6,), BINARY_SHARE), atol=0.05), on
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.tensor([controller.sample(x, gen).actions for _ in range(300)])
+    departures = (draws != torch.tensor(shown)).sum(1).float().mean()
+    # about one unit in six redrawn (random search: three)
+    assert 0.5 < departures < 1.5, departures
+
+
+def test_imitation_of_several_structures_starts_each_around_its_own_best_student():
+    from hwcompress.search.methods import PolicyController
+
+    torch.manual_seed(0)
+    controller = PolicyController("shrinkage")
+    full, shorter = torch.rand(6, FEATURE_DIM), torch.rand(4, FEATURE_DIM)
+    demos = [(full, [2, 2, 3, 5, 9, 0]), (shorter, [7, 7, 1, 4])]
+    assert controller.imitate(demos) < 0.2
+    gen = torch.Generator().manual_seed(0)
+    for x, shown in demos:
+        draws = torch.tensor([controller.sample(x, gen).actions for _ in range(200)])
+        on = (draws == torch.tensor(shown)).float().mean(0)
+        assert torch.all(on > 0.25), on

@@ -113,3 +113,89 @@ def test_rollouts_go_to_the_structures_close_to_the_best():
     assert shrink.worth_sampling(_Run([]), prepared) == prepared
     # the base stage keeps them all
     assert RemovalStage().worth_sampling(run, prepared) == prepared
+
+
+class _DrawRun:
+    """The part of a run :meth:`PolicyStage.draw` reads: the config's rollouts, the
+    evaluator's cache of earlier students (real candidates), the spec and the budgets."""
+
+    def __init__(self, spec, cached, rollouts=4):
+        from types import SimpleNamespace
+
+        from hwcompress.search.config import SearchConfig
+
+        self.config = SearchConfig(profile="x86_host", rollouts=rollouts)
+        self.evaluator = SimpleNamespace(cache={c.id: c for c in cached})
+        self.ctx = SimpleNamespace(spec=spec)
+        self.caps: dict[str, float] = {}
+        self.latency = None
+        self.multiple = 1
+        self.fill = False
+
+
+def _keyed(genome, stage, episode):
+    """A candidate of ``genome`` with the id the evaluator's cache keys it by."""
+    return _cand(genome.key(), genome, stage, episode, 0.9)
+
+
+def test_an_episode_trains_only_students_the_run_has_not_seen():
+    from hwcompress.search.methods import RandomController
+
+    spec = build_spec(build_builtin("vgg"), (1, 1, 28, 28))
+    stage = RemovalStage()
+    items = [u.name for u in spec.units]
+    features = torch.zeros(len(items), 4)
+    prepared = [(Genome(), items, features)]
+
+    def proposals(seed, n):
+        gen = torch.Generator().manual_seed(seed)
+        ctl = RandomController("removal")
+        return [
+            stage.genome(None, Genome(), items, ctl.sample(features, gen).actions) for _ in range(n)
+        ]
+
+    # the first proposals of this episode's generator were evaluated in earlier episodes
+    earlier = [_keyed(g, "removal", 0) for g in proposals(5, 6)]
+    # ... and one in this very episode before an interruption: it counts as new (a resumed
+    # run draws as the first one did)
+    this_one = proposals(5, 8)[7]
+    run = _DrawRun(spec, [*earlier, _keyed(this_one, "removal", 1)])
+    samples, genomes, clamped = stage.draw(
+        run, RandomController("removal"), prepared, torch.Generator().manual_seed(5), 1
+    )
+    keys = [g.key() for g in genomes]
+    assert len(genomes) == len(samples) == 4 and len(set(keys)) == 4
+    assert clamped == 0
+    # the generator's proposals in order, less the earlier students' and the repeats
+    old = {c.id for c in earlier}
+    expected = [k for k in dict.fromkeys(g.key() for g in proposals(5, 32)) if k not in old]
+    assert keys == expected[:4] and this_one.key() in expected
+    # a fresh run takes the generator's first four distinct proposals
+    _, first, _ = stage.draw(
+        _DrawRun(spec, []),
+        RandomController("removal"),
+        prepared,
+        torch.Generator().manual_seed(5),
+        1,
+    )
+    assert [g.key() for g in first] == list(dict.fromkeys(g.key() for g in proposals(5, 32)))[:4]
+
+
+def test_an_episode_that_draws_nothing_new_still_teaches_the_policy():
+    from hwcompress.search.policies import Sample
+
+    class Same:
+        """A controller that only ever proposes keeping every unit."""
+
+        def sample(self, features, generator):
+            return Sample([1] * features.shape[0], torch.zeros(()))
+
+    spec = build_spec(build_builtin("vgg"), (1, 1, 28, 28))
+    stage = RemovalStage()
+    items = [u.name for u in spec.units]
+    full = stage.genome(None, Genome(), items, [1] * len(items))
+    run = _DrawRun(spec, [_keyed(full, "removal", -1)], rollouts=3)
+    prepared = [(Genome(), items, torch.zeros(len(items), 4))]
+    samples, genomes, _ = stage.draw(run, Same(), prepared, torch.Generator(), 0)
+    # the repeats (each cost nothing): as many as the episode's rollouts, not 8 per rollout
+    assert len(samples) == 3 and {g.key() for g in genomes} == {full.key()}
