@@ -150,7 +150,8 @@ def summarise(result, method: str, seed: int, wall: float, cfg: SearchConfig) ->
     top = max(close, key=lambda c: c.metrics["compression"]) if close else None
     best = max(feasible, key=lambda c: c.reward, default=None)
     # the test split never feeds the reward; it is only reported here
-    need = [c for c in (top, best) if c is not None]
+    product = result.best  # the leaders re-timed in turn with the teacher chose it
+    need = [c for c in (top, best, product) if c is not None]
     tests: dict[str, float] = {}
     if need:
         data = load_data(
@@ -183,6 +184,8 @@ def summarise(result, method: str, seed: int, wall: float, cfg: SearchConfig) ->
         "best_from": f"{best.stage}/{best.method}" if best else "—",
         "best_test": tests[best.id] if best is not None else float("nan"),
         "best_fidelity": best.fidelity if best is not None else 0,
+        "product_reward": product.reward if product is not None else float("nan"),
+        "product_test": tests[product.id] if product is not None else float("nan"),
         "compression_1pt": top.metrics["compression"] if top else float("nan"),
         "val_acc": top.metrics["val_accuracy"] if top else float("nan"),
         "test_acc": test if test is not None else float("nan"),
@@ -233,15 +236,18 @@ def write(
         f"{os.cpu_count()} cores, CPU only.",
         "",
         "| method | seed | candidates | best feasible reward (with seeds) | best of its own "
-        "samples | best seed | best from | its test acc (fidelity) | compression at ≤1 pt "
-        "loss | its val acc | its test acc | teacher val / test | latency speed-up | wall |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "samples | best seed | best from | its test acc (fidelity) | product from | its "
+        "reward | its test acc | compression at ≤1 pt loss | its val acc | its test acc | "
+        "teacher val / test | latency speed-up | wall |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(rows, key=lambda r: (r["method"], r["seed"])):
         lines.append(
             f"| {r['method']} | {r['seed']} | {r['candidates']} | {r['best_reward']:.4f} | "
             f"{r['best_policy_reward']:.4f} | {r['best_seed_reward']:.4f} | "
             f"{r['best_from']} | {_num(r['best_test'], '.2%')} ({r['best_fidelity']}) | "
+            f"{r['product_stage']} | {_num(r['product_reward'], '.4f')} | "
+            f"{_num(r['product_test'], '.2%')} | "
             f"{_num(r['compression_1pt'], '.1f', '×')} | {_num(r['val_acc'], '.2%')} | "
             f"{_num(r['test_acc'], '.2%')} | "
             f"{r['teacher_val']:.2%} / {r['teacher_test']:.2%} | "
@@ -258,8 +264,9 @@ def write(
     lines += [
         "",
         "| method | mean best feasible reward (with seeds) | mean best of its own samples "
-        "| mean test acc of the best feasible | mean compression at ≤1 pt loss |",
-        "|---|---:|---:|---:|---:|",
+        "| mean test acc of the best feasible | mean product test acc "
+        "| mean compression at ≤1 pt loss |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
@@ -267,6 +274,7 @@ def write(
             f"| {method} | {statistics.mean(r['best_reward'] for r in mine):.4f} | "
             f"{statistics.mean(r['best_policy_reward'] for r in mine):.4f} | "
             f"{_num(statistics.mean(r['best_test'] for r in mine), '.2%')} | "
+            f"{_num(statistics.mean(r['product_test'] for r in mine), '.2%')} | "
             f"{_mean_of_found([r['compression_1pt'] for r in mine])} |"
         )
     by = {(r["method"], r["seed"]): r for r in rows}
@@ -278,6 +286,8 @@ def write(
             ("best_reward", "best feasible reward with the shared seeds"),
             ("best_policy_reward", "best of its own samples"),
             ("best_test", "test accuracy of the best feasible student (with the seeds)"),
+            ("product_reward", "the product's reward (its leaders re-timed before the choice)"),
+            ("product_test", "the product's test accuracy"),
         ):
             gaps = [a[key] - b[key] for a, b in pairs]
             wins, ties = sum(g > 0 for g in gaps), sum(g == 0 for g in gaps)
