@@ -29,22 +29,18 @@ from hwcompress.search.features import (
 )
 from hwcompress.search.methods import METHODS, StageController
 from hwcompress.search.names import StageName
-from hwcompress.search.policies import WIDTH_CHOICES, Sample, grid_widths
+from hwcompress.search.policies import WIDTH_CHOICES, grid_widths
+from hwcompress.search.rollouts import Prepared, draw
 from hwcompress.search.seeds import NEAR_BUDGET, NEAR_BUDGET_TARGET, width_seeds
 from hwcompress.search.steer import untrained_latency
-from hwcompress.search.target import fit_genome, fits
+from hwcompress.search.target import fit_genome
 
 if TYPE_CHECKING:
     from hwcompress.search.run_api import StageRun
 
-#: An episode draws at most this many proposals per rollout while looking for students the
-#: run has not evaluated yet (a policy started around the best student repeats it often).
-DRAWS_PER_ROLLOUT = 8
 #: The shrinkage policy's rollouts go to the carried structures whose best student so far
 #: scores within this share of the best one's (the others only take rollouts from them).
 BASE_MARGIN = 0.03
-
-Prepared = tuple[Genome, list[str], torch.Tensor]
 
 
 def near_budget(run: StageRun) -> float:
@@ -207,59 +203,21 @@ class PolicyStage(Stage):
             if deadline is not None and time.perf_counter() > deadline:
                 return run.stage_best(self.name), True
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + index * 10_007 + ep)
-            samples, genomes, clamped = self.draw(run, controller, prepared, gen, ep)
+            samples, genomes, clamped = draw(
+                run,
+                self.name,
+                controller,
+                prepared,
+                gen,
+                ep,
+                propose=lambda base, items, actions: self.genome(run, base, items, actions),
+                fit=lambda genome: self.fit(run, genome),
+            )
             cands = run.evaluate_episode(genomes, self.name, ep, config.method, deadline=deadline)
             rewards = [c.reward for c in cands]
             loss = controller.update(samples, rewards)
             run.save_policy(self.name, ep, controller.state_dict(), rewards, loss, clamped)
         return run.stage_best(self.name), False
-
-    def draw(
-        self,
-        run: StageRun,
-        controller: StageController,
-        prepared: list[Prepared],
-        gen: torch.Generator,
-        episode: int,
-    ) -> tuple[list[Sample], list[Genome], int]:
-        """One episode's rollouts: proposals (fitted to the budgets) drawn until
-        ``rollouts`` of them are students the run has not evaluated before this episode
-        (at most :data:`DRAWS_PER_ROLLOUT` draws a rollout). A proposal that repeats an
-        earlier student costs no training, so it takes no rollout of the budget; nor does
-        it teach the policy (its reward, maybe at a higher fidelity than the new students',
-        would pull a policy started around the best student back onto it), unless the
-        episode drew nothing new at all.
-
-        Which students count as earlier does not depend on this episode's own (a resumed
-        run draws the same proposals again).
-
-        Returns:
-            The samples and genomes to evaluate, and how many of them were over the
-            budgets as proposed (before the clamp scaled them down).
-        """
-        rollouts = run.config.rollouts
-        earlier = {
-            key
-            for key, c in run.evaluator.cache.items()
-            if not (c.stage == self.name and c.episode == episode)
-        }
-        fresh: list[tuple[Sample, Genome, bool]] = []
-        repeats: list[tuple[Sample, Genome, bool]] = []
-        seen = set(earlier)
-        for r in range(DRAWS_PER_ROLLOUT * rollouts):
-            if len(fresh) == rollouts:
-                break
-            base, items, features = prepared[r % len(prepared)]
-            sample = controller.sample(features, gen)
-            proposed = self.genome(run, base, items, sample.actions)
-            genome = self.fit(run, proposed)
-            over = genome.key() != proposed.key() and not fits(
-                run.ctx.spec, proposed, run.caps, latency=run.latency
-            )
-            (repeats if genome.key() in seen else fresh).append((sample, genome, over))
-            seen.add(genome.key())
-        kept = fresh or repeats[:rollouts]
-        return [s for s, _, _ in kept], [g for _, g, _ in kept], sum(o for _, _, o in kept)
 
 
 class RemovalStage(PolicyStage):
@@ -286,7 +244,9 @@ class RemovalStage(PolicyStage):
         there proposes barely compressed students)."""
         if not run.fill:
             return None
-        best = run.best_of([c for c in run.floats() if c.feasible])
+        best = run.best_of(  # its own samples (a resumed run's) do not count
+            [c for c in run.floats() if c.feasible and (c.stage != self.name or c.episode < 0)]
+        )
         if best is None:
             return None
         keep = Genome.from_dict(best.genome).keep

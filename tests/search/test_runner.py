@@ -448,7 +448,8 @@ def test_a_latency_target_steers_the_search_and_its_front_can_be_picked(tiny_sea
     # the share of feasible policy samples and of clamped proposals, per stage
     for stage in ("removal", "shrinkage"):
         row = data["feasibility"][stage]
-        assert row["proposals"] == config.episodes * config.rollouts
+        # a proposal repeating an earlier student takes no rollout: at most the budget
+        assert 0 < row["proposals"] <= config.episodes * config.rollouts
         assert 0 <= row["clamped"] <= row["proposals"]
     # the summary leads with what a user judges by: size, speed here, change on test
     summary = data["summary"]

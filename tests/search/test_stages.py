@@ -8,7 +8,8 @@ from hwcompress.arch import Genome, build_spec
 from hwcompress.models import build_builtin
 from hwcompress.search.candidate import Candidate
 from hwcompress.search.policies import WIDTH_CHOICES, grid_widths
-from hwcompress.search.product import ProductScore
+from hwcompress.search.product import ProductScore, rank
+from hwcompress.search.rollouts import draw
 from hwcompress.search.stages import RemovalStage, ShrinkageStage
 
 
@@ -45,8 +46,8 @@ def test_grid_widths_keeps_widths_on_the_grid_and_clips_below_the_smallest():
 
 
 class _Run:
-    """The part of a run :meth:`ShrinkageStage.worth_sampling` reads: its float students
-    (real candidates), the run-wide score, and a reporter."""
+    """The part of a run :meth:`ShrinkageStage.worth_sampling` and the demonstrations read:
+    its float students (real candidates), the run-wide score and ranking, and a reporter."""
 
     def __init__(self, cands):
         self._cands = cands
@@ -56,6 +57,10 @@ class _Run:
 
     def floats(self):
         return self._cands
+
+    def best_of(self, cands):
+        ranked = rank(cands, self.score)
+        return ranked[0] if ranked else None
 
     def message(self, text):
         self.messages.append(text)
@@ -116,7 +121,7 @@ def test_rollouts_go_to_the_structures_close_to_the_best():
 
 
 class _DrawRun:
-    """The part of a run :meth:`PolicyStage.draw` reads: the config's rollouts, the
+    """The part of a run :func:`~hwcompress.search.rollouts.draw` reads: the config's rollouts, the
     evaluator's cache of earlier students (real candidates), the spec and the budgets."""
 
     def __init__(self, spec, cached, rollouts=4):
@@ -131,6 +136,20 @@ class _DrawRun:
         self.latency = None
         self.multiple = 1
         self.fill = False
+
+
+def _draw(stage, run, controller, prepared, gen, episode):
+    """:func:`draw` with ``stage``'s own proposals and fit, as its episodes call it."""
+    return draw(
+        run,
+        stage.name,
+        controller,
+        prepared,
+        gen,
+        episode,
+        propose=lambda base, items, actions: stage.genome(run, base, items, actions),
+        fit=lambda genome: stage.fit(run, genome),
+    )
 
 
 def _keyed(genome, stage, episode):
@@ -160,8 +179,8 @@ def test_an_episode_trains_only_students_the_run_has_not_seen():
     # run draws as the first one did)
     this_one = proposals(5, 8)[7]
     run = _DrawRun(spec, [*earlier, _keyed(this_one, "removal", 1)])
-    samples, genomes, clamped = stage.draw(
-        run, RandomController("removal"), prepared, torch.Generator().manual_seed(5), 1
+    samples, genomes, clamped = _draw(
+        stage, run, RandomController("removal"), prepared, torch.Generator().manual_seed(5), 1
     )
     keys = [g.key() for g in genomes]
     assert len(genomes) == len(samples) == 4 and len(set(keys)) == 4
@@ -171,7 +190,8 @@ def test_an_episode_trains_only_students_the_run_has_not_seen():
     expected = [k for k in dict.fromkeys(g.key() for g in proposals(5, 32)) if k not in old]
     assert keys == expected[:4] and this_one.key() in expected
     # a fresh run takes the generator's first four distinct proposals
-    _, first, _ = stage.draw(
+    _, first, _ = _draw(
+        stage,
         _DrawRun(spec, []),
         RandomController("removal"),
         prepared,
@@ -196,6 +216,28 @@ def test_an_episode_that_draws_nothing_new_still_teaches_the_policy():
     full = stage.genome(None, Genome(), items, [1] * len(items))
     run = _DrawRun(spec, [_keyed(full, "removal", -1)], rollouts=3)
     prepared = [(Genome(), items, torch.zeros(len(items), 4))]
-    samples, genomes, _ = stage.draw(run, Same(), prepared, torch.Generator(), 0)
+    samples, genomes, _ = _draw(stage, run, Same(), prepared, torch.Generator(), 0)
     # the repeats (each cost nothing): as many as the episode's rollouts, not 8 per rollout
     assert len(samples) == 3 and {g.key() for g in genomes} == {full.key()}
+
+
+def test_the_removal_policy_is_shown_the_best_students_units_only_where_latency_fills():
+    spec = build_spec(build_builtin("vgg"), (1, 1, 28, 28))
+    units = [u.name for u in spec.units]
+    half = {g.key: 0.5 for g in spec.shrinkable}
+    cands = [
+        _cand("a", Genome(width=half), "removal", -1, 0.90),
+        _cand("b", Genome(keep={units[1]: False}, width=half), "removal", -1, 0.92),
+        # its own samples do not count (a resumed run is shown the same), nor infeasible ones
+        _cand("c", Genome(keep={units[0]: False}, width=half), "removal", 0, 0.97),
+        _cand("d", Genome(keep={units[2]: False}, width=half), "removal", -1, 0.99, False),
+    ]
+    run = _Run(cands)
+    run.fill = True
+    shown = RemovalStage().demonstration(run, Genome(), units)
+    assert shown == [0 if u == units[1] else 1 for u in units]
+    # without a latency budget to fill, a keep-all start proposes barely compressed students
+    run.fill = False
+    assert RemovalStage().demonstration(run, Genome(), units) is None
+    run.fill, run._cands = True, []
+    assert RemovalStage().demonstration(run, Genome(), units) is None

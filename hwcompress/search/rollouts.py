@@ -1,0 +1,74 @@
+"""One episode's rollouts: the proposals a stage's controller draws, fitted to the budgets,
+until enough of them are students the run has not evaluated yet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hwcompress.arch import Genome
+from hwcompress.search.policies import Sample
+from hwcompress.search.target import fits
+
+if TYPE_CHECKING:
+    from hwcompress.search.methods import StageController
+    from hwcompress.search.run_api import StageRun
+
+#: An episode draws at most this many proposals per rollout while looking for students the
+#: run has not evaluated yet (a policy started around the best student repeats it often).
+DRAWS_PER_ROLLOUT = 8
+
+#: A structure a stage decides for: its genome, its decision items and their features.
+Prepared = tuple[Genome, list[str], torch.Tensor]
+
+
+def draw(
+    run: StageRun,
+    stage: str,
+    controller: StageController,
+    prepared: list[Prepared],
+    gen: torch.Generator,
+    episode: int,
+    *,
+    propose: Callable[[Genome, list[str], list[Any]], Genome],
+    fit: Callable[[Genome], Genome],
+) -> tuple[list[Sample], list[Genome], int]:
+    """One episode's rollouts: proposals (``propose`` of a sample's actions, then ``fit`` to
+    the budgets; draw ``r`` from ``prepared[r % len(prepared)]``) drawn until ``rollouts``
+    of them are students the run has not evaluated before this episode (at most
+    :data:`DRAWS_PER_ROLLOUT` draws a rollout). A proposal that repeats an earlier student
+    costs no training, so it takes no rollout of the budget; nor does it teach the policy
+    (its reward, maybe at a higher fidelity than the new students', would pull a policy
+    started around the best student back onto it), unless the episode drew nothing new.
+
+    Which students count as earlier does not depend on this episode's own (a resumed run
+    draws the same proposals again).
+
+    Returns:
+        The samples and genomes to evaluate, and how many of them were over the budgets as
+        proposed (before the clamp scaled them down).
+    """
+    rollouts = run.config.rollouts
+    seen = {
+        key
+        for key, c in run.evaluator.cache.items()
+        if not (c.stage == stage and c.episode == episode)
+    }
+    fresh: list[tuple[Sample, Genome, bool]] = []
+    repeats: list[tuple[Sample, Genome, bool]] = []
+    for r in range(DRAWS_PER_ROLLOUT * rollouts):
+        if len(fresh) == rollouts:
+            break
+        base, items, features = prepared[r % len(prepared)]
+        sample = controller.sample(features, gen)
+        proposed = propose(base, items, sample.actions)
+        genome = fit(proposed)
+        over = genome.key() != proposed.key() and not fits(
+            run.ctx.spec, proposed, run.caps, latency=run.latency
+        )
+        (repeats if genome.key() in seen else fresh).append((sample, genome, over))
+        seen.add(genome.key())
+    kept = fresh or repeats[:rollouts]
+    return [s for s, _, _ in kept], [g for _, g, _ in kept], sum(o for _, _, o in kept)
