@@ -3,8 +3,7 @@ until enough of them are students the run has not evaluated yet."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -24,24 +23,35 @@ DRAWS_PER_ROLLOUT = 8
 Prepared = tuple[Genome, list[str], torch.Tensor]
 
 
+class Proposer(Protocol):
+    """What :func:`draw` asks of a stage: its name, the genome a controller's actions
+    describe, and that genome fitted to the run's budgets."""
+
+    name: str
+
+    def genome(
+        self, run: StageRun, base: Genome, items: list[str], actions: list[Any]
+    ) -> Genome: ...
+
+    def fit(self, run: StageRun, genome: Genome) -> Genome: ...
+
+
 def draw(
     run: StageRun,
-    stage: str,
+    stage: Proposer,
     controller: StageController,
     prepared: list[Prepared],
     gen: torch.Generator,
     episode: int,
-    *,
-    propose: Callable[[Genome, list[str], list[Any]], Genome],
-    fit: Callable[[Genome], Genome],
 ) -> tuple[list[Sample], list[Genome], int]:
-    """One episode's rollouts: proposals (``propose`` of a sample's actions, then ``fit`` to
-    the budgets; draw ``r`` from ``prepared[r % len(prepared)]``) drawn until ``rollouts``
-    of them are students the run has not evaluated before this episode (at most
-    :data:`DRAWS_PER_ROLLOUT` draws a rollout). A proposal that repeats an earlier student
-    costs no training, so it takes no rollout of the budget; nor does it teach the policy
-    (its reward, maybe at a higher fidelity than the new students', would pull a policy
-    started around the best student back onto it), unless the episode drew nothing new.
+    """One episode's rollouts: proposals (``stage``'s genome of a sample's actions, fitted
+    to the budgets; draw ``r`` from ``prepared[r % len(prepared)]``) drawn until
+    ``rollouts`` of them are students the run has not evaluated before this episode (at
+    most :data:`DRAWS_PER_ROLLOUT` draws a rollout). A proposal that repeats an earlier
+    student costs no training, so it takes no rollout of the budget; nor does it teach the
+    policy (its reward, maybe at a higher fidelity than the new students', would pull a
+    policy started around the best student back onto it), unless the episode drew nothing
+    new.
 
     Which students count as earlier does not depend on this episode's own (a resumed run
     draws the same proposals again).
@@ -54,7 +64,7 @@ def draw(
     seen = {
         key
         for key, c in run.evaluator.cache.items()
-        if not (c.stage == stage and c.episode == episode)
+        if not (c.stage == stage.name and c.episode == episode)
     }
     fresh: list[tuple[Sample, Genome, bool]] = []
     repeats: list[tuple[Sample, Genome, bool]] = []
@@ -63,12 +73,13 @@ def draw(
             break
         base, items, features = prepared[r % len(prepared)]
         sample = controller.sample(features, gen)
-        proposed = propose(base, items, sample.actions)
-        genome = fit(proposed)
-        over = genome.key() != proposed.key() and not fits(
+        proposed = stage.genome(run, base, items, sample.actions)
+        genome = stage.fit(run, proposed)
+        key = genome.key()
+        over = key != proposed.key() and not fits(
             run.ctx.spec, proposed, run.caps, latency=run.latency
         )
-        (repeats if genome.key() in seen else fresh).append((sample, genome, over))
-        seen.add(genome.key())
+        (repeats if key in seen else fresh).append((sample, genome, over))
+        seen.add(key)
     kept = fresh or repeats[:rollouts]
     return [s for s, _, _ in kept], [g for _, g, _ in kept], sum(o for _, _, o in kept)

@@ -95,6 +95,12 @@ class PolicyStage(Stage):
             near_budget=near_budget(run),
         )
 
+    def own_sample(self, cand: Candidate) -> bool:
+        """Whether ``cand`` is one of this stage's policy samples (not a seed): what the
+        stage decides from before its episodes leaves them out, so a resumed run decides
+        as the first one did."""
+        return cand.stage == self.name and cand.episode >= 0
+
     def worth_sampling(self, run: StageRun, prepared: list[Prepared]) -> list[Prepared]:
         """The prepared bases the policy's rollouts go to, once the seeds are evaluated
         (best first; here all of them, in order)."""
@@ -203,16 +209,7 @@ class PolicyStage(Stage):
             if deadline is not None and time.perf_counter() > deadline:
                 return run.stage_best(self.name), True
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + index * 10_007 + ep)
-            samples, genomes, clamped = draw(
-                run,
-                self.name,
-                controller,
-                prepared,
-                gen,
-                ep,
-                propose=lambda base, items, actions: self.genome(run, base, items, actions),
-                fit=lambda genome: self.fit(run, genome),
-            )
+            samples, genomes, clamped = draw(run, self, controller, prepared, gen, ep)
             cands = run.evaluate_episode(genomes, self.name, ep, config.method, deadline=deadline)
             rewards = [c.reward for c in cands]
             loss = controller.update(samples, rewards)
@@ -244,9 +241,7 @@ class RemovalStage(PolicyStage):
         there proposes barely compressed students)."""
         if not run.fill:
             return None
-        best = run.best_of(  # its own samples (a resumed run's) do not count
-            [c for c in run.floats() if c.feasible and (c.stage != self.name or c.episode < 0)]
-        )
+        best = run.best_of([c for c in run.floats() if c.feasible and not self.own_sample(c)])
         if best is None:
             return None
         keep = Genome.from_dict(best.genome).keep
@@ -336,7 +331,7 @@ class ShrinkageStage(PolicyStage):
             return prepared
         best: dict[str, float] = {}
         for c in run.floats():
-            if not run.score.eligible(c) or (c.stage == self.name and c.episode >= 0):
+            if not run.score.eligible(c) or self.own_sample(c):
                 continue
             key = Genome.from_dict(c.genome).structure().key()
             best[key] = max(best.get(key, float("-inf")), run.score(c))
@@ -360,7 +355,7 @@ class ShrinkageStage(PolicyStage):
             c
             for c in run.floats()
             if c.feasible
-            and (c.stage != self.name or c.episode < 0)
+            and not self.own_sample(c)
             and Genome.from_dict(c.genome).structure().key() == structure
         ]
         best = run.best_of(same)

@@ -138,20 +138,6 @@ class _DrawRun:
         self.fill = False
 
 
-def _draw(stage, run, controller, prepared, gen, episode):
-    """:func:`draw` with ``stage``'s own proposals and fit, as its episodes call it."""
-    return draw(
-        run,
-        stage.name,
-        controller,
-        prepared,
-        gen,
-        episode,
-        propose=lambda base, items, actions: stage.genome(run, base, items, actions),
-        fit=lambda genome: stage.fit(run, genome),
-    )
-
-
 def _keyed(genome, stage, episode):
     """A candidate of ``genome`` with the id the evaluator's cache keys it by."""
     return _cand(genome.key(), genome, stage, episode, 0.9)
@@ -179,8 +165,8 @@ def test_an_episode_trains_only_students_the_run_has_not_seen():
     # run draws as the first one did)
     this_one = proposals(5, 8)[7]
     run = _DrawRun(spec, [*earlier, _keyed(this_one, "removal", 1)])
-    samples, genomes, clamped = _draw(
-        stage, run, RandomController("removal"), prepared, torch.Generator().manual_seed(5), 1
+    samples, genomes, clamped = draw(
+        run, stage, RandomController("removal"), prepared, torch.Generator().manual_seed(5), 1
     )
     keys = [g.key() for g in genomes]
     assert len(genomes) == len(samples) == 4 and len(set(keys)) == 4
@@ -190,9 +176,9 @@ def test_an_episode_trains_only_students_the_run_has_not_seen():
     expected = [k for k in dict.fromkeys(g.key() for g in proposals(5, 32)) if k not in old]
     assert keys == expected[:4] and this_one.key() in expected
     # a fresh run takes the generator's first four distinct proposals
-    _, first, _ = _draw(
-        stage,
+    _, first, _ = draw(
         _DrawRun(spec, []),
+        stage,
         RandomController("removal"),
         prepared,
         torch.Generator().manual_seed(5),
@@ -216,7 +202,7 @@ def test_an_episode_that_draws_nothing_new_still_teaches_the_policy():
     full = stage.genome(None, Genome(), items, [1] * len(items))
     run = _DrawRun(spec, [_keyed(full, "removal", -1)], rollouts=3)
     prepared = [(Genome(), items, torch.zeros(len(items), 4))]
-    samples, genomes, _ = _draw(stage, run, Same(), prepared, torch.Generator(), 0)
+    samples, genomes, _ = draw(run, stage, Same(), prepared, torch.Generator(), 0)
     # the repeats (each cost nothing): as many as the episode's rollouts, not 8 per rollout
     assert len(samples) == 3 and {g.key() for g in genomes} == {full.key()}
 
