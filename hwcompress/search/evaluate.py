@@ -23,6 +23,7 @@ from hwcompress.files import save_atomic
 from hwcompress.hardware import ConstraintMatrix, DeviceProfile
 from hwcompress.measure.result import LatencyResult
 from hwcompress.search.candidate import Candidate, Status, candidate_seed, genome_id
+from hwcompress.search.latency_memo import LatencyMemo
 from hwcompress.search.pipeline import (
     count_step,
     export_step,
@@ -73,6 +74,9 @@ class SearchContext:
     #: The teacher's ONNX file: where latency steers a local run, each candidate is timed in
     #: turn with it and its latency is that ratio times the teacher's latency at the start.
     latency_reference: Path | None = None
+    #: Where latency steers a local run: each structure's first timing, read by later ones
+    #: (:mod:`hwcompress.search.latency_memo`).
+    latencies: LatencyMemo | None = None
 
 
 class CandidateEvaluator:
@@ -202,7 +206,7 @@ class CandidateEvaluator:
             raise MachineError(cand.reason)
         if cand.status == Status.OK:
             try:
-                lat, ratio = self.measure(ctx.run_dir / cand.artifacts["onnx"])
+                lat, ratio = self.measure(ctx.run_dir / cand.artifacts["onnx"], genome)
                 cand.metrics = {**cand.metrics, "latency_ms": lat.median_ms}
                 if ratio is not None:
                     cand.metrics["latency_ratio"] = ratio
@@ -216,16 +220,26 @@ class CandidateEvaluator:
         self.cache[genome.key()] = cand
         return cand
 
-    def measure(self, onnx_path: Path) -> tuple[LatencyResult, float | None]:
-        """The latency of a candidate's file (see :func:`~.pipeline.measure_candidate`)."""
+    def measure(
+        self, onnx_path: Path, genome: Genome | None = None
+    ) -> tuple[LatencyResult, float | None]:
+        """The latency of a candidate's file (see :func:`~.pipeline.measure_candidate`); with
+        its ``genome``, the run's kept timing of that structure where there is one."""
         ctx = self.ctx
-        return measure_candidate(
-            onnx_path,
-            ctx.profile,
-            ctx.latency_kwargs,
-            reference=ctx.latency_reference,
-            teacher_ms=float(ctx.teacher_metrics["latency_ms"]),
-        )
+        teacher_ms = float(ctx.teacher_metrics["latency_ms"])
+
+        def timed() -> tuple[LatencyResult, float | None]:
+            return measure_candidate(
+                onnx_path,
+                ctx.profile,
+                ctx.latency_kwargs,
+                reference=ctx.latency_reference,
+                teacher_ms=teacher_ms,
+            )
+
+        if ctx.latencies is None or genome is None:
+            return timed()
+        return ctx.latencies.measured(genome.key(), teacher_ms, timed)
 
     def score(self, cand: Candidate, *, episodes: int = 1) -> None:
         """Sets the reward, feasibility, slack and compression of a measured candidate, and

@@ -4,6 +4,7 @@ be scaled down (``results.json``'s ``feasibility``)."""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +12,12 @@ from typing import Any
 
 from hwcompress.arch import Genome
 from hwcompress.hardware.sections import SourceName
+from hwcompress.measure.result import LatencyResult
 from hwcompress.search.candidate import Candidate, Status
 from hwcompress.search.config import SearchConfig
 from hwcompress.search.evaluate import SearchContext
+from hwcompress.search.latency_memo import FILE_NAME as MEMO_FILE
+from hwcompress.search.latency_memo import LatencyMemo
 from hwcompress.search.latency_model import FILE_NAME, LatencyModel, calibrate
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.target import size_caps
@@ -37,7 +41,7 @@ def latency_model(
         except (ValueError, KeyError, TypeError, OSError):
             reporter.message(f"{path} is unreadable; calibrating the latency model again")
         else:
-            _use_reference(ctx, out)
+            _use_reference(ctx, out, reporter)
             return model
     multiple = ctx.profile.runtime.channel_multiple
     model = calibrate(
@@ -57,7 +61,7 @@ def latency_model(
         f"median error {model.median_error:.1%} (leave-one-out); budget {cap:.4g} ms, "
         f"{teacher_ms / cap:.2f}× faster than the teacher"
     )
-    _use_reference(ctx, out)
+    _use_reference(ctx, out, reporter)
     return model
 
 
@@ -66,7 +70,8 @@ def untrained_latency(ctx: SearchContext) -> Callable[[Genome], float] | None:
     in turn with the teacher on this machine (latency does not depend on the weights'
     values); None unless latency is measured here (a ``local`` source) and steers the run.
     Seeds matched to a latency budget are checked with it, as a practitioner prunes until
-    the model is fast enough when timed."""
+    the model is fast enough when timed. Each structure's timing is kept (``ctx.latencies``):
+    the seed chosen is evaluated on the timing that chose it."""
     if ctx.latency_reference is None or ctx.profile.latency.source != SourceName.LOCAL:
         return None
     from hwcompress.arch import build_student
@@ -75,27 +80,53 @@ def untrained_latency(ctx: SearchContext) -> Callable[[Genome], float] | None:
 
     teacher_ms = float(ctx.teacher_metrics["latency_ms"])
 
-    def measure(genome: Genome) -> float:
+    def timed(genome: Genome) -> tuple[LatencyResult, float | None]:
         shape = ctx.data.input_shape
         student = build_student(ctx.teacher, structure_of(genome), shape, spec=ctx.spec)
         with tempfile.TemporaryDirectory(prefix="hwcompress-seed-") as tmp:
             path = export_fp32(student.eval(), shape, Path(tmp) / "seed.onnx")
-            lat, _ = measure_candidate(
+            return measure_candidate(
                 path,
                 ctx.profile,
                 ctx.latency_kwargs,
                 reference=ctx.latency_reference,
                 teacher_ms=teacher_ms,
             )
+
+    def measure(genome: Genome) -> float:
+        if ctx.latencies is None:
+            return timed(genome)[0].median_ms
+        lat, _ = ctx.latencies.measured(genome.key(), teacher_ms, lambda: timed(genome))
         return lat.median_ms
 
     return measure
 
 
-def _use_reference(ctx: SearchContext, out: Path) -> None:
-    """Candidates are timed in turn with the teacher (drift between minutes cancels)."""
-    if ctx.profile.latency.source == SourceName.LOCAL:
-        ctx.latency_reference = out / "teacher.onnx"
+def _use_reference(ctx: SearchContext, out: Path, reporter: SearchReporter) -> None:
+    """Candidates are timed in turn with the teacher (drift between minutes cancels), and
+    each structure's first timing is kept (``latencies.json``)."""
+    if ctx.profile.latency.source != SourceName.LOCAL:
+        return
+    ctx.latency_reference = out / "teacher.onnx"
+    ctx.latencies = LatencyMemo(out / MEMO_FILE, memo_context(ctx))
+    if ctx.latencies.ignored:
+        reporter.message(ctx.latencies.ignored)
+    elif len(ctx.latencies):
+        reporter.message(f"{len(ctx.latencies)} structures' timings read from {ctx.latencies.path}")
+
+
+def memo_context(ctx: SearchContext) -> dict[str, Any]:
+    """What a kept timing holds for: the device profile and the teacher (a digest of its
+    weights and its input shape)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(ctx.teacher.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return {
+        "profile": ctx.profile.name,
+        "teacher": digest.hexdigest()[:16],
+        "input_shape": list(ctx.data.input_shape),
+    }
 
 
 def feasibility(

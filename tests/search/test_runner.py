@@ -436,6 +436,12 @@ def test_a_latency_target_steers_the_search_and_its_front_can_be_picked(tiny_sea
     # machine's NCHWc block
     ok = [c for c in data["candidates"] if c["status"] == "ok"]
     assert ok and all("latency_ratio" in c["metrics"] for c in ok)
+    # each structure's first timing is kept and read by every later one: a seed is judged
+    # on the timing that chose it (its untrained copy's, in the bisection)
+    kept = json.loads((result.out / "latencies.json").read_text())["entries"]
+    for c in ok:
+        entry = kept[Genome.from_dict(c["genome"]).key()]
+        assert c["metrics"]["latency_ratio"] == pytest.approx(entry["ratio"])
     # the leaders were timed again before the choice; the product is counted at the slower
     # sitting plus the gap between its sittings
     confirmed = data["best"]["chosen"]["latency_confirmed"]
