@@ -71,7 +71,9 @@ def confirm_latency(
 ) -> list[Candidate]:
     """Times the ``leaders`` best eligible students again, in turn with the teacher, and
     counts each at :func:`confirmed_latency` of its two measurements (its feasibility and
-    reward follow). Leaders confirmed before (``latency_confirmed_ratio`` set) are skipped;
+    reward follow). Leaders confirmed before (``latency_confirmed_ratio`` set) are skipped,
+    and a structure whose second timing the run keeps (``latencies.json``: a resumed run, or
+    the other run of a benchmark's pair) is counted at it without a new sitting;
     any leader that loses its feasibility makes room for the next one, so the run ends with
     ``leaders`` students confirmed, or every eligible one.
 
@@ -102,13 +104,24 @@ def confirm_latency(
         todo = [c for c in pool[:leaders] if c.id not in confirmed]
         if not todo:
             return done
-        if progress is not None:
-            progress(f"timing {len(todo)} leading student(s) again in turn with the teacher")
-        paths = [reference, *(ctx.run_dir / c.artifacts["onnx"] for c in todo)]
-        times = measure_local_many(paths, ctx.profile, rounds=rounds, min_time_s=CONFIRM_MIN_TIME_S)
-        teacher_now = max(times[0].median_ms, 1e-9)
-        for cand, lat in zip(todo, times[1:], strict=True):
-            ratio = lat.median_ms / teacher_now
+        memo = ctx.latencies
+        ratios = {c.id: memo.again(_key(c)) if memo is not None else None for c in todo}
+        fresh = [c for c in todo if ratios[c.id] is None]
+        if progress is not None and fresh:
+            progress(f"timing {len(fresh)} leading student(s) again in turn with the teacher")
+        if fresh:
+            paths = [reference, *(ctx.run_dir / c.artifacts["onnx"] for c in fresh)]
+            times = measure_local_many(
+                paths, ctx.profile, rounds=rounds, min_time_s=CONFIRM_MIN_TIME_S
+            )
+            teacher_now = max(times[0].median_ms, 1e-9)
+            for cand, lat in zip(fresh, times[1:], strict=True):
+                ratios[cand.id] = lat.median_ms / teacher_now
+                if memo is not None:
+                    memo.put_again(_key(cand), lat.median_ms / teacher_now)
+        for cand in todo:
+            ratio = ratios[cand.id]
+            assert ratio is not None
             before = float(cand.metrics.get("latency_ms", 0.0))
             new = replace(
                 cand,

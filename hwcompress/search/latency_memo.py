@@ -44,6 +44,8 @@ class LatencyMemo:
         self.path = path
         self.context = dict(context)
         self.entries: dict[str, dict[str, Any]] = {}
+        #: Second timings (the product's leaders, timed again): ratio to the teacher.
+        self.again_ratios: dict[str, float] = {}
         self.ignored = ""
         if path.is_file():
             self._read()
@@ -61,7 +63,9 @@ class LatencyMemo:
                 LatencyResult.from_dict(entry["result"])  # every entry is readable
                 if entry.get("ratio") is not None:
                     float(entry["ratio"])
+            again = {str(k): float(v) for k, v in dict(data.get("again", {})).items()}
             self.entries = dict(entries)
+            self.again_ratios = again
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             self.ignored = f"{self.path} is unreadable ({err}); its timings are measured again"
 
@@ -119,5 +123,24 @@ class LatencyMemo:
         if key in self.entries:
             return
         self.entries[key] = {"result": lat.to_dict(), "ratio": ratio}
-        data = {"version": VERSION, "context": self.context, "entries": self.entries}
+        self._save()
+
+    def again(self, key: str) -> float | None:
+        """The kept second timing of the structure ``key`` (ratio to the teacher), if any."""
+        return self.again_ratios.get(key)
+
+    def put_again(self, key: str, ratio: float) -> None:
+        """Keeps the second timing of the structure ``key`` and saves the file."""
+        if key in self.again_ratios:
+            return
+        self.again_ratios[key] = float(ratio)
+        self._save()
+
+    def _save(self) -> None:
+        data = {
+            "version": VERSION,
+            "context": self.context,
+            "entries": self.entries,
+            "again": self.again_ratios,
+        }
         write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))

@@ -3,6 +3,7 @@ onnxruntime timing on this machine)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from hwcompress.arch import Genome
@@ -10,6 +11,7 @@ from hwcompress.measure.latency import measure_local_many
 from hwcompress.search import SearchConfig
 from hwcompress.search.confirm import confirm_latency, confirmed_latency
 from hwcompress.search.evaluate import CandidateEvaluator
+from hwcompress.search.latency_memo import LatencyMemo
 from hwcompress.search.product import ProductScore, rank
 from hwcompress.search.target import Target, with_targets
 
@@ -28,6 +30,7 @@ def test_a_leader_over_the_budget_when_timed_again_gives_way_to_the_next(tiny_se
     out = Path(tiny_search["out"])
     ctx, _ = prepare_context(SearchConfig(**tiny_search), out)
     ctx.latency_reference = out / "teacher.onnx"
+    ctx.latencies = LatencyMemo(out / "latencies.json", {"run": "this"})
     evaluator = CandidateEvaluator(ctx)
     full = evaluator.evaluate(Genome(), stage="shrinkage", episode=0, method="x")
     small = evaluator.evaluate(
@@ -50,6 +53,7 @@ def test_a_leader_over_the_budget_when_timed_again_gives_way_to_the_next(tiny_se
     bound = teacher_ms * (r_small + r_full) / 2
     ctx.matrix = with_targets(ctx.matrix, (Target("latency_ms", value=bound),), {})
     # the full student's first sitting was a lucky one: well under the budget
+    first = {c.id: dict(c.metrics) for c in (full, small)}
     full.metrics["latency_ms"] = 0.5 * bound
     full.metrics["val_accuracy"] = 1.0
     small.metrics["latency_ms"] = min(small.metrics["latency_ms"], 0.99 * bound)
@@ -92,3 +96,29 @@ def test_a_leader_over_the_budget_when_timed_again_gives_way_to_the_next(tiny_se
         )
         == []
     )
+
+    # the second timings are kept: a run handed them (a resumed one, or the other run of a
+    # benchmark's pair) counts its leaders at them without a new sitting (the teacher's file
+    # is gone, so a sitting would fail)
+    ctx.latency_reference = out / "gone.onnx"
+    ctx.latencies = LatencyMemo(out / "latencies.json", {"run": "this"})
+    other = CandidateEvaluator(ctx)
+    for cand in (full, small):
+        fresh = replace(cand, metrics=dict(first[cand.id]), history=list(cand.history))
+        if cand is full:
+            fresh.metrics["latency_ms"] = 0.5 * bound
+        other.score(fresh)
+        other.cache[Genome.from_dict(cand.genome).key()] = fresh
+    messages: list[str] = []
+    done = confirm_latency(
+        other,
+        score.eligible,
+        lambda: rank(list(other.cache.values()), score),
+        leaders=1,
+        record=lambda c: None,
+        progress=messages.append,
+    )
+    assert [c.id for c in done] == [full.id, small.id] and not messages
+    for cand in done:
+        assert cand.metrics["latency_ms"] == again[cand.id].metrics["latency_ms"]
+        assert cand.feasible == again[cand.id].feasible

@@ -55,6 +55,16 @@ def test_the_first_timing_of_a_structure_is_kept_and_read_back_scaled(tmp_path):
     assert again.get("a", 2.0)[1] == 0.25
 
 
+def test_a_second_timing_is_kept_apart_from_the_first(tmp_path):
+    memo = LatencyMemo(tmp_path / "latencies.json", CONTEXT)
+    memo.put("a", _timing(0.5), 0.25)
+    assert memo.again("a") is None
+    memo.put_again("a", 0.3)
+    memo.put_again("a", 0.4)  # the first is kept
+    again = LatencyMemo(tmp_path / "latencies.json", CONTEXT)
+    assert again.again("a") == 0.3 and again.get("a", 2.0)[1] == 0.25
+
+
 def test_a_timing_without_a_teacher_ratio_is_read_as_measured(tmp_path):
     memo = LatencyMemo(tmp_path / "latencies.json", CONTEXT)
     memo.put("a", _timing(0.5), None)
