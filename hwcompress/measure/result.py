@@ -99,6 +99,19 @@ class LatencyResult:
         """A copy with ``notes`` appended."""
         return dataclasses.replace(self, notes=(*self.notes, *notes))
 
+    def scaled(self, factor: float, *notes: str) -> LatencyResult:
+        """A copy with every time multiplied by ``factor`` and ``notes`` appended (a timing
+        made in turn with a reference, expressed in that reference's latency elsewhere)."""
+        return dataclasses.replace(
+            self,
+            median_ms=self.median_ms * factor,
+            p90_ms=self.p90_ms * factor,
+            min_ms=self.min_ms * factor,
+            mean_ms=self.mean_ms * factor,
+            stdev_ms=self.stdev_ms * factor,
+            notes=(*self.notes, *notes),
+        )
+
 
 def summarize(times_ms: list[float], **info: Any) -> LatencyResult:
     """Turns raw per-run times into a :class:`LatencyResult`."""

@@ -116,9 +116,9 @@ def confirm_latency(
             )
             teacher_now = max(times[0].median_ms, 1e-9)
             for cand, lat in zip(fresh, times[1:], strict=True):
-                ratios[cand.id] = lat.median_ms / teacher_now
+                ratios[cand.id] = again = lat.median_ms / teacher_now
                 if memo is not None:
-                    memo.put_again(_key(cand), lat.median_ms / teacher_now)
+                    memo.put_again(_key(cand), again)
         for cand in todo:
             ratio = ratios[cand.id]
             assert ratio is not None

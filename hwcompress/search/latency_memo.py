@@ -86,21 +86,9 @@ class LatencyMemo:
         if ratio is None:
             return lat, None
         ratio = float(ratio)
-        scale = ratio * teacher_ms / max(lat.median_ms, 1e-12)
-        lat = LatencyResult(
-            median_ms=ratio * teacher_ms,
-            p90_ms=lat.p90_ms * scale,
-            min_ms=lat.min_ms * scale,
-            mean_ms=lat.mean_ms * scale,
-            stdev_ms=lat.stdev_ms * scale,
-            runs=lat.runs,
-            source=lat.source,
-            provider=lat.provider,
-            threads=lat.threads,
-            kernels=dict(lat.kernels),
-            notes=(*lat.notes, f"kept timing ({FILE_NAME}): {ratio:.3f}× the teacher's latency"),
-            where=lat.where,
-            warning=lat.warning,
+        lat = lat.scaled(
+            ratio * teacher_ms / max(lat.median_ms, 1e-12),
+            f"kept timing ({FILE_NAME}): {ratio:.3f}× the teacher's latency",
         )
         return lat, ratio
 

@@ -208,21 +208,13 @@ def measure_candidate(
     minutes cancels out (the ratio is returned too)."""
     if reference is None or profile.latency.source != SourceName.LOCAL:
         return measure_latency(onnx_path, profile, **latency_kwargs), None
-    import dataclasses
-
     from hwcompress.measure.latency import measure_local_many
     from hwcompress.measure.sources import with_provenance
 
     mine, ref = measure_local_many([onnx_path, reference], profile, rounds=REFERENCE_ROUNDS)
     ratio = mine.median_ms / max(ref.median_ms, 1e-9)
-    scale = teacher_ms / max(ref.median_ms, 1e-9)
-    lat = dataclasses.replace(
-        mine,
-        median_ms=ratio * teacher_ms,
-        p90_ms=mine.p90_ms * scale,
-        min_ms=mine.min_ms * scale,
-        mean_ms=mine.mean_ms * scale,
-        stdev_ms=mine.stdev_ms * scale,
-        notes=(*mine.notes, f"timed in turn with the teacher: {ratio:.3f}× its latency"),
+    lat = mine.scaled(
+        teacher_ms / max(ref.median_ms, 1e-9),
+        f"timed in turn with the teacher: {ratio:.3f}× its latency",
     )
     return with_provenance(lat, profile), ratio
