@@ -9,7 +9,7 @@ from hwcompress.arch import Genome
 from hwcompress.search.methods import StageController
 from hwcompress.search.names import StageName
 from hwcompress.search.seeds import width_seeds
-from hwcompress.search.stages import ShrinkageStage
+from hwcompress.search.shrink_stage import ShrinkageStage
 
 if TYPE_CHECKING:
     from hwcompress.search.run_api import StageRun
@@ -20,6 +20,10 @@ class ChannelsStage(ShrinkageStage):
     MACs budget (the agent clamps its own actions to the budget)."""
 
     name = StageName.CHANNELS
+    relative = False  # the agent's keep ratios are of the teacher's channels
+
+    def rollouts(self, run: StageRun, episode: int) -> int:
+        return run.config.rollouts
 
     def bases(self, run: StageRun) -> list[Genome]:
         return [run.start]

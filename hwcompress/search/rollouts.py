@@ -43,15 +43,16 @@ def draw(
     prepared: list[Prepared],
     gen: torch.Generator,
     episode: int,
+    rollouts: int | None = None,
 ) -> tuple[list[Sample], list[Genome], int]:
     """One episode's rollouts: proposals (``stage``'s genome of a sample's actions, fitted
     to the budgets; draw ``r`` from ``prepared[r % len(prepared)]``) drawn until
-    ``rollouts`` of them are students the run has not evaluated before this episode (at
-    most :data:`DRAWS_PER_ROLLOUT` draws a rollout). A proposal that repeats an earlier
-    student costs no training, so it takes no rollout of the budget; nor does it teach the
-    policy (its reward, maybe at a higher fidelity than the new students', would pull a
-    policy started around the best student back onto it), unless the episode drew nothing
-    new.
+    ``rollouts`` (default: the run's per episode) of them are students the run has not
+    evaluated before this episode (at most :data:`DRAWS_PER_ROLLOUT` draws a rollout). A
+    proposal that repeats an earlier student costs no training, so it takes no rollout of
+    the budget; nor does it teach the policy (its reward, maybe at a higher fidelity than
+    the new students', would pull a policy started around the best student back onto it),
+    unless the episode drew nothing new.
 
     Which students count as earlier does not depend on this episode's own (a resumed run
     draws the same proposals again).
@@ -60,7 +61,7 @@ def draw(
         The samples and genomes to evaluate, and how many of them were over the budgets as
         proposed (before the clamp scaled them down).
     """
-    rollouts = run.config.rollouts
+    rollouts = run.config.rollouts if rollouts is None else rollouts
     seen = {
         key
         for key, c in run.evaluator.cache.items()

@@ -7,7 +7,8 @@ from hwcompress.search.channels_stage import ChannelsStage
 from hwcompress.search.kernel_stage import KernelStage
 from hwcompress.search.names import StageName
 from hwcompress.search.quant_stage import QuantizationStage
-from hwcompress.search.stages import RemovalStage, ShrinkageStage, Stage
+from hwcompress.search.shrink_stage import ShrinkageStage
+from hwcompress.search.stages import RemovalStage, Stage
 
 __all__ = ["stage_registry"]
 

@@ -3,8 +3,9 @@
 A stage says what it decides on (its items and their features), how a controller's actions
 become a genome, which seeds a practitioner would try first, which students it starts from
 and how it keeps proposals within the size caps. :class:`PolicyStage` runs the episodes
-shared by every policy-driven stage (N2N's removal and shrinkage here, the quantization
-stage in :mod:`hwcompress.search.quant_stage`); the kernel stage
+shared by every policy-driven stage (N2N's removal here, its shrinkage in
+:mod:`hwcompress.search.shrink_stage`, the quantization stage in
+:mod:`hwcompress.search.quant_stage`); the kernel stage
 (:mod:`hwcompress.search.kernel_stage`) runs its own fine-tunes. A new stage is one class
 and one entry of :func:`hwcompress.search.stage_registry.stage_registry`. Stages see the run through
 :class:`~hwcompress.search.run_api.StageRun`, never the runner itself.
@@ -17,19 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hwcompress.arch import Genome, build_spec, build_student
+from hwcompress.arch import Genome
 from hwcompress.errors import ConfigError
 from hwcompress.files import save_atomic
 from hwcompress.search.candidate import Candidate
-from hwcompress.search.evaluate import structure_of
 from hwcompress.search.features import (
-    group_features,
-    group_sensitivity,
     unit_features,
 )
 from hwcompress.search.methods import METHODS, StageController
 from hwcompress.search.names import StageName
-from hwcompress.search.policies import WIDTH_CHOICES, grid_widths
 from hwcompress.search.rollouts import Prepared, draw
 from hwcompress.search.seeds import NEAR_BUDGET, NEAR_BUDGET_TARGET, width_seeds
 from hwcompress.search.steer import untrained_latency
@@ -37,10 +34,6 @@ from hwcompress.search.target import fit_genome
 
 if TYPE_CHECKING:
     from hwcompress.search.run_api import StageRun
-
-#: The shrinkage policy's rollouts go to the carried structures whose best student so far
-#: scores within this share of the best one's (the others only take rollouts from them).
-BASE_MARGIN = 0.03
 
 
 def near_budget(run: StageRun) -> float:
@@ -122,6 +115,10 @@ class PolicyStage(Stage):
             )
             or genome
         )
+
+    def rollouts(self, run: StageRun, episode: int) -> int:
+        """The new students episode ``episode`` draws (the run's rollouts per episode)."""
+        return run.config.rollouts
 
     def demonstration(self, run: StageRun, base: Genome, items: list[str]) -> list[int] | None:
         """The actions that rebuild the run's best student of ``base``'s structure so far
@@ -209,7 +206,9 @@ class PolicyStage(Stage):
             if deadline is not None and time.perf_counter() > deadline:
                 return run.stage_best(self.name), True
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + index * 10_007 + ep)
-            samples, genomes, clamped = draw(run, self, controller, prepared, gen, ep)
+            samples, genomes, clamped = draw(
+                run, self, controller, prepared, gen, ep, self.rollouts(run, ep)
+            )
             cands = run.evaluate_episode(genomes, self.name, ep, config.method, deadline=deadline)
             rewards = [c.reward for c in cands]
             loss = controller.update(samples, rewards)
@@ -246,127 +245,3 @@ class RemovalStage(PolicyStage):
             return None
         keep = Genome.from_dict(best.genome).keep
         return [int(keep.get(n, True)) for n in items]
-
-
-class ShrinkageStage(PolicyStage):
-    """N2N's second stage: a width factor per channel group still present (autoregressive
-    LSTM), from each of the run's best structures so far (a removal decision is judged after
-    shrinking, not at full width)."""
-
-    name = StageName.SHRINKAGE
-
-    def bases(self, run: StageRun) -> list[Genome]:
-        # judged before this stage's own students, as when it started (a resumed run too)
-        return run.best_structures(run.config.carry, before=self.name)
-
-    def items(self, run: StageRun, base: Genome) -> tuple[list[str], torch.Tensor]:
-        ctx = run.ctx
-        spec, present = ctx.spec, ctx.spec
-        if any(not v for v in base.keep.values()):
-            student = build_student(ctx.teacher, structure_of(base), spec.input_shape, spec=spec)
-            present = build_spec(student, spec.input_shape)
-        keys = {g.key for g in present.shrinkable}
-        groups = tuple(g for g in spec.shrinkable if g.key in keys)
-        time_share = group_sensitivity(spec, [g.key for g in groups], run.latency, base)
-        return [g.key for g in groups], group_features(spec, groups, time_share)
-
-    def genome(self, run: StageRun, base: Genome, items: list[str], actions: list[Any]) -> Genome:
-        return Genome(
-            keep=dict(base.keep),
-            width={k: WIDTH_CHOICES[a] for k, a in zip(items, actions, strict=True)},
-            kernel=dict(base.kernel),
-        )
-
-    def seeds(self, run: StageRun, base: Genome, items: list[str]) -> list[tuple[str, Genome]]:
-        """The start structure's ladder, and each carried structure with removals narrowed
-        by one width multiplier to the ladder's sizes beyond its own, so a removal is not
-        judged at full width only. With a target on a size there is nothing to add: the
-        removal stage already scaled each proposal down to it (:meth:`fit`), and accuracy
-        alone ranks the students that meet it. With a latency target, each carried
-        structure with removals is pruned until fast enough (its latency-matched uniform
-        and global-L1 students): where the target is beyond every full-depth student (the
-        start's ladder is then empty), these are the seeds the policy has to beat."""
-        seeds = super().seeds(run, base, items)
-        latency_target = "latency_ms" in run.caps and run.latency is not None
-        targeted = bool(run.caps) and run.ctx.reward_config.objective == "accuracy"
-        if targeted and not latency_target:
-            return seeds
-        spec, start = run.ctx.spec, run.start
-        teacher_params = spec.predict_params(Genome())
-        measured = untrained_latency(run.ctx) if run.latency is not None else None
-        for structure in self.bases(run):
-            removed = sum(
-                1 for u, kept in structure.keep.items() if not kept and start.keep.get(u, True)
-            )
-            if not removed:
-                continue
-            own = teacher_params / max(spec.predict_params(structure), 1)
-            ratios: tuple[float, ...] = ()  # a target run: the latency-matched students
-            if not targeted:
-                ratios = tuple(r for r in run.config.seed_ratios if r > 1.1 * own)
-            seeds += [
-                (f"{removed} removed, {label}", genome)
-                for label, genome in width_seeds(
-                    run.ctx.teacher,
-                    spec,
-                    structure,
-                    run.caps,
-                    ratios,
-                    l1=targeted,
-                    latency=run.latency,
-                    multiple=run.multiple,
-                    measured=measured,
-                    near_budget=near_budget(run),
-                )
-            ]
-        return seeds
-
-    def worth_sampling(self, run: StageRun, prepared: list[Prepared]) -> list[Prepared]:
-        """The carried structures whose best eligible student so far (this stage's seeds
-        counted, its own samples not, so a resumed run decides alike) scores within
-        :data:`BASE_MARGIN` of the best one's, best first: a structure that is clearly
-        behind after its own seeds would take a share of every episode's rollouts for
-        students that cannot win. All of them when none has an eligible student yet."""
-        if len(prepared) < 2:
-            return prepared
-        best: dict[str, float] = {}
-        for c in run.floats():
-            if not run.score.eligible(c) or self.own_sample(c):
-                continue
-            key = Genome.from_dict(c.genome).structure().key()
-            best[key] = max(best.get(key, float("-inf")), run.score(c))
-        scored = [(best.get(p[0].structure().key()), p) for p in prepared]
-        known = [s for s, _ in scored if s is not None]
-        if not known:
-            return prepared
-        top = max(known)
-        kept = [(s, p) for s, p in scored if s is not None and s >= top * (1 - BASE_MARGIN)]
-        kept.sort(key=lambda sp: -sp[0])
-        if len(kept) < len(prepared):
-            run.reporter.message(
-                f"{self.name}: {len(prepared) - len(kept)} of the {len(prepared)} carried "
-                f"structures left out (their best student is over {BASE_MARGIN:.0%} behind)"
-            )
-        return [p for _, p in kept]
-
-    def demonstration(self, run: StageRun, base: Genome, items: list[str]) -> list[int] | None:
-        structure = base.structure().key()
-        same = [  # this stage's seeds count, its own samples (a resumed run's) do not
-            c
-            for c in run.floats()
-            if c.feasible
-            and not self.own_sample(c)
-            and Genome.from_dict(c.genome).structure().key() == structure
-        ]
-        best = run.best_of(same)
-        if best is None:
-            return None
-        width = best.genome.get("width", {})
-        spec = run.ctx.spec
-        # where latency steers, "no larger" means no slower
-        size = run.latency or spec.predict_params
-        return grid_widths(
-            [width.get(k, 1.0) for k in items],
-            lambda choice: size(self.genome(run, base, items, choice)),
-            size(Genome.from_dict(best.genome)),
-        )

@@ -10,7 +10,8 @@ from hwcompress.search.candidate import Candidate
 from hwcompress.search.policies import WIDTH_CHOICES, grid_widths
 from hwcompress.search.product import ProductScore, rank
 from hwcompress.search.rollouts import draw
-from hwcompress.search.stages import RemovalStage, ShrinkageStage
+from hwcompress.search.shrink_stage import ShrinkageStage
+from hwcompress.search.stages import RemovalStage
 
 
 def _params(spec, items, choice):
@@ -54,6 +55,7 @@ class _Run:
         self.score = ProductScore({"params": 1e6}, 0.93, "params", "accuracy")
         self.messages: list[str] = []
         self.reporter = self
+        self.fill = False
 
     def floats(self):
         return self._cands
