@@ -6,11 +6,11 @@ import pytest
 
 from hwcompress.arch import Genome, build_spec
 from hwcompress.models import build_builtin
-from hwcompress.search.candidate import Candidate
 from hwcompress.search.config import SearchConfig
 from hwcompress.search.policies import WIDTH_CHOICES
 from hwcompress.search.product import ProductScore, rank
 from hwcompress.search.shrink_stage import RELATIVE_CHOICES, UNCHANGED, ShrinkageStage
+from tests.search.test_stages import _cand
 
 
 class _Run:
@@ -46,18 +46,6 @@ class _Run:
     def best_of(self, cands):
         ranked = rank(cands, self.score)
         return ranked[0] if ranked else None
-
-
-def _cand(cid, genome, stage, episode, val, feasible=True):
-    return Candidate(
-        id=cid,
-        stage=stage,
-        episode=episode,
-        method="baseline" if episode < 0 else "n2n",
-        genome=genome.to_dict(),
-        metrics={"val_accuracy": val, "params": 1e4},
-        feasible=feasible,
-    )
 
 
 def _widths(spec, values):
