@@ -212,6 +212,11 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=20000)
     parser.add_argument("--final-epochs", type=int, default=10)
     parser.add_argument("--teacher-epochs", type=int, default=12)
+    parser.add_argument(
+        "--teacher-weights",
+        default=None,
+        help="a trained teacher checkpoint (else the cached teacher of --teacher-epochs)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
         "--append", action="store_true", help="keep the rows of earlier runs in the table"
@@ -249,6 +254,7 @@ def main() -> None:
     teacher = resolve_teacher(
         "builtin:vgg",
         data,
+        weights=args.teacher_weights,
         train_config=TrainConfig(epochs=args.teacher_epochs, patience=4),
         reporter=print,
     )

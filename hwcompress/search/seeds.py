@@ -13,6 +13,12 @@ parameters``, each clipped to the size caps of the profile and the run's targets
   costs in time on the device (:func:`time_scores`), so one threshold cuts where the time
   is spent — early, high-resolution layers — rather than where the parameters are (HALP's
   importance per unit of latency).
+- ``uniform/√ms`` (latency-matched only): a width multiplier per group inversely
+  proportional to the square root of what a channel of the group costs in time
+  (:func:`time_widths`): between ``uniform`` and ``l1/ms``, which on a network whose
+  channels score alike keeps almost nothing of the early layers (one global threshold on
+  scores tilted by time keeps every cheap channel first). The students that beat the seeds
+  on Fashion-MNIST sat between the two: thinner early layers, wider late ones.
 
 The quantization stage's seeds are uniform bit-widths, one per width the device runs.
 Seeds are journaled like any candidate, with ``method: baseline``; they never update a policy.
@@ -43,6 +49,9 @@ MIN_KEEP = 0.05
 #: A group's per-channel time cost, relative to the mean group's, is counted as at least
 #: this share (a group the predictor calls free is not kept whole for nothing).
 MIN_COST_SHARE = 0.1
+#: ``uniform/√ms`` widens a group by its channels' time cost to this power (relative to the
+#: mean group's).
+TIME_EXPONENT = -0.5
 #: A latency-matched seed checked by measurement stays within this share of the budget (the
 #: trained student is timed again, and timings on a shared machine vary by a few per cent).
 MEASURED_MARGIN = 0.95
@@ -94,6 +103,47 @@ def time_scores(
     if mean <= 0:
         return {k: scores[k] for k in keys}
     return {k: scores[k] / max(per_channel[k] / mean, MIN_COST_SHARE) for k in keys}
+
+
+def time_widths(
+    spec: ArchSpec, base: Genome, latency: LatencyPredictor, exponent: float = TIME_EXPONENT
+) -> dict[str, float]:
+    """Each present group's relative width for ``uniform/√ms``: the time one of its channels
+    costs in ``base`` (as :func:`time_scores` counts it), relative to the mean group's, to
+    ``exponent``; the largest is 1."""
+    from hwcompress.search.features import group_sensitivity
+
+    keys = present_groups(spec, base)
+    if not keys:
+        return {}
+    share = group_sensitivity(spec, keys, latency, base)
+    channels = {g.key: g.channels for g in spec.shrinkable}
+    per_channel = {k: share[k] / max(1.0, base.width.get(k, 1.0) * channels[k] / 2) for k in keys}
+    mean = sum(per_channel.values()) / len(keys)
+    if mean <= 0:
+        return dict.fromkeys(keys, 1.0)
+    rel = {k: max(per_channel[k] / mean, MIN_COST_SHARE) ** exponent for k in keys}
+    top = max(rel.values())
+    return {k: r / top for k, r in rel.items()}
+
+
+def shaped_genome(
+    spec: ArchSpec, base: Genome, shape: dict[str, float], multiple: int = 1
+) -> Callable[[float], Genome]:
+    """``q ↦`` the base with each group in ``shape`` at width ``shape[k]·s``, ``s`` growing
+    from 0 at ``q = 0`` to where every group is whole at ``q = 1`` (counts snapped to
+    ``multiple``)."""
+    channels = {g.key: g.channels for g in spec.shrinkable}
+    reach = 1.0 / max(min(shape.values()), 1e-6)
+
+    def make(q: float) -> Genome:
+        width = {
+            k: snap(min(1.0, max(q * reach * r, MIN_KEEP)), channels[k], multiple)
+            for k, r in shape.items()
+        }
+        return Genome(keep=dict(base.keep), width=width, kernel=dict(base.kernel))
+
+    return make
 
 
 def uniform_genome(spec: ArchSpec, base: Genome, multiple: int = 1) -> Callable[[float], Genome]:
@@ -195,7 +245,8 @@ def width_seeds(
     With a ``latency_ms`` cap and a ``latency`` predictor, every rung is also scaled to the
     predicted latency budget, and each family adds its largest student within that budget
     (``uniform latency 3.1x``): Torch-Pruning's practice of pruning until fast enough;
-    ``l1/ms`` adds its latency-matched student alone (:func:`time_scores`). Rungs then
+    ``l1/ms`` and ``uniform/√ms`` add their latency-matched students alone
+    (:func:`time_scores`, :func:`time_widths`). Rungs then
     predicted under ``near_budget`` of the budget are left out. With a
     ``measured`` latency too, the latency-matched students are checked by timing them
     (:func:`match_measured`, within :data:`MEASURED_MARGIN` of the budget): a prediction a
@@ -231,6 +282,10 @@ def width_seeds(
         per_ms = time_scores(scores, spec, base, latency)
         if per_ms:
             families["l1/ms"] = l1_genome(spec, base, per_ms, multiple)
+    if matched:
+        assert latency is not None
+        if shape := time_widths(spec, base, latency):
+            families["uniform/√ms"] = shaped_genome(spec, base, shape, multiple)
     floor = near_budget * caps["latency_ms"] if matched else 0.0
     sizes = {k: v for k, v in caps.items() if k != "latency_ms"}
 
@@ -242,7 +297,7 @@ def width_seeds(
     seen: set[str] = set()
     for name, make in families.items():
         for i, ratio in enumerate(ladder):
-            if name == "l1/ms" and i > 0:
+            if name in ("l1/ms", "uniform/√ms") and i > 0:
                 break  # the latency-matched student alone: the ladder is in parameters
             limit = teacher_params / ratio
 

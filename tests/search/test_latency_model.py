@@ -22,6 +22,7 @@ from hwcompress.search.seeds import (
     MEASURED_MARGIN,
     NEAR_BUDGET,
     NEAR_BUDGET_TARGET,
+    time_widths,
     uniform_genome,
     width_seeds,
 )
@@ -146,7 +147,7 @@ def test_latency_matched_seeds_are_the_largest_students_within_the_budget(vgg):
     assert all(
         spec.predict_params(matched) >= spec.predict_params(g)
         for lab, g in seeds
-        if lab.startswith("uniform")
+        if lab.startswith("uniform ")
     )
     # no predictor: the ladder alone, as before
     plain = width_seeds(model, spec, Genome(), caps, (2.0, 8.0))
@@ -253,15 +254,16 @@ def test_a_measured_match_walks_from_the_prediction_to_the_budget(vgg, device_sp
 def test_a_structure_with_removals_gets_its_latency_matched_seeds_alone(vgg):
     # A latency target beyond every full-depth student leaves the start's ladder empty; the
     # shrinkage stage then prunes each carried structure with removals until it is fast
-    # enough: no ladder of ratios, only its latency-matched uniform, global-L1 and
-    # L1-per-millisecond students, which keep the removal and fill the predicted budget.
+    # enough: no ladder of ratios, only its latency-matched uniform, global-L1,
+    # L1-per-millisecond and time-shaped students, which keep the removal and fill the
+    # predicted budget.
     model, spec = vgg
     predict = _padded_predictor(spec)
     unit = spec.removable[-1].name
     structure = Genome(keep={unit: False})
     caps = {"latency_ms": 3.0}
     seeds = dict(width_seeds(model, spec, structure, caps, (), latency=predict, multiple=16))
-    assert {lab.split(" ")[0] for lab in seeds} <= {"uniform", "l1", "l1/ms"}
+    assert {lab.split(" ")[0] for lab in seeds} <= {"uniform", "l1", "l1/ms", "uniform/√ms"}
     assert {"uniform", "l1"} <= {lab.split(" ")[0] for lab in seeds}
     assert all(" latency " in lab for lab in seeds)
     for g in seeds.values():
@@ -293,3 +295,27 @@ def test_the_per_millisecond_seed_cuts_where_time_is_spent(vgg):
     cheap = min(groups, key=lambda g: cost[g.key]).key
     assert per_ms.width[dear] < plain.width[dear]
     assert per_ms.width[cheap] > plain.width[cheap]
+
+
+def test_the_time_shaped_seed_widens_cheap_groups_and_thins_dear_ones(vgg):
+    # uniform/√ms: a width multiplier per group, inversely proportional to the square root
+    # of a channel's time cost, filled to the same predicted budget as the uniform seed
+    model, spec = vgg
+    predict = _padded_predictor(spec)
+    caps = {"latency_ms": 3.0}
+    seeds = dict(width_seeds(model, spec, Genome(), caps, (), latency=predict, multiple=8))
+    by_family = {label.rsplit(" ", 1)[0]: g for label, g in seeds.items()}
+    uniform, shaped = by_family["uniform latency"], by_family["uniform/√ms latency"]
+    assert predict(shaped) <= LATENCY_MARGIN * 3.0
+    share = group_sensitivity(spec, [g.key for g in spec.shrinkable], predict)
+    cost = {g.key: share[g.key] / g.channels for g in spec.shrinkable}
+    dear = max(spec.shrinkable, key=lambda g: cost[g.key]).key
+    cheap = min(spec.shrinkable, key=lambda g: cost[g.key]).key
+    assert shaped.width[cheap] > uniform.width[cheap]
+    assert shaped.width[dear] <= uniform.width[dear]
+    assert shaped.width[dear] < shaped.width[cheap]
+    # the shape alone: 1 for the cheapest group, less for dearer ones, none of them zero
+    shape = time_widths(spec, Genome(), predict)
+    assert max(shape.values()) == pytest.approx(1.0)
+    assert shape[cheap] == pytest.approx(1.0)
+    assert 0 < shape[dear] < 1
