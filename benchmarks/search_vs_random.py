@@ -9,7 +9,7 @@ is reported beside it), latency, wall time and the mean reward per episode. Writ
 Usage: python benchmarks/search_vs_random.py [--dataset digits] [--episodes 8] [--rollouts 4]
        [--seeds 0,1,2] [--profile x86_host] [--data-dir DIR] [--teacher-weights FILE]
        [--budget-minutes M] [--train-limit N] [--distill-epochs E] [--methods n2n,random]
-       [--reuse DIR] [--target latency_ms=3x] [--promote-epochs P]
+       [--reuse DIR] [--target latency_ms=3x] [--promote-epochs P] [--screen-pool K]
 
 The methods of a seed run back to back, and the second is handed the first's latency model and
 kept timings (``latencies.json``): under a latency target both choose the same latency-matched
@@ -68,6 +68,13 @@ def main() -> None:
         default=None,
         help="extra epochs of a promoted candidate (default: the search's)",
     )
+    parser.add_argument(
+        "--screen-pool",
+        type=int,
+        default=None,
+        help="proposals an N2N policy draws per rollout trained (1: no screening; "
+        "default: the search's)",
+    )
     parser.add_argument("--reuse", type=Path, default=None, help="an earlier invocation's runs")
     parser.add_argument(
         "--target",
@@ -103,6 +110,7 @@ def main() -> None:
                     if args.promote_epochs is not None
                     else {}
                 ),
+                **({"screen_pool": args.screen_pool} if args.screen_pool is not None else {}),
                 out=str(workdir / f"{method}-{seed}"),
             )
             earlier = args.reuse / f"{method}-{seed}" if args.reuse else None
@@ -149,6 +157,8 @@ def reused(run: Path, cfg: SearchConfig) -> tuple[SearchResult, float]:
         if (list(made.get(k) or []) if k == "target" else made.get(k))
         != (list(getattr(cfg, k)) if k == "target" else getattr(cfg, k))
     ]
+    if cfg.method == "n2n" and made.get("screen_pool", 1) != cfg.screen_pool:
+        differ.append("screen_pool")  # a run from before screening drew no pool
     if differ:
         raise SystemExit(f"{run} was made with other settings ({', '.join(differ)}); rerun it")
     saved = json.loads((run / "results.json").read_text())
@@ -247,6 +257,11 @@ def write(
         + (
             f", promoted candidates {args.promote_epochs} more epochs"
             if args.promote_epochs is not None
+            else ""
+        )
+        + (
+            f", N2N screening {args.screen_pool} proposals per rollout trained"
+            if args.screen_pool is not None
             else ""
         )
         + (f", at most {args.train_limit} training samples" if args.train_limit else "")

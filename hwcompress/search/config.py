@@ -106,6 +106,10 @@ class SearchConfig:
         carry: How many of the run's best structures the shrinkage stage starts from.
         promote_fraction: Share of each episode's rollouts trained longer.
         promote_epochs: Extra distillation epochs of a promoted candidate (0: off).
+        screen_pool: Where latency steers a target run, an N2N policy draws this many
+            proposals per rollout and the ones a surrogate of the proxy reward, fitted to
+            the run's students, expects most of are trained (1: off; random search never
+            screens).
         contenders: The run's leading students, and as many smaller challengers, brought
             to the top fidelity before the product is chosen.
         device: Where teacher training, distillation, QAT and the kernel stage run: ``auto``
@@ -152,6 +156,7 @@ class SearchConfig:
     carry: int = 3
     promote_fraction: float = 0.25
     promote_epochs: int = 8
+    screen_pool: int = 4
     contenders: int = 3
     device: str = "auto"
     latency_students: int = 32
@@ -188,6 +193,8 @@ class SearchConfig:
             )
         if self.promote_epochs < 0:
             raise ConfigError("{promote_epochs} must be 0 (off) or more")
+        if self.screen_pool < 1:
+            raise ConfigError("{screen_pool} must be 1 (off) or more")
         allowed = METHOD_STAGES[self.method]
         for stage in self.stages:
             if stage not in allowed:

@@ -33,6 +33,10 @@ class StageController(Protocol):
 class PolicyController:
     """N2N: an LSTM policy trained with REINFORCE."""
 
+    #: Where latency steers a target run, its proposals are screened before training
+    #: (:mod:`hwcompress.search.screen`).
+    screens = True
+
     def __init__(self, stage: str, choices: tuple[float, ...] = (), lr: float = 3e-2) -> None:
         self.stage = stage
         self.policy = POLICIES[stage](choices=choices) if choices else POLICIES[stage]()

@@ -1,5 +1,7 @@
 """One episode's rollouts: the proposals a stage's controller draws, fitted to the budgets,
-until enough of them are students the run has not evaluated yet."""
+until enough of them are students the run has not evaluated yet; where latency steers a
+target run, a policy's larger pool screened by a surrogate of the proxy reward
+(:mod:`hwcompress.search.screen`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 
 from hwcompress.arch import Genome
 from hwcompress.search.policies import Sample
+from hwcompress.search.screen import screen
 from hwcompress.search.target import fits
 
 if TYPE_CHECKING:
@@ -54,6 +57,10 @@ def draw(
     the new students', would pull a policy started around the best student back onto it),
     unless the episode drew nothing new.
 
+    A controller that ``screens`` (the N2N policies), where the run fills proposals to a
+    latency budget, draws ``screen_pool`` times as many new proposals and the ``rollouts``
+    of them a surrogate of the proxy reward expects most of are kept (:func:`screen`).
+
     Which students count as earlier does not depend on this episode's own (a resumed run
     draws the same proposals again).
 
@@ -62,15 +69,18 @@ def draw(
         proposed (before the clamp scaled them down).
     """
     rollouts = run.config.rollouts if rollouts is None else rollouts
-    seen = {
-        key
+    earlier = {
+        key: c
         for key, c in run.evaluator.cache.items()
         if not (c.stage == stage.name and c.episode == episode)
     }
+    seen = set(earlier)
+    screens = getattr(controller, "screens", False) and run.fill
+    pool = rollouts * (run.config.screen_pool if screens else 1)
     fresh: list[tuple[Sample, Genome, bool]] = []
     repeats: list[tuple[Sample, Genome, bool]] = []
-    for r in range(DRAWS_PER_ROLLOUT * rollouts):
-        if len(fresh) == rollouts:
+    for r in range(DRAWS_PER_ROLLOUT * pool):
+        if len(fresh) == pool:
             break
         base, items, features = prepared[r % len(prepared)]
         sample = controller.sample(features, gen)
@@ -82,5 +92,8 @@ def draw(
         )
         (repeats if key in seen else fresh).append((sample, genome, over))
         seen.add(key)
+    if len(fresh) > rollouts:
+        chosen = screen(run.ctx.spec, list(earlier.values()), [g for _, g, _ in fresh], rollouts)
+        fresh = [fresh[i] for i in chosen]
     kept = fresh or repeats[:rollouts]
     return [s for s, _, _ in kept], [g for _, g, _ in kept], sum(o for _, _, o in kept)
