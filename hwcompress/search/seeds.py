@@ -52,6 +52,8 @@ MIN_COST_SHARE = 0.1
 #: ``uniform/√ms`` widens a group by its channels' time cost to this power (relative to the
 #: mean group's).
 TIME_EXPONENT = -0.5
+#: The seed families that add their latency-matched student alone (no ladder of sizes).
+LATENCY_ONLY = ("l1/ms", "uniform/√ms")
 #: A latency-matched seed checked by measurement stays within this share of the budget (the
 #: trained student is timed again, and timings on a shared machine vary by a few per cent).
 MEASURED_MARGIN = 0.95
@@ -81,6 +83,24 @@ def channel_scores(teacher: nn.Module, spec: ArchSpec) -> dict[str, torch.Tensor
     return scores
 
 
+def channel_costs(
+    spec: ArchSpec, base: Genome, latency: LatencyPredictor, keys: list[str]
+) -> dict[str, float] | None:
+    """The time one channel of each group of ``keys`` costs in ``base`` (the latency saved by
+    halving the group alone, per channel removed, from the predictor), relative to the mean
+    group's and at least :data:`MIN_COST_SHARE` of it; None where the predictor calls every
+    group free."""
+    from hwcompress.search.features import group_sensitivity
+
+    share = group_sensitivity(spec, keys, latency, base)
+    channels = {g.key: g.channels for g in spec.shrinkable}
+    per_channel = {k: share[k] / max(1.0, base.width.get(k, 1.0) * channels[k] / 2) for k in keys}
+    mean = sum(per_channel.values()) / len(keys)
+    if mean <= 0:
+        return None
+    return {k: max(per_channel[k] / mean, MIN_COST_SHARE) for k in keys}
+
+
 def time_scores(
     scores: dict[str, torch.Tensor],
     spec: ArchSpec,
@@ -88,41 +108,28 @@ def time_scores(
     latency: LatencyPredictor,
 ) -> dict[str, torch.Tensor]:
     """Channel scores per millisecond: each group's L1 scores divided by the time one of its
-    channels costs in ``base`` (the latency saved by halving the group alone, per channel
-    removed, from the predictor), that cost relative to the mean group's and at least
-    :data:`MIN_COST_SHARE` of it."""
-    from hwcompress.search.features import group_sensitivity
-
+    channels costs in ``base`` (:func:`channel_costs`)."""
     keys = [k for k in present_groups(spec, base) if k in scores]
     if not keys:
         return {}
-    share = group_sensitivity(spec, keys, latency, base)
-    channels = {g.key: g.channels for g in spec.shrinkable}
-    per_channel = {k: share[k] / max(1.0, base.width.get(k, 1.0) * channels[k] / 2) for k in keys}
-    mean = sum(per_channel.values()) / len(keys)
-    if mean <= 0:
+    costs = channel_costs(spec, base, latency, keys)
+    if costs is None:
         return {k: scores[k] for k in keys}
-    return {k: scores[k] / max(per_channel[k] / mean, MIN_COST_SHARE) for k in keys}
+    return {k: scores[k] / costs[k] for k in keys}
 
 
 def time_widths(
     spec: ArchSpec, base: Genome, latency: LatencyPredictor, exponent: float = TIME_EXPONENT
 ) -> dict[str, float]:
     """Each present group's relative width for ``uniform/√ms``: the time one of its channels
-    costs in ``base`` (as :func:`time_scores` counts it), relative to the mean group's, to
-    ``exponent``; the largest is 1."""
-    from hwcompress.search.features import group_sensitivity
-
+    costs in ``base`` (:func:`channel_costs`) to ``exponent``; the largest is 1."""
     keys = present_groups(spec, base)
     if not keys:
         return {}
-    share = group_sensitivity(spec, keys, latency, base)
-    channels = {g.key: g.channels for g in spec.shrinkable}
-    per_channel = {k: share[k] / max(1.0, base.width.get(k, 1.0) * channels[k] / 2) for k in keys}
-    mean = sum(per_channel.values()) / len(keys)
-    if mean <= 0:
+    costs = channel_costs(spec, base, latency, keys)
+    if costs is None:
         return dict.fromkeys(keys, 1.0)
-    rel = {k: max(per_channel[k] / mean, MIN_COST_SHARE) ** exponent for k in keys}
+    rel = {k: c**exponent for k, c in costs.items()}
     top = max(rel.values())
     return {k: r / top for k, r in rel.items()}
 
@@ -297,7 +304,7 @@ def width_seeds(
     seen: set[str] = set()
     for name, make in families.items():
         for i, ratio in enumerate(ladder):
-            if name in ("l1/ms", "uniform/√ms") and i > 0:
+            if name in LATENCY_ONLY and i > 0:
                 break  # the latency-matched student alone: the ladder is in parameters
             limit = teacher_params / ratio
 
