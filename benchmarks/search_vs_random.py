@@ -260,7 +260,8 @@ def write(
             else ""
         )
         + (
-            f", N2N screening {args.screen_pool} proposals per rollout trained"
+            f", N2N screen pool {args.screen_pool} proposals per rollout"
+            + (" (off)" if args.screen_pool == 1 else "")
             if args.screen_pool is not None
             else ""
         )

@@ -59,7 +59,8 @@ def draw(
 
     A controller that ``screens`` (the N2N policies), where the run fills proposals to a
     latency budget, draws ``screen_pool`` times as many new proposals and the ``rollouts``
-    of them a surrogate of the proxy reward expects most of are kept (:func:`screen`).
+    of them a surrogate of the proxy reward expects most of, within the budget when
+    measured, are kept (:func:`screen`).
 
     Which students count as earlier does not depend on this episode's own (a resumed run
     draws the same proposals again).
@@ -93,7 +94,14 @@ def draw(
         (repeats if key in seen else fresh).append((sample, genome, over))
         seen.add(key)
     if len(fresh) > rollouts:
-        chosen = screen(run.ctx.spec, list(earlier.values()), [g for _, g, _ in fresh], rollouts)
+        chosen = screen(
+            run.ctx.spec,
+            list(earlier.values()),
+            [g for _, g, _ in fresh],
+            rollouts,
+            latency=run.latency,
+            budget_ms=run.caps.get("latency_ms"),
+        )
         fresh = [fresh[i] for i in chosen]
     kept = fresh or repeats[:rollouts]
     return [s for s, _, _ in kept], [g for _, g, _ in kept], sum(o for _, _, o in kept)

@@ -20,6 +20,7 @@ from hwcompress.search.screen import (
     genome_vector,
     proxy_reward,
     screen,
+    within_budget,
 )
 from hwcompress.search.stages import RemovalStage
 from tests.search.test_stages import _DrawRun
@@ -133,6 +134,47 @@ def test_without_enough_students_or_a_larger_pool_the_draw_order_stands(spec):
     ]
     assert screen(spec, few + broken, pool, 4) == [0, 1, 2, 3]
     assert screen(spec, _known(spec, _random_genomes(spec, 20, 2)), pool[:3], 4) == [0, 1, 2]
+
+
+def _measured(spec, genome: Genome) -> float:
+    """A measured latency (ms) the flat prediction of 1 ms misses: the last group's width
+    costs more time than predicted (exactly what makes it look worth having)."""
+    return float(np.exp(0.4 * math.log(genome.width.get(spec.shrinkable[-1].key, 1.0))))
+
+
+def _timed(spec, genomes: list[Genome], budget: float) -> list[Candidate]:
+    known = _known(spec, genomes)
+    for c, g in zip(known, genomes, strict=True):
+        c.metrics = {"latency_ms": _measured(spec, g)}
+        c.feasible = c.metrics["latency_ms"] <= budget
+        c.reward = c.reward if c.feasible else -1.0
+    return known
+
+
+def test_the_chance_of_measuring_within_the_budget_learns_where_the_prediction_misses(spec):
+    budget = 0.7
+    known = _timed(spec, _random_genomes(spec, 24, seed=0), budget)
+    pool = _random_genomes(spec, 16, seed=1)
+    flat = lambda g: 1.0  # noqa: E731  (every proposal filled to the same predicted latency)
+    p = within_budget(spec, known, pool, flat, budget)
+    over = np.array([_measured(spec, g) > budget for g in pool])
+    assert p.shape == (16,) and ((p >= 0) & (p <= 1)).all()
+    assert p[~over].min() > p[over].max()
+    # until enough students were measured, every proposal counts as within the budget
+    assert (within_budget(spec, known[: MIN_FITTED - 1], pool, flat, budget) == 1).all()
+
+
+def test_the_screen_weighs_the_gain_by_the_chance_of_measuring_within_the_budget(spec):
+    budget = 0.8  # a last group at half width or less measures within it
+    known = _timed(spec, _random_genomes(spec, 40, seed=0), budget)
+    pool = _random_genomes(spec, 16, seed=1)
+    over = [_measured(spec, g) > budget for g in pool]
+    assert 4 < sum(over) < 12
+    blind = screen(spec, known, pool, 4)
+    aware = screen(spec, known, pool, 4, latency=lambda g: 1.0, budget_ms=budget)
+    # the fit of the reward alone favours wide last groups, the ones that measure too slow
+    assert sum(over[i] for i in blind) >= 2
+    assert not any(over[i] for i in aware)
 
 
 def _removal_setup(spec):
