@@ -196,6 +196,24 @@ def fastnas_at_latency(
     return None, {"skipped": f"no FastNAS subnet met the latency target: {tried}"}
 
 
+def split_variants(text: str, known: set[str]) -> list[str]:
+    """The variant names in a comma-separated list (a name may hold a comma itself:
+    ``Torch-Pruning uniform L1, round_to=16``): each name is the longest run of pieces that
+    names a known variant; a piece that starts none is a name of its own (an unknown one)."""
+    pieces = text.split(",")
+    names: list[str] = []
+    i = 0
+    while i < len(pieces):
+        end = next(
+            (j for j in range(len(pieces), i, -1) if ",".join(pieces[i:j]).strip() in known),
+            i + 1,
+        )
+        if name := ",".join(pieces[i:end]).strip():
+            names.append(name)
+        i = end
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion_mnist")
@@ -243,7 +261,7 @@ def main() -> None:
     if args.search_only and args.peers_only:
         parser.error("--search-only and --peers-only leave nothing to run; pick one")
     known = {name for name, _, _ in TP_VARIANTS}
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    variants = split_variants(args.variants, known)
     if unknown := sorted(set(variants) - known):
         parser.error(f"unknown variant(s) {unknown}; choose from {sorted(known)}")
     chosen = () if args.search_only else [v for v in TP_VARIANTS if v[0] in variants]
