@@ -74,6 +74,18 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.n
     return (mean - best) * norm.cdf(z) + std * norm.pdf(z)
 
 
+def _fit_predict(
+    spec: ArchSpec, points: list[tuple[list[float], float]], pool: list[Genome]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A Bayesian ridge fit of ``points`` (:func:`genome_vector`, value): its predicted mean
+    and standard deviation for each proposal of ``pool``."""
+    from sklearn.linear_model import BayesianRidge
+
+    model = BayesianRidge().fit(np.array([p for p, _ in points]), np.array([r for _, r in points]))
+    mean, std = model.predict(np.array([genome_vector(spec, g) for g in pool]), return_std=True)
+    return np.asarray(mean), np.asarray(std)
+
+
 def within_budget(
     spec: ArchSpec,
     known: list[Candidate],
@@ -101,10 +113,8 @@ def within_budget(
     if len(points) < MIN_FITTED:
         return np.ones(len(pool))
     from scipy.stats import norm
-    from sklearn.linear_model import BayesianRidge
 
-    model = BayesianRidge().fit(np.array([p for p, _ in points]), np.array([r for _, r in points]))
-    mean, std = model.predict(np.array([genome_vector(spec, g) for g in pool]), return_std=True)
+    mean, std = _fit_predict(spec, points, pool)
     predicted = np.log([max(latency(g), 1e-12) for g in pool])
     return np.asarray(norm.cdf((math.log(budget_ms) - predicted - mean) / np.maximum(std, 1e-9)))
 
@@ -142,18 +152,14 @@ def screen(
     ]
     if len(points) < MIN_FITTED:
         return list(range(keep))
-    from sklearn.linear_model import BayesianRidge
-
-    x = np.array([p for p, _ in points])
-    y = np.array([r for _, r in points])
-    model = BayesianRidge().fit(x, y)
-    mean, std = model.predict(np.array([genome_vector(spec, g) for g in pool]), return_std=True)
+    mean, std = _fit_predict(spec, points, pool)
+    best = max(r for _, r in points)
     fits = (
         within_budget(spec, known, pool, latency, budget_ms)
         if latency is not None and budget_ms is not None
         else np.ones(len(pool))
     )
-    gain = fits * expected_improvement(mean, std, float(y.max()))
+    gain = fits * expected_improvement(mean, std, best)
     # where nothing is expected to beat the best, the gains all round to 0: the expected
     # reward decides (−1 over the budget)
     expected = fits * mean - (1.0 - fits)
