@@ -232,6 +232,12 @@ def main() -> None:
     parser.add_argument("--distill-epochs", type=int, default=2)
     parser.add_argument("--train-limit", type=int, default=20000)
     parser.add_argument("--final-epochs", type=int, default=10)
+    parser.add_argument(
+        "--latency-headroom",
+        type=float,
+        default=SearchConfig.__dataclass_fields__["latency_headroom"].default,
+        help="the share under the target the search aims at (its default)",
+    )
     parser.add_argument("--teacher-epochs", type=int, default=12)
     parser.add_argument(
         "--teacher-weights",
@@ -327,6 +333,7 @@ def main() -> None:
                         final_epochs=0,  # every contender gets the same final distillation below
                         seed=seed,
                         target=(f"latency_ms={factor:g}x",),
+                        latency_headroom=args.latency_headroom,
                         out=str(work / f"search-{factor:g}-{seed}"),
                     )
                 )
@@ -393,7 +400,8 @@ def main() -> None:
                                 "search_latency_ratios": [
                                     result.best.metrics.get("latency_ratio"),
                                     result.best.metrics.get("latency_confirmed_ratio"),
-                                ]
+                                ],
+                                "latency_headroom": args.latency_headroom,
                             }
                             if i == 0 and result is not None and result.best is not None
                             else {}
@@ -468,7 +476,8 @@ def write(out, rows, args, t_params, t_test, t_macs, source, started, skipped=()
         "",
         f"Search: profile {args.profile}, {args.budget_minutes:g} min budget, "
         f"{args.episodes} episodes × {args.rollouts} rollouts, {args.distill_epochs} proxy "
-        f"epochs on {args.train_limit} samples, target `latency_ms=Fx`. Torch-Pruning: "
+        f"epochs on {args.train_limit} samples, target `latency_ms=Fx` aimed "
+        f"{args.latency_headroom:.0%} under (`latency_headroom`). Torch-Pruning: "
         "MetaPruner, L1 magnitude, the least-pruned of ratios 0.10…0.95 whose latency "
         "(timed in turn with the teacher) meets the target. Every contender then: distilled "
         f"{args.final_epochs} epochs (lr 3e-3, soft-target weight 1) on the whole training "

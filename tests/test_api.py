@@ -61,7 +61,9 @@ def trained(digits_loaders):
     return model.eval()
 
 
-QUICK = dict(episodes=1, rollouts=2, distill_epochs=3, promote_epochs=0, final_epochs=4)
+QUICK = dict(
+    episodes=1, rollouts=2, distill_epochs=3, promote_epochs=0, final_epochs=4, final_min_steps=0
+)
 
 
 def test_compress_a_user_model_with_plain_loaders(trained, digits_loaders, tmp_path):

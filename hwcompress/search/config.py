@@ -30,6 +30,8 @@ RESUMABLE_OVERRIDES = frozenset(
         "budget_minutes",
         "out",
         "final_epochs",
+        "final_min_steps",
+        "final_augment",
         "executor",
         "workers",
         "ray_address",
@@ -78,6 +80,12 @@ class SearchConfig:
         final_epochs: After the search, distil the float product this many more epochs on
             the whole training split (N2N trains its final student to convergence; the
             candidates' short distillation only ranks them). 0: off.
+        final_min_steps: The final distillation runs more epochs where the training split
+            is small, until it takes at least this many optimiser steps (digits: 72 epochs
+            rather than 20).
+        final_augment: The final distillation shows the student and the teacher the same
+            shifted images (:mod:`hwcompress.train.augment`; a sixteenth of the side, at
+            least a pixel), the teacher run at each step.
         kd_weight: Weight of the soft-target term (``T²·KL`` at T = 4) beside the L2 on logits,
             in every distillation of the run and the final one. 0: N2N's L2 alone.
         size_metric: ``params`` or ``weight_bytes`` for the compression reward.
@@ -119,6 +127,11 @@ class SearchConfig:
         latency_students: Where a latency budget (a target or the profile's) is tighter than
             the teacher, this many untrained students are measured first to fit the latency
             model that scales proposals to the budget.
+        latency_headroom: Every latency budget (a target's or the profile's) is aimed at
+            this share under it, so that the product still meets the budget when it is
+            timed again on the device (timings of one small student moved by ±8 % between
+            sittings on a shared 2-core machine). 0: aim at the budget itself. Runs written
+            before this setting existed aimed at the budget and resume so.
     """
 
     profile: str
@@ -139,6 +152,8 @@ class SearchConfig:
     distill_patience: int = 2
     train_limit: int | None = None
     final_epochs: int = 20
+    final_min_steps: int = 1500
+    final_augment: bool = True
     kd_weight: float = 0.0
     size_metric: str = "params"
     constraint_mode: str = "hard"
@@ -161,6 +176,7 @@ class SearchConfig:
     contenders: int = 3
     device: str = "auto"
     latency_students: int = 32
+    latency_headroom: float = 0.1
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_STAGES:
@@ -223,6 +239,8 @@ class SearchConfig:
             raise ConfigError("{kernel_steps} must be at least 1")
         if not self.kd_weight >= 0:
             raise ConfigError(f"{{kd_weight}} must be ≥ 0 (got {self.kd_weight})")
+        if self.final_min_steps < 0:
+            raise ConfigError("{final_min_steps} must be 0 (off) or more")
         if self.final_epochs < 0:
             raise ConfigError("{final_epochs} must be 0 (off) or more")
         for name in ("episodes", "rollouts", "distill_epochs", "distill_patience"):
@@ -233,6 +251,11 @@ class SearchConfig:
         if self.latency_students < 4:
             raise ConfigError(
                 f"{{latency_students}} must be at least 4 (got {self.latency_students})"
+            )
+        if not 0 <= self.latency_headroom < 0.9:
+            raise ConfigError(
+                "{latency_headroom} must be a share of the latency budget in [0, 0.9), e.g. "
+                f"0.1 to aim 10 % under it (got {self.latency_headroom})"
             )
         if self.latency_runs is not None and self.latency_runs < 1:
             raise ConfigError("{latency_runs} must be at least 1")
@@ -291,6 +314,7 @@ class SearchConfig:
                 f"{', '.join(sorted(known))}"
             )
         data = dict(data)
+        data.setdefault("latency_headroom", 0.0)  # written before it existed: no headroom
         for key in ("stages", "kernel_betas", "kernel_shares", "seed_ratios", "target"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])

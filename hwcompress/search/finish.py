@@ -4,6 +4,7 @@ accuracy and constraint report; ``results.json`` and the report written."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 import warnings
@@ -25,6 +26,7 @@ from hwcompress.search.evaluate import SearchContext
 from hwcompress.search.pipeline import export_step, rebuild_candidate, train_step
 from hwcompress.search.setup import data_config
 from hwcompress.train import DistillConfig, TeacherLogits, evaluate
+from hwcompress.train.augment import shift_for
 
 
 @dataclass
@@ -53,7 +55,8 @@ def final_distill(
     genome: Genome,
     onnx_path: Path,
 ) -> tuple[dict[str, Any], Any]:
-    """Distils the product ``config.final_epochs`` more epochs on the whole training split and
+    """Distils the product ``config.final_epochs`` more epochs (at least ``final_min_steps``
+    steps; with ``final_augment``, on shifted images) on the whole training split and
     re-exports it, through the steps every candidate went through
     (:func:`~hwcompress.search.pipeline.train_step`, :func:`~.pipeline.export_step`); the
     candidate's own record keeps its search-time figures.
@@ -68,16 +71,19 @@ def final_distill(
         logits = TeacherLogits(ctx.teacher, data.train, seed=config.seed)
     before = evaluate(student, data.val)
     start = time.perf_counter()
+    epochs = max(config.final_epochs, math.ceil(config.final_min_steps / max(len(data.train), 1)))
+    shift = shift_for(data.input_shape) if config.final_augment else 0
     accuracy = train_step(
         student,
         genome,
         ctx.teacher,
         data,
         DistillConfig(
-            epochs=config.final_epochs,
-            patience=config.final_epochs,
+            epochs=epochs,
+            patience=epochs,
             seed=config.seed,
             kd_weight=config.kd_weight,
+            shift=shift,
             device=ctx.distill_config.device,
         ),
         logits,
@@ -85,7 +91,8 @@ def final_distill(
     seconds = time.perf_counter() - start
     export_step(student, genome, data.input_shape, onnx_path, data.val)
     return {
-        "epochs": config.final_epochs,
+        "epochs": epochs,
+        "shift_pixels": shift,
         "train_samples": len(data.train.dataset),
         "val_accuracy_before": before,
         "val_accuracy": accuracy,

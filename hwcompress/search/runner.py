@@ -121,6 +121,7 @@ class SearchRun:
             product_size_metric(config.method, config.size_metric, quantizes),
             ctx.reward_config.objective,
             float_ships=ctx.profile.bits.runs_float,
+            val_samples=len(ctx.data.val.dataset),
         )
         self.stage_bests: dict[str, Candidate] = {}
         self.executor: Any = None
@@ -234,8 +235,7 @@ class SearchRun:
         loss: Any,
         clamped: int = 0,
     ) -> None:
-        """Checkpoints the controller after an episode and journals the episode (with how
-        many of its proposals were scaled down to the budgets)."""
+        """Checkpoints the controller and journals the episode (and its clamped proposals)."""
         save_atomic(state, self.policies_dir / f"{stage}_ep{episode}.pt")
         save_atomic(state, self.policies_dir / f"{stage}_latest.pt")
         mean = sum(rewards) / len(rewards)

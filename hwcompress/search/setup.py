@@ -23,7 +23,7 @@ from hwcompress.search.evaluate import SearchContext, measure_model, structure_o
 from hwcompress.search.names import StageName
 from hwcompress.search.progress import SearchReporter
 from hwcompress.search.reward import RewardConfig
-from hwcompress.search.target import parse_target, with_targets
+from hwcompress.search.target import parse_target, with_headroom, with_targets
 from hwcompress.train import DistillConfig, TeacherLogits, TrainConfig, evaluate
 from hwcompress.train.device import resolve_device
 
@@ -184,7 +184,7 @@ def prepare_context(
         reporter.message(f"warning: {t_latency.warning}")
     t_acc = evaluate(model, data.val)
     targets = tuple(parse_target(t) for t in config.target)
-    matrix = with_targets(matrix, targets, t_metrics)
+    matrix = with_headroom(with_targets(matrix, targets, t_metrics), config.latency_headroom)
     teacher_info = {
         "spec": config.teacher,
         "source": teacher.source,

@@ -9,6 +9,7 @@ student of a search, which halves the cost of each step.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from hwcompress.train.augment import random_shift
 from hwcompress.train.device import model_device, resolve_device
 from hwcompress.train.loop import Budget, evaluate, run_epochs
 
@@ -39,6 +41,10 @@ class DistillConfig:
             (Hinton et al.) beside the L2 on logits; 0 (default) is N2N's loss.
         temperature: ``T`` of the soft-target term.
         patience: Epochs without validation improvement before stopping.
+        shift: Consistent augmentation: every batch is moved by up to this many pixels
+            (:func:`~hwcompress.train.augment.random_shift`) and the teacher's logits are
+            computed on the moved images (the teacher runs at each step). 0: the cached
+            logits of the images as they are.
         seed: Seed of the shuffling.
         device: Where the student trains (:func:`~hwcompress.train.device.resolve_device`);
             it is handed back on the CPU.
@@ -54,6 +60,7 @@ class DistillConfig:
     kd_weight: float = 0.0
     temperature: float = 4.0
     patience: int = 4
+    shift: int = 0
     seed: int = 0
     device: str = "cpu"
     amp: bool = True
@@ -148,9 +155,16 @@ def distill(
     opt = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
     history: list[dict[str, float]] = []
+    online = None
+    if config.shift > 0:
+        online = copy.deepcopy(teacher).eval().to(resolve_device(config.device))
 
     def step(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, y, z_t = batch
+        if online is not None:
+            x = random_shift(x, config.shift)
+            with torch.no_grad():
+                z_t = online(x).float()
         z_s = student(x).float()
         loss = F.mse_loss(z_s, z_t)
         if config.ce_weight:

@@ -10,7 +10,14 @@ from hwcompress.errors import HwCompressError
 from hwcompress.hardware import ConstraintMatrix, load_profile
 from hwcompress.measure.stats import analyze_module
 from hwcompress.models.builtin import build_builtin
-from hwcompress.search.target import fit_genome, parse_target, size_caps, with_targets
+from hwcompress.search.config import SearchConfig
+from hwcompress.search.target import (
+    fit_genome,
+    parse_target,
+    size_caps,
+    with_headroom,
+    with_targets,
+)
 
 SHAPE = (1, 1, 8, 8)
 
@@ -74,6 +81,33 @@ def test_targets_are_rows_and_caps():
     caps = size_caps(m)
     assert caps["params"] == 100 and caps["macs"] == 5e5
     assert "latency_ms" not in caps  # not predictable from the spec
+
+
+def test_headroom_tightens_latency_rows_alone():
+    matrix = ConstraintMatrix.from_profile(load_profile("x86_host"))
+    targets = (parse_target("params=10x"), parse_target("latency_ms=4x"))
+    m = with_targets(matrix, targets, TEACHER)
+    aimed = with_headroom(m, 0.1)
+    caps = size_caps(aimed, ("params", "latency_ms"))
+    assert caps["latency_ms"] == pytest.approx(0.45)  # 2 ms / 4, 10 % under
+    assert caps["params"] == 100  # sizes are exact: no headroom
+    row = aimed.rows.index("target_latency_ms")
+    assert "aimed at 0.45 ms" in aimed.descriptions[row]
+    x = {**TEACHER, "params": 50, "macs": 5e5, "peak_activation_bytes": 0}
+    assert m.feasible({**x, "latency_ms": 0.48}) and not aimed.feasible({**x, "latency_ms": 0.48})
+    assert aimed.feasible({**x, "latency_ms": 0.44})
+    assert with_headroom(m, 0.0) is m
+
+
+def test_headroom_is_checked_and_older_runs_resume_without_it(tmp_path):
+    with pytest.raises(HwCompressError, match="latency_headroom"):
+        SearchConfig(profile="x86_host", latency_headroom=0.95)
+    with pytest.raises(HwCompressError, match="latency_headroom"):
+        SearchConfig(profile="x86_host", latency_headroom=-0.1)
+    stored = SearchConfig(profile="x86_host").to_dict()
+    assert stored["latency_headroom"] == 0.1
+    del stored["latency_headroom"]  # a run written before the setting existed
+    assert SearchConfig.from_dict(stored).latency_headroom == 0.0
 
 
 def test_fit_genome_scales_widths_until_the_student_fits(resnet):

@@ -62,3 +62,18 @@ def test_early_stop_keeps_the_best_epoch(trained):
     assert evaluate(student, data.val) == pytest.approx(
         max(h["val_accuracy"] for h in result.history)
     )
+
+
+def test_a_consistent_teacher_sees_the_shifted_images_the_student_sees(trained):
+    data, teacher = trained
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    spec = build_spec(teacher, data.input_shape)
+    student = build_student(
+        teacher, Genome(width={g.key: 0.5 for g in spec.shrinkable}), data.input_shape, spec=spec
+    )
+    result = distill(student, teacher, data, DistillConfig(epochs=4, shift=1))
+    assert result.val_accuracy == pytest.approx(evaluate(student, data.val))
+    assert result.val_accuracy > 0.6
+    # the teacher ran on a copy: neither its weights nor its mode changed
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert not teacher.training
