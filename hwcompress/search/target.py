@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,11 +137,10 @@ def with_headroom(matrix: ConstraintMatrix, headroom: float) -> ConstraintMatrix
         return matrix
     b = np.array(matrix.b, dtype=float)
     desc = list(matrix.descriptions) or list(matrix.rows)
-    for i in range(len(matrix.rows)):
-        (cols,) = np.nonzero(matrix.A[i])
-        if len(cols) != 1 or matrix.metrics[cols[0]] != "latency_ms" or matrix.A[i, cols[0]] <= 0:
+    for i, metric, coeff in single_metric_rows(matrix):
+        if metric != "latency_ms":
             continue
-        stated = b[i] / matrix.A[i, cols[0]]
+        stated = b[i] / coeff
         b[i] *= 1.0 - headroom
         desc[i] = (
             f"{desc[i]}; aimed at {stated * (1.0 - headroom):,.6g} ms, {headroom:.0%} under it "
@@ -155,15 +154,20 @@ def size_caps(matrix: ConstraintMatrix, metrics: tuple[str, ...] = PREDICTED) ->
     (by default the sizes the spec predicts; add ``latency_ms`` where a latency model
     predicts it)."""
     caps: dict[str, float] = {}
+    for i, metric, coeff in single_metric_rows(matrix):
+        if metric in metrics:
+            caps[metric] = min(caps.get(metric, math.inf), float(matrix.b[i] / coeff))
+    return caps
+
+
+def single_metric_rows(matrix: ConstraintMatrix) -> Iterator[tuple[int, str, float]]:
+    """``(row, metric, coefficient)`` of each row that bounds one metric alone from above
+    (one non-zero, positive coefficient): the rows :func:`size_caps` reads and
+    :func:`with_headroom` tightens."""
     for i in range(len(matrix.rows)):
         (cols,) = np.nonzero(matrix.A[i])
-        if len(cols) != 1 or matrix.A[i, cols[0]] <= 0:
-            continue
-        metric = matrix.metrics[cols[0]]
-        if metric in metrics:
-            bound = float(matrix.b[i] / matrix.A[i, cols[0]])
-            caps[metric] = min(caps.get(metric, math.inf), bound)
-    return caps
+        if len(cols) == 1 and matrix.A[i, cols[0]] > 0:
+            yield i, matrix.metrics[cols[0]], float(matrix.A[i, cols[0]])
 
 
 def predicted_sizes(spec: ArchSpec, genome: Genome) -> dict[str, float]:
