@@ -447,7 +447,11 @@ def retime(
 
 
 def _code_version() -> str:
-    """The commit the benchmark runs (``+`` where the work tree has changes)."""
+    """The commit the benchmark runs (``+`` where the work tree has changes).
+
+    Changes under ``benchmarks/results`` do not count: ``--append`` rewrites this
+    benchmark's own tables there between runs of the same code.
+    """
     import subprocess
 
     def git(*cmd: str) -> str:
@@ -456,7 +460,15 @@ def _code_version() -> str:
         ).stdout.strip()
 
     rev = git("rev-parse", "--short", "HEAD") or "unknown"
-    return rev + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ":/",
+        ":(top,exclude)benchmarks/results",
+    )
+    return rev + ("+" if changed else "")
 
 
 def _family(name: str) -> str:

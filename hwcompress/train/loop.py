@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -15,13 +15,20 @@ from torch.utils.data import DataLoader
 from hwcompress.train.device import autocast, model_device, to_device
 
 
-def evaluate(model: nn.Module, loader: DataLoader) -> float:
-    """Top-1 accuracy of ``model`` on ``loader`` (the model is left in eval mode)."""
+def evaluate(
+    model: nn.Module, loader: Iterable[tuple[torch.Tensor, ...] | list[torch.Tensor]]
+) -> float:
+    """Top-1 accuracy of ``model`` on ``loader`` (the model is left in eval mode).
+
+    ``loader`` is a ``DataLoader`` or any iterable of ``(inputs, labels, ...)`` batches.
+    """
     return evaluate_with_loss(model, loader)[0]
 
 
 @torch.no_grad()
-def evaluate_with_loss(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
+def evaluate_with_loss(
+    model: nn.Module, loader: Iterable[tuple[torch.Tensor, ...] | list[torch.Tensor]]
+) -> tuple[float, float]:
     """Top-1 accuracy and mean cross-entropy of ``model`` on ``loader`` (left in eval mode)."""
     model.eval()
     device = model_device(model)
