@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 from hwcompress.errors import ConfigError
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import torch
+
+    Batch: TypeAlias = tuple[torch.Tensor, ...] | list[torch.Tensor]
+    """One batch as a loader yields it: ``(inputs, labels, ...)``."""
 
 __all__ = ["DEVICE_HELP", "autocast", "check_device", "resolve_device"]
 
@@ -71,7 +76,7 @@ def autocast(device: torch.device, enabled: bool) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on)
 
 
-def to_device(batch: tuple[torch.Tensor, ...] | list[torch.Tensor], device: torch.device):
+def to_device(batch: Batch, device: torch.device):
     """The batch's tensors on ``device`` (unchanged when already there)."""
     return tuple(t.to(device, non_blocking=True) for t in batch)
 

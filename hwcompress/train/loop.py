@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -14,10 +15,11 @@ from torch.utils.data import DataLoader
 
 from hwcompress.train.device import autocast, model_device, to_device
 
+if TYPE_CHECKING:
+    from hwcompress.train.device import Batch
 
-def evaluate(
-    model: nn.Module, loader: Iterable[tuple[torch.Tensor, ...] | list[torch.Tensor]]
-) -> float:
+
+def evaluate(model: nn.Module, loader: Iterable[Batch]) -> float:
     """Top-1 accuracy of ``model`` on ``loader`` (the model is left in eval mode).
 
     ``loader`` is a ``DataLoader`` or any iterable of ``(inputs, labels, ...)`` batches.
@@ -26,9 +28,7 @@ def evaluate(
 
 
 @torch.no_grad()
-def evaluate_with_loss(
-    model: nn.Module, loader: Iterable[tuple[torch.Tensor, ...] | list[torch.Tensor]]
-) -> tuple[float, float]:
+def evaluate_with_loss(model: nn.Module, loader: Iterable[Batch]) -> tuple[float, float]:
     """Top-1 accuracy and mean cross-entropy of ``model`` on ``loader`` (left in eval mode)."""
     model.eval()
     device = model_device(model)
